@@ -1,0 +1,3 @@
+export { sessionMachine } from './session.machine.js';
+export type { SessionMachine, SessionInput, SessionContext, AudioOut, CloseRequest } from './session.machine.js';
+export * from './types.js';

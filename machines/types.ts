@@ -1,0 +1,158 @@
+// Pure types shared by the statecharts and by src/. No runtime code, no I/O.
+
+export type EndReason = 'completed' | 'stopped' | 'superseded' | 'failed' | 'timeout';
+
+export type SpeakMode = 'interrupt' | 'enqueue';
+
+/** Error codes a client can observe (wire contract v1 plus voxline's additions). */
+export type ErrorCode =
+  | 'bad_request'
+  | 'unknown_type'
+  | 'unauthorized'
+  | 'rate_limited'
+  | 'payload_too_large'
+  | 'text_too_long'
+  | 'duplicate_id'
+  | 'provider_unavailable'
+  | 'provider_auth'
+  | 'internal'
+  | 'unknown_voice'
+  | 'queue_full'
+  | 'handshake_timeout'
+  | 'first_audio_timeout'
+  | 'upstream_stalled'
+  | 'utterance_timeout'
+  | 'text_idle_timeout'
+  | 'client_stalled'
+  | 'shutting_down'
+  | 'client_gone';
+
+export interface WireError {
+  code: ErrorCode;
+  message: string;
+}
+
+export interface VoiceInfo {
+  id: string;
+  language: string;
+  provider: string;
+}
+
+export interface AudioFormat {
+  encoding: 'pcm_s16le';
+  sampleRate: number;
+  channels: 1;
+}
+
+export interface UtteranceStats {
+  chunks: number;
+  bytes: number;
+  firstAudioMs: number | null;
+  durationMs: number;
+}
+
+/** Control messages the server sends (JSON text frames). */
+export type ServerMessage =
+  | {
+      type: 'session.ready';
+      sessionId: string;
+      protocol: 1;
+      format: AudioFormat;
+      voices: VoiceInfo[];
+    }
+  | { type: 'speak.accepted'; id: string; stream: number }
+  | {
+      type: 'speak.end';
+      id: string;
+      stream: number;
+      reason: EndReason;
+      error?: WireError;
+      stats: UtteranceStats;
+    }
+  | { type: 'error'; code: ErrorCode; message: string; id?: string }
+  | { type: 'pong' };
+
+/** A speak request after the codec validated its shape. */
+export interface SpeakRequest {
+  id: string;
+  text: string;
+  voice?: string;
+  final: boolean;
+  mode: SpeakMode;
+}
+
+/** Why an utterance ended, internally: the wire reason plus what caused it. */
+export interface EndRecord {
+  id: string;
+  stream: number;
+  reason: EndReason;
+  error?: WireError;
+  stats: UtteranceStats;
+  /** Internal cause, for logs and metrics only (never on the wire). */
+  cause: string;
+}
+
+export interface SessionLimits {
+  handshakeTimeoutMs: number;
+  firstAudioTimeoutMs: number;
+  chunkGapTimeoutMs: number;
+  utteranceTimeoutMs: number;
+  textIdleTimeoutMs: number;
+  releaseTimeoutMs: number;
+  writeStallTimeoutMs: number;
+  maxTextChars: number;
+  maxQueued: number;
+  /** How many past utterance ids are remembered for duplicate detection. */
+  idMemory: number;
+}
+
+export const defaultSessionLimits: SessionLimits = {
+  handshakeTimeoutMs: 5_000,
+  firstAudioTimeoutMs: 10_000,
+  chunkGapTimeoutMs: 10_000,
+  utteranceTimeoutMs: 300_000,
+  textIdleTimeoutMs: 30_000,
+  releaseTimeoutMs: 2_000,
+  writeStallTimeoutMs: 15_000,
+  maxTextChars: 10_000,
+  maxQueued: 16,
+  idMemory: 1_024,
+};
+
+/** What the upstream (synthesis) actor is started with, one per utterance. */
+export interface UpstreamInput {
+  id: string;
+  stream: number;
+  voice: string;
+  text: string;
+  final: boolean;
+  sampleRate: number;
+}
+
+/** Commands the session sends to its upstream actor. */
+export type UpstreamCommand =
+  | { type: 'TEXT'; text: string; final: boolean }
+  | { type: 'PAUSE' }
+  | { type: 'RESUME' }
+  | { type: 'CANCEL' };
+
+/** Events the upstream actor reports back. Each carries its stream so stale ones are dropped. */
+export type UpstreamEvent =
+  | { type: 'UPSTREAM_AUDIO'; stream: number; pcm: Int16Array }
+  | { type: 'UPSTREAM_WAITING_TEXT'; stream: number }
+  | { type: 'UPSTREAM_DONE'; stream: number }
+  | { type: 'UPSTREAM_ERROR'; stream: number; reason: 'failed' | 'timeout'; error: WireError }
+  | { type: 'UPSTREAM_RELEASED'; stream: number };
+
+/** Events the transport (socket side) sends into the session. */
+export type ClientEvent =
+  | { type: 'START'; sampleRate: number; voice?: string }
+  | { type: 'BAD_START'; code: ErrorCode; message: string }
+  | { type: 'SPEAK'; request: SpeakRequest }
+  | { type: 'STOP'; id?: string }
+  | { type: 'CLIENT_GONE' }
+  | { type: 'CLIENT_BACKPRESSURE' }
+  | { type: 'CLIENT_DRAINED' }
+  | { type: 'SHUTDOWN' };
+
+export type SessionEvent = ClientEvent | UpstreamEvent;

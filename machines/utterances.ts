@@ -1,0 +1,175 @@
+// Pure bookkeeping for a session's utterances: which are queued, which one plays,
+// which ids were used, and how an end record is built. No I/O, no XState.
+import type {
+  EndReason,
+  EndRecord,
+  ErrorCode,
+  SessionLimits,
+  SpeakRequest,
+  WireError,
+} from './types.js';
+
+export interface QueuedUtterance {
+  id: string;
+  stream: number;
+  voice: string;
+  text: string;
+  final: boolean;
+  acceptedAt: number;
+}
+
+export interface CurrentUtterance {
+  id: string;
+  stream: number;
+  voice: string;
+  /** Text queued before the upstream started; later appends go straight to the upstream. */
+  initialText: string;
+  /** Characters received so far, appends included (the limit applies to the whole utterance). */
+  textChars: number;
+  final: boolean;
+  acceptedAt: number;
+  /** True once its end record exists (the session may still be releasing its upstream). */
+  ended: boolean;
+  seq: number;
+  bytes: number;
+  samples: number;
+  firstAudioAt: number | null;
+}
+
+/** An id that was used; `open` while its text can still grow (appends to it are absorbed quietly). */
+export interface UsedId {
+  id: string;
+  open: boolean;
+}
+
+export type SpeakDecision =
+  | { kind: 'accept' }
+  | { kind: 'append-current' }
+  | { kind: 'append-queued'; index: number }
+  | { kind: 'append-ended'; index: number }
+  | { kind: 'reject'; code: ErrorCode; message: string };
+
+export interface UtteranceBook {
+  current: CurrentUtterance | null;
+  queue: QueuedUtterance[];
+  usedIds: UsedId[];
+}
+
+/** Decide what a speak frame means for this session. Total: never throws. */
+export function classifySpeak(
+  book: UtteranceBook,
+  request: SpeakRequest,
+  limits: SessionLimits,
+  voiceIds: ReadonlySet<string>,
+): SpeakDecision {
+  const { current, queue } = book;
+  if (current && current.id === request.id) {
+    if (current.final) return duplicate(request.id);
+    if (current.textChars + request.text.length > limits.maxTextChars) return tooLong(limits);
+    return { kind: 'append-current' };
+  }
+  const queuedIndex = queue.findIndex((u) => u.id === request.id);
+  if (queuedIndex >= 0) {
+    const queued = queue[queuedIndex]!;
+    if (queued.final) return duplicate(request.id);
+    if (queued.text.length + request.text.length > limits.maxTextChars) return tooLong(limits);
+    return { kind: 'append-queued', index: queuedIndex };
+  }
+  const usedIndex = book.usedIds.findIndex((u) => u.id === request.id);
+  if (usedIndex >= 0) {
+    // Text frames for an utterance that was stopped while its text was still open
+    // crossed the STOP on the wire: absorb them quietly rather than erroring.
+    if (book.usedIds[usedIndex]!.open) return { kind: 'append-ended', index: usedIndex };
+    return duplicate(request.id);
+  }
+  if (request.text.length > limits.maxTextChars) return tooLong(limits);
+  if (request.voice !== undefined && !voiceIds.has(request.voice)) {
+    return {
+      kind: 'reject',
+      code: 'unknown_voice',
+      message: `unknown voice "${request.voice}"; this session offers: ${[...voiceIds].join(', ')}`,
+    };
+  }
+  if (request.mode === 'enqueue' && queue.length >= limits.maxQueued) {
+    return {
+      kind: 'reject',
+      code: 'queue_full',
+      message: `at most ${limits.maxQueued} utterances may wait in the queue`,
+    };
+  }
+  return { kind: 'accept' };
+}
+
+function duplicate(id: string): SpeakDecision {
+  return { kind: 'reject', code: 'duplicate_id', message: `utterance id "${id}" was already used in this session` };
+}
+
+function tooLong(limits: SessionLimits): SpeakDecision {
+  return {
+    kind: 'reject',
+    code: 'text_too_long',
+    message: `an utterance may hold at most ${limits.maxTextChars} characters`,
+  };
+}
+
+/** Remember an id, keeping at most `limit` so a long session's memory stays bounded. */
+export function rememberId(usedIds: UsedId[], entry: UsedId, limit: number): UsedId[] {
+  const next = usedIds.filter((u) => u.id !== entry.id);
+  next.push(entry);
+  while (next.length > limit) next.shift();
+  return next;
+}
+
+export function closeUsedId(usedIds: UsedId[], index: number): UsedId[] {
+  return usedIds.map((u, i) => (i === index ? { id: u.id, open: false } : u));
+}
+
+export function startCurrent(next: QueuedUtterance): CurrentUtterance {
+  return {
+    id: next.id,
+    stream: next.stream,
+    voice: next.voice,
+    initialText: next.text,
+    textChars: next.text.length,
+    final: next.final,
+    acceptedAt: next.acceptedAt,
+    ended: false,
+    seq: 0,
+    bytes: 0,
+    samples: 0,
+    firstAudioAt: null,
+  };
+}
+
+export function endOfCurrent(
+  current: CurrentUtterance,
+  reason: EndReason,
+  cause: string,
+  sampleRate: number,
+  error?: WireError,
+): EndRecord {
+  return {
+    id: current.id,
+    stream: current.stream,
+    reason,
+    ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
+    stats: {
+      chunks: current.seq,
+      bytes: current.bytes,
+      firstAudioMs: current.firstAudioAt === null ? null : Math.round(current.firstAudioAt - current.acceptedAt),
+      durationMs: Math.round((current.samples / sampleRate) * 1000),
+    },
+    cause,
+  };
+}
+
+export function endOfQueued(queued: QueuedUtterance, reason: EndReason, cause: string, error?: WireError): EndRecord {
+  return {
+    id: queued.id,
+    stream: queued.stream,
+    reason,
+    ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
+    stats: { chunks: 0, bytes: 0, firstAudioMs: null, durationMs: 0 },
+    cause,
+  };
+}
