@@ -1,0 +1,63 @@
+// Streaming sample-rate conversion with libsamplerate (WASM port), Int16 in and out.
+import libsamplerate from '@alexanderolsen/libsamplerate-js';
+import { float32ToInt16, int16ToFloat32 } from './pcm.js';
+
+const { create, ConverterType } = libsamplerate;
+
+type Src = Awaited<ReturnType<typeof create>>;
+
+export class StreamResampler {
+  private inFrames = 0;
+  private outFrames = 0;
+  private destroyed = false;
+
+  private constructor(
+    private readonly src: Src,
+    readonly fromRate: number,
+    readonly toRate: number,
+  ) {}
+
+  static async create(fromRate: number, toRate: number): Promise<StreamResampler> {
+    const src = await create(1, fromRate, toRate, { converterType: ConverterType.SRC_SINC_FASTEST });
+    return new StreamResampler(src, fromRate, toRate);
+  }
+
+  process(pcm: Int16Array): Int16Array {
+    if (this.destroyed) throw new Error('resampler already destroyed');
+    if (pcm.length === 0) return new Int16Array(0);
+    this.inFrames += pcm.length;
+    const out = float32ToInt16(this.src.full(int16ToFloat32(pcm)));
+    this.outFrames += out.length;
+    return out;
+  }
+
+  /** Push out what the filter still holds, so the output length matches the input duration. */
+  flush(): Int16Array {
+    if (this.destroyed) return new Int16Array(0);
+    const expected = Math.round((this.inFrames * this.toRate) / this.fromRate);
+    const parts: Int16Array[] = [];
+    let missing = expected - this.outFrames;
+    for (let guard = 0; missing > 0 && guard < 8; guard++) {
+      const out = float32ToInt16(this.src.full(new Float32Array(256)));
+      const take = out.subarray(0, Math.min(out.length, missing));
+      parts.push(take);
+      missing -= take.length;
+      this.outFrames += take.length;
+    }
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    const merged = new Int16Array(total);
+    let o = 0;
+    for (const p of parts) {
+      merged.set(p, o);
+      o += p.length;
+    }
+    return merged;
+  }
+
+  /** Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.src.destroy();
+  }
+}

@@ -1,0 +1,209 @@
+// The upstream of one utterance, as an XState callback actor the session invokes.
+// It owns: the provider calls (one piece at a time, strictly in order), the resampler,
+// the chunker and an AbortController. The session's `active` state owns this actor,
+// so leaving that state runs `release()`; CANCEL asks for a release and is answered
+// with UPSTREAM_RELEASED once the provider let go.
+import { fromCallback } from 'xstate';
+import type { UpstreamCommand, UpstreamEvent, UpstreamInput, WireError } from '../../machines/types.js';
+import { PcmChunker } from '../audio/chunker.js';
+import { StreamResampler } from '../audio/resampler.js';
+import { ProviderError, type TtsProvider } from '../providers/types.js';
+import { SentenceSplitter } from '../text/sentenceSplitter.js';
+
+export interface VoiceRoute {
+  provider: TtsProvider;
+  /** The provider's own name for the voice. */
+  providerVoice: string;
+}
+
+export interface SynthesisOptions {
+  resolveVoice: (voiceId: string) => VoiceRoute | undefined;
+  /** Duration of each audio frame on the wire (20–100 ms). */
+  chunkMs: number;
+  /** Observability hook: a provider failure (already mapped to a code). */
+  onProviderError?: (provider: string, error: WireError) => void;
+  /** A job started; `onJobGone` follows exactly once, when it was released and its provider let go. */
+  onJobStart?: () => void;
+  onJobGone?: () => void;
+}
+
+type SendBack = (event: UpstreamEvent) => void;
+
+export class UtteranceJob {
+  private readonly abort = new AbortController();
+  private readonly splitter: SentenceSplitter | null;
+  private readonly chunker: PcmChunker;
+  private resampler: StreamResampler | null = null;
+  private paused = false;
+  private wakeUp: (() => void) | null = null;
+  private cancelRequested = false;
+  private settled = false;
+  private releasedSent = false;
+  private releaseCalled = false;
+  private goneReported = false;
+
+  constructor(
+    private readonly input: UpstreamInput,
+    private readonly route: VoiceRoute | undefined,
+    private readonly options: SynthesisOptions,
+    private readonly sendBack: SendBack,
+  ) {
+    this.splitter = route ? new SentenceSplitter(route.provider.maxPieceChars) : null;
+    this.chunker = new PcmChunker(Math.max(1, Math.round((input.sampleRate * options.chunkMs) / 1000)));
+    this.splitter?.push(input.text);
+    if (input.final) this.splitter?.end();
+  }
+
+  /** Handle a command from the session. Total: never throws. */
+  command(cmd: UpstreamCommand): void {
+    switch (cmd.type) {
+      case 'TEXT':
+        this.splitter?.push(cmd.text);
+        if (cmd.final) this.splitter?.end();
+        this.wake();
+        return;
+      case 'PAUSE':
+        this.paused = true;
+        return;
+      case 'RESUME':
+        this.paused = false;
+        this.wake();
+        return;
+      case 'CANCEL':
+        this.cancelRequested = true;
+        this.abort.abort();
+        this.wake();
+        this.maybeReportReleased();
+        return;
+    }
+  }
+
+  /** Forced release when the owning state exits. Idempotent. */
+  release(): void {
+    this.releaseCalled = true;
+    this.abort.abort();
+    this.wake();
+    this.maybeReportGone();
+  }
+
+  /** Runs until the text is spoken, an error, or an abort. Never rejects. */
+  async run(): Promise<void> {
+    const stream = this.input.stream;
+    try {
+      if (!this.route || !this.splitter) {
+        throw new ProviderError('provider_unavailable', `no provider serves voice "${this.input.voice}"`);
+      }
+      const splitter = this.splitter;
+      while (!this.abort.signal.aborted) {
+        const piece = splitter.next();
+        if (piece === null) {
+          if (splitter.done) break;
+          // Everything given so far is spoken: let it play out, then wait for more text.
+          this.emitFrames(this.drainTail(false));
+          this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream });
+          await this.sleep();
+          continue;
+        }
+        await this.speakPiece(piece);
+      }
+      if (!this.abort.signal.aborted) {
+        this.emitFrames(this.drainTail(true));
+        this.sendBack({ type: 'UPSTREAM_DONE', stream });
+      }
+    } catch (error) {
+      if (!this.abort.signal.aborted) {
+        const wire = toWireError(error);
+        this.options.onProviderError?.(this.route?.provider.name ?? 'none', wire);
+        this.sendBack({ type: 'UPSTREAM_ERROR', stream, reason: 'failed', error: wire });
+      }
+    } finally {
+      this.resampler?.destroy();
+      this.resampler = null;
+      this.settled = true;
+      this.maybeReportReleased();
+      this.maybeReportGone();
+    }
+  }
+
+  private maybeReportGone(): void {
+    if (this.releaseCalled && this.settled && !this.goneReported) {
+      this.goneReported = true;
+      this.options.onJobGone?.();
+    }
+  }
+
+  private async speakPiece(text: string): Promise<void> {
+    const route = this.route!;
+    const iterable = route.provider.synthesize({ text, voice: route.providerVoice, signal: this.abort.signal });
+    for await (const block of iterable) {
+      if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
+      const pcm = await this.toSessionRate(block.samples, block.sampleRate);
+      this.emitFrames(this.chunker.push(pcm));
+      // Backpressure: do not pull more from the provider while the client is not reading.
+      while (this.paused && !this.abort.signal.aborted) await this.sleep();
+    }
+  }
+
+  private async toSessionRate(samples: Int16Array, rate: number): Promise<Int16Array> {
+    if (rate === this.input.sampleRate) return samples;
+    if (!this.resampler || this.resampler.fromRate !== rate) {
+      const tail = this.resampler?.flush();
+      this.resampler?.destroy();
+      if (tail && tail.length > 0) this.emitFrames(this.chunker.push(tail));
+      this.resampler = await StreamResampler.create(rate, this.input.sampleRate);
+      if (this.abort.signal.aborted) return new Int16Array(0);
+    }
+    return this.resampler.process(samples);
+  }
+
+  /** What the resampler and chunker still hold. */
+  private drainTail(end: boolean): Int16Array[] {
+    const frames: Int16Array[] = [];
+    if (end && this.resampler) frames.push(...this.chunker.push(this.resampler.flush()));
+    const last = this.chunker.flush();
+    if (last) frames.push(last);
+    return frames;
+  }
+
+  private emitFrames(frames: Int16Array[]): void {
+    for (const pcm of frames) {
+      if (this.abort.signal.aborted) return;
+      if (pcm.length > 0) this.sendBack({ type: 'UPSTREAM_AUDIO', stream: this.input.stream, pcm });
+    }
+  }
+
+  private sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeUp = resolve;
+    });
+  }
+
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
+  }
+
+  private maybeReportReleased(): void {
+    if (this.cancelRequested && this.settled && !this.releasedSent) {
+      this.releasedSent = true;
+      this.sendBack({ type: 'UPSTREAM_RELEASED', stream: this.input.stream });
+    }
+  }
+}
+
+export function toWireError(error: unknown): WireError {
+  if (error instanceof ProviderError) return { code: error.code, message: error.message };
+  return { code: 'internal', message: 'synthesis failed' };
+}
+
+/** The `synthesis` actor logic the session machine invokes, bound to the server's providers. */
+export function createSynthesisLogic(options: SynthesisOptions) {
+  return fromCallback<UpstreamCommand, UpstreamInput>(({ input, sendBack, receive }) => {
+    options.onJobStart?.();
+    const job = new UtteranceJob(input, options.resolveVoice(input.voice), options, sendBack as SendBack);
+    receive((cmd) => job.command(cmd));
+    void job.run();
+    return () => job.release();
+  });
+}

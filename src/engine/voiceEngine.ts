@@ -1,0 +1,340 @@
+// The voice engine: turns each WebSocket connection into a session actor and wires the
+// actor's actions to the socket. It owns the providers and the set of live sessions.
+import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import { createActor, fromCallback, type ActorRefFrom } from 'xstate';
+import type { WebSocket } from 'ws';
+import { sessionMachine } from '../../machines/session.machine.js';
+import type { EndRecord, ServerMessage, SessionLimits, VoiceInfo, WireError } from '../../machines/types.js';
+import { encodeAudioFrame } from '../protocol/audioFrame.js';
+import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import type { TtsProvider } from '../providers/types.js';
+import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
+
+export interface VoiceEngineOptions {
+  /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
+  providers: TtsProvider[];
+  defaultVoice?: string;
+  /** Sample rates sessions may ask for; the first is the default (24 000 Hz). */
+  sampleRates?: number[];
+  limits?: Partial<SessionLimits>;
+  /** Audio frame duration on the wire, 20–100 ms. */
+  chunkMs?: number;
+  /** Pause the provider when the socket holds more than this many unsent bytes… */
+  highWaterBytes?: number;
+  /** …and resume once it is back under this. */
+  lowWaterBytes?: number;
+  /** WebSocket ping interval; a peer that missed one full interval is disconnected. */
+  heartbeatIntervalMs?: number;
+  /** Optional API keys; when set, session.start must carry one as `token`. */
+  apiKeys?: string[];
+}
+
+export interface EngineStats {
+  sessions: number;
+  upstreamJobs: number;
+  utterancesAccepted: number;
+  utterancesEnded: number;
+  endedByReason: Record<string, number>;
+}
+
+export interface UtteranceEndedEvent extends EndRecord {
+  sessionId: string;
+}
+
+interface SessionIO {
+  ws: WebSocket;
+  actor: ActorRefFrom<typeof sessionMachine>;
+}
+
+const defaultRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
+
+export class VoiceEngine extends EventEmitter<{
+  utteranceEnded: [UtteranceEndedEvent];
+  utteranceAccepted: [{ sessionId: string; id: string; stream: number; voice: string; mode: string }];
+  sessionStarted: [{ sessionId: string }];
+  sessionEnded: [{ sessionId: string }];
+  providerError: [{ provider: string; error: WireError }];
+}> {
+  readonly voices: VoiceInfo[];
+  readonly defaultVoice: string;
+  readonly sampleRates: number[];
+  private readonly routes = new Map<string, VoiceRoute>();
+  private readonly sessions = new Map<string, SessionIO>();
+  private readonly machine;
+  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits'>> &
+    Pick<VoiceEngineOptions, 'limits'>;
+  private readonly keyDigests: Buffer[];
+  private draining = false;
+  private liveJobs = 0;
+  private counters = { accepted: 0, ended: 0, byReason: {} as Record<string, number> };
+
+  constructor(options: VoiceEngineOptions) {
+    super();
+    if (options.providers.length === 0) throw new Error('voxline needs at least one TTS provider');
+    this.options = {
+      providers: options.providers,
+      sampleRates: options.sampleRates ?? defaultRates,
+      chunkMs: options.chunkMs ?? 40,
+      highWaterBytes: options.highWaterBytes ?? 256 * 1024,
+      lowWaterBytes: options.lowWaterBytes ?? 64 * 1024,
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+      limits: options.limits,
+    };
+    if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
+    this.keyDigests = (options.apiKeys ?? []).map(digest);
+    for (const provider of options.providers) {
+      for (const voice of provider.voices) {
+        if (!this.routes.has(voice.id)) this.routes.set(voice.id, { provider, providerVoice: voice.id });
+      }
+    }
+    this.voices = [...this.routes.keys()].map((id) => options.providers.flatMap((p) => p.voices).find((v) => v.id === id)!);
+    this.defaultVoice = options.defaultVoice ?? this.voices[0]!.id;
+    if (!this.routes.has(this.defaultVoice)) throw new Error(`default voice "${this.defaultVoice}" is not offered by any provider`);
+    this.sampleRates = this.options.sampleRates;
+
+    const synthesis = createSynthesisLogic({
+      resolveVoice: (id) => this.routes.get(id),
+      chunkMs: this.options.chunkMs,
+      onProviderError: (provider, error) => this.emit('providerError', { provider, error }),
+      // Count live upstream jobs so tests and metrics can see that nothing is left behind.
+      onJobStart: () => this.liveJobs++,
+      onJobGone: () => this.liveJobs--,
+    });
+    this.machine = sessionMachine.provide({
+      actions: {
+        sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
+        sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
+        closeConnection: ({ context }, close) => {
+          const io = this.sessions.get(context.sessionId);
+          if (io && io.ws.readyState === io.ws.OPEN) io.ws.close(close.code, close.reason);
+        },
+        utteranceEnded: ({ context }, record) => {
+          this.counters.ended++;
+          this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
+          this.emit('utteranceEnded', { sessionId: context.sessionId, ...record });
+        },
+        utteranceAccepted: ({ context }, info) => {
+          this.counters.accepted++;
+          this.emit('utteranceAccepted', { sessionId: context.sessionId, ...info });
+        },
+      },
+      actors: {
+        synthesis,
+        drainWatcher: fromCallback(({ input, sendBack }) => {
+          const io = this.sessions.get((input as { sessionId: string }).sessionId);
+          const timer = setInterval(() => {
+            if (!io || io.ws.bufferedAmount <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+          }, 10);
+          return () => clearInterval(timer);
+        }),
+        heartbeat: fromCallback(({ input, sendBack }) => {
+          const io = this.sessions.get((input as { sessionId: string }).sessionId);
+          if (!io) return () => {};
+          let answered = true;
+          const onPong = () => {
+            answered = true;
+          };
+          io.ws.on('pong', onPong);
+          const timer = setInterval(() => {
+            if (!answered) {
+              sendBack({ type: 'CLIENT_GONE' });
+              io.ws.terminate();
+              return;
+            }
+            answered = false;
+            if (io.ws.readyState === io.ws.OPEN) io.ws.ping();
+          }, this.options.heartbeatIntervalMs);
+          return () => {
+            clearInterval(timer);
+            io.ws.off('pong', onPong);
+          };
+        }),
+      },
+    });
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Ready to take sessions: every provider warm and not shutting down. */
+  isReady(): boolean {
+    return !this.draining && this.options.providers.every((p) => p.isReady());
+  }
+
+  async ready(): Promise<void> {
+    await Promise.all(this.options.providers.map((p) => p.ready()));
+  }
+
+  stats(): EngineStats {
+    return {
+      sessions: this.sessions.size,
+      upstreamJobs: this.liveJobs,
+      utterancesAccepted: this.counters.accepted,
+      utterancesEnded: this.counters.ended,
+      endedByReason: { ...this.counters.byReason },
+    };
+  }
+
+  /** Take over an accepted WebSocket: one session actor for its lifetime. */
+  handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
+    const sessionId = randomUUID();
+    const actor = createActor(this.machine, {
+      input: {
+        sessionId,
+        voices: this.voices,
+        defaultVoice: this.defaultVoice,
+        sampleRates: this.sampleRates,
+        ...(this.options.limits ? { limits: this.options.limits } : {}),
+      },
+    });
+    const io: SessionIO = { ws, actor };
+    this.sessions.set(sessionId, io);
+
+    const sendToActor = (event: Parameters<typeof actor.send>[0]) => {
+      if (actor.getSnapshot().status === 'active') actor.send(event);
+    };
+    const finish = () => {
+      if (!this.sessions.delete(sessionId)) return;
+      ws.off('message', onMessage);
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
+      this.emit('sessionEnded', { sessionId });
+    };
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      try {
+        this.onClientFrame(io, data, isBinary, sendToActor);
+      } catch {
+        // A frame handler must never throw into ws (it would be an uncaught exception).
+        this.sendJson(sessionId, { type: 'error', code: 'internal', message: 'could not process frame' });
+      }
+    };
+    ws.on('message', onMessage);
+    ws.on('error', () => {}); // 'close' follows every socket error
+    ws.once('close', () => sendToActor({ type: 'CLIENT_GONE' }));
+
+    actor.subscribe({
+      complete: finish,
+      error: () => {
+        // Should never happen (every invoke has onError); if it does, drop only this session.
+        ws.terminate();
+        finish();
+      },
+    });
+    this.emit('sessionStarted', { sessionId });
+    actor.start();
+    if (ws.readyState !== ws.OPEN) sendToActor({ type: 'CLIENT_GONE' });
+  }
+
+  private onClientFrame(
+    io: SessionIO,
+    data: Buffer | ArrayBuffer | Buffer[],
+    isBinary: boolean,
+    send: (event: Parameters<SessionIO['actor']['send']>[0]) => void,
+  ): void {
+    const inHandshake = io.actor.getSnapshot().matches('handshake');
+    const sessionId = io.actor.getSnapshot().context.sessionId;
+    const reject = (error: ProtocolError) => {
+      if (inHandshake) send({ type: 'BAD_START', code: error.code, message: error.message });
+      else
+        this.sendJson(sessionId, {
+          type: 'error',
+          code: error.code,
+          message: error.message,
+          ...(error.id !== undefined ? { id: error.id } : {}),
+        });
+    };
+    if (isBinary) {
+      reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
+      return;
+    }
+    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
+    const message = parseClientMessage(text);
+    if (message instanceof ProtocolError) {
+      reject(message);
+      return;
+    }
+    switch (message.type) {
+      case 'session.start':
+        if (!inHandshake) {
+          reject(new ProtocolError('bad_request', 'session already started'));
+          return;
+        }
+        if (!this.authorized(message.token)) {
+          send({ type: 'BAD_START', code: 'unauthorized', message: 'a valid token is required in session.start' });
+          return;
+        }
+        send({
+          type: 'START',
+          sampleRate: message.sampleRate ?? this.sampleRates[0]!,
+          ...(message.voice !== undefined ? { voice: message.voice } : {}),
+        });
+        return;
+      case 'speak':
+        send({ type: 'SPEAK', request: message.request });
+        return;
+      case 'stop':
+        send(message.id !== undefined ? { type: 'STOP', id: message.id } : { type: 'STOP' });
+        return;
+      case 'ping':
+        if (inHandshake) {
+          reject(new ProtocolError('bad_request', 'the first frame must be session.start'));
+          return;
+        }
+        this.sendJson(sessionId, { type: 'pong' });
+        return;
+    }
+  }
+
+  private authorized(token: string | undefined): boolean {
+    if (this.keyDigests.length === 0) return true;
+    if (token === undefined) return false;
+    const d = digest(token);
+    // Compare fixed-length digests in constant time; check every key so timing does not tell which matched.
+    let ok = false;
+    for (const key of this.keyDigests) ok = timingSafeEqual(d, key) || ok;
+    return ok;
+  }
+
+  private sendJson(sessionId: string, message: ServerMessage): void {
+    const io = this.sessions.get(sessionId);
+    if (!io || io.ws.readyState !== io.ws.OPEN) return;
+    io.ws.send(JSON.stringify(message));
+  }
+
+  private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
+    const io = this.sessions.get(sessionId);
+    if (!io || io.ws.readyState !== io.ws.OPEN) return;
+    io.ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true });
+    if (io.ws.bufferedAmount > this.options.highWaterBytes) {
+      // Delivered after the current step; the machine pauses the upstream.
+      queueMicrotask(() => {
+        if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_BACKPRESSURE' });
+      });
+    }
+  }
+
+  /**
+   * Graceful shutdown: refuse new sessions, end every live utterance once (failed,
+   * shutting_down), close sockets with 1001, then release the providers.
+   */
+  async shutdown(timeoutMs = 5_000): Promise<void> {
+    this.draining = true;
+    for (const io of [...this.sessions.values()]) {
+      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const io of [...this.sessions.values()]) {
+      io.actor.stop();
+      io.ws.terminate();
+    }
+    this.sessions.clear();
+    await Promise.all(this.options.providers.map((p) => p.close()));
+  }
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}

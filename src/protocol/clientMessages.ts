@@ -1,0 +1,119 @@
+// Client → server control messages: schema validation (zod) and typed protocol errors.
+import { z } from 'zod';
+import type { ErrorCode, SpeakRequest } from '../../machines/types.js';
+
+const printableId = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[\x20-\x7E]+$/, 'id must be 1..128 printable ASCII characters');
+
+export const sessionStartSchema = z.object({
+  type: z.literal('session.start'),
+  token: z.string().max(4096).optional(),
+  voice: z.string().max(128).optional(),
+  format: z
+    .object({
+      encoding: z.literal('pcm_s16le').optional(),
+      sampleRate: z.number().int().positive().max(384_000).optional(),
+    })
+    .optional(),
+});
+
+export const speakSchema = z.object({
+  type: z.literal('speak'),
+  id: printableId,
+  text: z.string(),
+  voice: z.string().min(1).max(128).optional(),
+  final: z.boolean().optional(),
+  mode: z.enum(['interrupt', 'enqueue']).optional(),
+});
+
+export const stopSchema = z.object({
+  type: z.literal('stop'),
+  id: printableId.optional(),
+});
+
+export const pingSchema = z.object({ type: z.literal('ping') });
+
+export type SessionStartMessage = z.infer<typeof sessionStartSchema>;
+
+export type ClientMessage =
+  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number }
+  | { type: 'speak'; request: SpeakRequest }
+  | { type: 'stop'; id?: string }
+  | { type: 'ping' };
+
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly id?: string,
+  ) {
+    super(message);
+    this.name = 'ProtocolError';
+  }
+}
+
+const knownTypes = new Set(['session.start', 'speak', 'stop', 'ping']);
+
+/** Parse one text frame. Returns the message, or a ProtocolError describing exactly what was wrong. */
+export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return new ProtocolError('bad_request', 'frame is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return new ProtocolError('bad_request', 'frame must be a JSON object');
+  }
+  const record = value as Record<string, unknown>;
+  const id = typeof record.id === 'string' && record.id.length <= 128 ? record.id : undefined;
+  if (typeof record.type !== 'string') {
+    return new ProtocolError('bad_request', 'frame has no "type" string', id);
+  }
+  if (!knownTypes.has(record.type)) {
+    return new ProtocolError('unknown_type', `unknown message type "${record.type.slice(0, 64)}"`, id);
+  }
+  switch (record.type) {
+    case 'session.start': {
+      const r = sessionStartSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error));
+      return {
+        type: 'session.start',
+        ...(r.data.token !== undefined ? { token: r.data.token } : {}),
+        ...(r.data.voice !== undefined ? { voice: r.data.voice } : {}),
+        ...(r.data.format?.sampleRate !== undefined ? { sampleRate: r.data.format.sampleRate } : {}),
+      };
+    }
+    case 'speak': {
+      const r = speakSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error), id);
+      return {
+        type: 'speak',
+        request: {
+          id: r.data.id,
+          text: r.data.text,
+          ...(r.data.voice !== undefined ? { voice: r.data.voice } : {}),
+          final: r.data.final ?? true,
+          mode: r.data.mode ?? 'interrupt',
+        },
+      };
+    }
+    case 'stop': {
+      const r = stopSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error), id);
+      return r.data.id !== undefined ? { type: 'stop', id: r.data.id } : { type: 'stop' };
+    }
+    default:
+      return { type: 'ping' };
+  }
+}
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  if (!issue) return 'invalid message';
+  const path = issue.path.length > 0 ? issue.path.join('.') : 'message';
+  return `${path}: ${issue.message}`.slice(0, 200);
+}

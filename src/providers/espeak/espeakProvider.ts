@@ -1,0 +1,42 @@
+// The embedded offline voice: eSpeak NG running in a pool of child processes.
+import type { VoiceInfo } from '../../../machines/types.js';
+import type { PcmBlock, SynthesisRequest, TtsProvider } from '../types.js';
+import { EspeakWorkerPool, type WorkerPoolOptions } from './workerPool.js';
+
+export const espeakVoices: VoiceInfo[] = [
+  { id: 'en-us', language: 'en', provider: 'espeak' },
+  { id: 'en-gb', language: 'en', provider: 'espeak' },
+  { id: 'ar', language: 'ar', provider: 'espeak' },
+];
+
+export class EspeakProvider implements TtsProvider {
+  readonly name = 'espeak';
+  readonly voices = espeakVoices;
+  // Pieces stay short so a stopped utterance frees its worker within tens of milliseconds.
+  readonly maxPieceChars = 300;
+  readonly pool: EspeakWorkerPool;
+
+  constructor(options: Partial<WorkerPoolOptions> = {}) {
+    this.pool = new EspeakWorkerPool(options);
+  }
+
+  ready(): Promise<void> {
+    return this.pool.start();
+  }
+
+  isReady(): boolean {
+    return this.pool.isReady();
+  }
+
+  synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
+    return this.pool.synthesize(request.text, request.voice, request.signal);
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}
+
+export function espeakProvider(options: Partial<WorkerPoolOptions> = {}): EspeakProvider {
+  return new EspeakProvider(options);
+}

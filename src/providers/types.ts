@@ -1,0 +1,46 @@
+// What every upstream TTS implements. One call synthesizes one text piece; the session
+// engine splits utterances into pieces, keeps them in order, and owns cancellation.
+import type { ErrorCode, VoiceInfo } from '../../machines/types.js';
+
+export interface PcmBlock {
+  /** Signed 16-bit mono samples. */
+  samples: Int16Array;
+  sampleRate: number;
+}
+
+export interface SynthesisRequest {
+  text: string;
+  /** The provider's own voice name. */
+  voice: string;
+  /** Aborted when the utterance is stopped or superseded: stop work, release what you hold. */
+  signal: AbortSignal;
+}
+
+export interface TtsProvider {
+  readonly name: string;
+  readonly voices: VoiceInfo[];
+  /** The largest text piece one synthesize() call accepts. */
+  readonly maxPieceChars: number;
+  /**
+   * Yield PCM as it is made. Ending the iteration (return or abort) must release every
+   * resource of this call before the returned promise of `return()` settles.
+   */
+  synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock>;
+  /** Resolves when the provider can take requests (e.g. workers warm). */
+  ready(): Promise<void>;
+  isReady(): boolean;
+  /** Release everything. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A typed provider failure the engine maps onto a speak.end error. */
+export class ProviderError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}

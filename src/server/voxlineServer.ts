@@ -1,0 +1,150 @@
+// HTTP + WebSocket front of the engine: attach to an embedder's http.Server, or run standalone.
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+import { VoiceEngine, type VoiceEngineOptions } from '../engine/voiceEngine.js';
+import { espeakProvider } from '../providers/espeak/espeakProvider.js';
+import type { TtsProvider } from '../providers/types.js';
+
+export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
+  /** WebSocket path (default `/v1/voice`). */
+  path?: string;
+  /** Largest accepted client frame in bytes; larger ones close the connection with 1009 (default 1 MiB). */
+  maxFrameBytes?: number;
+  /** Number of pre-warmed embedded-voice workers when no providers are given (default 2). */
+  espeakWorkers?: number;
+}
+
+export interface AttachedVoxline {
+  engine: VoiceEngine;
+  /** Serve voxline's HTTP routes (`/`, `/healthz`, `/readyz`); returns false for other paths. */
+  handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
+  /** Graceful shutdown of the engine (the http.Server stays the embedder's to close). */
+  close(): Promise<void>;
+}
+
+const pagePath = fileURLToPath(new URL('../../../public/index.html', import.meta.url));
+const pageFallbackPath = fileURLToPath(new URL('../../public/index.html', import.meta.url));
+
+function loadPage(): string {
+  for (const p of [pagePath, pageFallbackPath]) {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      /* try the next location */
+    }
+  }
+  return '<!doctype html><title>voxline</title><p>voxline is running.</p>';
+}
+
+function defaultProviders(options: VoxlineOptions): TtsProvider[] {
+  return options.providers ?? [espeakProvider({ size: options.espeakWorkers ?? 2 })];
+}
+
+/** Attach the voice engine to an existing http.Server (WebSocket upgrades on `path`). */
+export function attachVoxline(server: Server, options: VoxlineOptions = {}): AttachedVoxline {
+  const path = options.path ?? '/v1/voice';
+  const engine = new VoiceEngine({ ...options, providers: defaultProviders(options) });
+  void engine.ready().catch(() => {
+    /* readiness is reported by /readyz; sessions on an unready provider end with provider_unavailable */
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxFrameBytes ?? 1024 * 1024,
+    perMessageDeflate: false, // PCM does not compress; deflate only costs CPU and memory
+  });
+  wss.on('connection', (ws, req) => engine.handleConnection(ws, req));
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== path) return; // someone else's upgrade
+    socket.on('error', () => {});
+    if (engine.isDraining) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  };
+  server.on('upgrade', onUpgrade);
+
+  let page: string | null = null;
+  const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    switch (url.pathname) {
+      case '/':
+      case '/index.html':
+        page ??= loadPage();
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
+        res.end(page);
+        return true;
+      case '/healthz':
+        json(res, 200, { status: 'ok' });
+        return true;
+      case '/readyz': {
+        const ready = engine.isReady();
+        json(res, ready ? 200 : 503, { ready, draining: engine.isDraining, ...engine.stats() });
+        return true;
+      }
+      default:
+        return false;
+    }
+  };
+
+  let closed: Promise<void> | null = null;
+  return {
+    engine,
+    handleRequest,
+    close() {
+      closed ??= (async () => {
+        server.off('upgrade', onUpgrade);
+        await engine.shutdown();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      })();
+      return closed;
+    },
+  };
+}
+
+export interface VoxlineServer extends AttachedVoxline {
+  server: Server;
+  /** Start listening; resolves with the ws:// URL of the voice endpoint. */
+  listen(port?: number, host?: string): Promise<{ url: string; port: number; host: string }>;
+}
+
+/** A standalone voxline server: voice endpoint, demo page and health routes. */
+export function createVoxlineServer(options: VoxlineOptions = {}): VoxlineServer {
+  const server = createServer();
+  const attached = attachVoxline(server, options);
+  server.on('request', (req, res) => {
+    if (!attached.handleRequest(req, res)) json(res, 404, { error: { code: 'not_found', message: 'no such route' } });
+  });
+  return {
+    ...attached,
+    server,
+    listen(port = 8080, host = '127.0.0.1') {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address() as AddressInfo;
+          const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+          resolve({ url: `http://${shownHost}:${address.port}`, port: address.port, host: address.address });
+        });
+      });
+    },
+    async close() {
+      await attached.close();
+      server.closeAllConnections?.();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
