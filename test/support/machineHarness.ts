@@ -1,0 +1,135 @@
+// Runs the pure session machine against a scripted upstream and XState's simulated clock,
+// recording every frame it would put on the wire. Used by unit and property tests.
+import { createActor, fromCallback, SimulatedClock } from 'xstate';
+import { sessionMachine } from '../../machines/session.machine.js';
+import type {
+  EndRecord,
+  ServerMessage,
+  SessionEvent,
+  SessionLimits,
+  UpstreamCommand,
+  UpstreamInput,
+} from '../../machines/types.js';
+
+export type Frame =
+  | { kind: 'message'; message: ServerMessage }
+  | { kind: 'audio'; stream: number; seq: number; samples: number; marker: number }
+  | { kind: 'close'; code: number };
+
+export interface FakeUpstream {
+  input: UpstreamInput;
+  commands: UpstreamCommand['type'][];
+  sendBack: (event: SessionEvent) => void;
+  cleanedUp: boolean;
+}
+
+export const testLimits: SessionLimits = {
+  handshakeTimeoutMs: 5_000,
+  firstAudioTimeoutMs: 1_000,
+  chunkGapTimeoutMs: 800,
+  utteranceTimeoutMs: 6_000,
+  textIdleTimeoutMs: 1_500,
+  releaseTimeoutMs: 300,
+  writeStallTimeoutMs: 2_000,
+  maxTextChars: 200,
+  maxQueued: 4,
+  idMemory: 64,
+};
+
+export function createHarness(limits: Partial<SessionLimits> = {}) {
+  const clock = new SimulatedClock();
+  const frames: Frame[] = [];
+  const ended: EndRecord[] = [];
+  const upstreams: FakeUpstream[] = [];
+  let liveUpstreams = 0;
+  let maxLiveUpstreams = 0;
+  /** Ownership violations seen: an upstream started while another was still live. */
+  const overlaps: number[] = [];
+  let liveWatchers = 0;
+  let liveHeartbeats = 0;
+
+  const machine = sessionMachine.provide({
+    actions: {
+      sendMessage: (_, message) => frames.push({ kind: 'message', message }),
+      sendAudio: (_, a) => frames.push({ kind: 'audio', stream: a.stream, seq: a.seq, samples: a.pcm.length, marker: a.pcm[0] ?? -1 }),
+      closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
+      utteranceEnded: (_, record) => ended.push(record),
+    },
+    actors: {
+      synthesis: fromCallback<UpstreamCommand, UpstreamInput>(({ input, sendBack, receive }) => {
+        if (liveUpstreams > 0) overlaps.push(input.stream);
+        liveUpstreams++;
+        maxLiveUpstreams = Math.max(maxLiveUpstreams, liveUpstreams);
+        const upstream: FakeUpstream = {
+          input,
+          commands: [],
+          sendBack: sendBack as (e: SessionEvent) => void,
+          cleanedUp: false,
+        };
+        upstreams.push(upstream);
+        receive((cmd) => upstream.commands.push(cmd.type));
+        return () => {
+          // Cleanup must be harmless when repeated: count it once.
+          if (upstream.cleanedUp) return;
+          upstream.cleanedUp = true;
+          liveUpstreams--;
+        };
+      }),
+      drainWatcher: fromCallback(() => {
+        liveWatchers++;
+        return () => {
+          liveWatchers--;
+        };
+      }),
+      heartbeat: fromCallback(() => {
+        liveHeartbeats++;
+        return () => {
+          liveHeartbeats--;
+        };
+      }),
+    },
+  });
+
+  const actor = createActor(machine, {
+    clock,
+    input: {
+      sessionId: 'test-session',
+      voices: [
+        { id: 'en-us', language: 'en', provider: 'fake' },
+        { id: 'ar', language: 'ar', provider: 'fake' },
+      ],
+      defaultVoice: 'en-us',
+      sampleRates: [24_000, 16_000],
+      limits: { ...testLimits, ...limits },
+      now: () => clock.now(),
+    },
+  });
+  const errors: unknown[] = [];
+  actor.subscribe({ error: (e) => errors.push(e) });
+  actor.start();
+
+  return {
+    actor,
+    clock,
+    frames,
+    ended,
+    upstreams,
+    overlaps,
+    errors,
+    send: (event: SessionEvent) => {
+      if (actor.getSnapshot().status === 'active') actor.send(event);
+    },
+    /** The upstream the session currently owns, if its actor is still running. */
+    liveUpstream: () => upstreams.find((u) => !u.cleanedUp),
+    counts: () => ({
+      liveUpstreams,
+      maxLiveUpstreams,
+      liveWatchers,
+      liveHeartbeats,
+      pendingTimers: (clock as unknown as { timeouts: Map<unknown, unknown> }).timeouts.size,
+    }),
+    messages: () => frames.flatMap((f) => (f.kind === 'message' ? [f.message] : [])),
+  };
+}
+
+export type Harness = ReturnType<typeof createHarness>;
