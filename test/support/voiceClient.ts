@@ -1,0 +1,126 @@
+// A test client of the wire contract over a real WebSocket: records every frame in order.
+import WebSocket from 'ws';
+import { decodeAudioFrame } from '../../src/protocol/audioFrame.js';
+import type { ServerMessage } from '../../machines/types.js';
+
+export type ClientFrame =
+  | { kind: 'message'; message: ServerMessage; at: number }
+  | { kind: 'audio'; stream: number; seq: number; pcm: Int16Array; at: number };
+
+export class TestVoiceClient {
+  readonly frames: ClientFrame[] = [];
+  closeCode: number | null = null;
+  private waiters: Array<() => void> = [];
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer, isBinary) => {
+      const at = performance.now();
+      if (isBinary) {
+        const f = decodeAudioFrame(new Uint8Array(data));
+        this.frames.push({ kind: 'audio', stream: f.stream, seq: f.seq, pcm: f.pcm, at });
+      } else {
+        this.frames.push({ kind: 'message', message: JSON.parse(data.toString('utf8')) as ServerMessage, at });
+      }
+      this.notify();
+    });
+    ws.on('close', (code) => {
+      this.closeCode = code;
+      this.notify();
+    });
+    ws.on('error', () => {});
+  }
+
+  static async connect(url: string, options: WebSocket.ClientOptions = {}): Promise<TestVoiceClient> {
+    const ws = new WebSocket(url, options);
+    const client = new TestVoiceClient(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    return client;
+  }
+
+  /** Connect and complete the handshake. */
+  static async start(url: string, start: Record<string, unknown> = {}): Promise<TestVoiceClient> {
+    const c = await TestVoiceClient.connect(url);
+    c.send({ type: 'session.start', ...start });
+    await c.waitForMessage((m) => m.type === 'session.ready');
+    return c;
+  }
+
+  send(value: unknown): void {
+    this.ws.send(typeof value === 'string' ? value : JSON.stringify(value));
+  }
+
+  messages(): ServerMessage[] {
+    return this.frames.flatMap((f) => (f.kind === 'message' ? [f.message] : []));
+  }
+
+  audioOf(stream: number): Int16Array[] {
+    return this.frames.flatMap((f) => (f.kind === 'audio' && f.stream === stream ? [f.pcm] : []));
+  }
+
+  async waitForMessage<T extends ServerMessage>(pred: (m: ServerMessage) => boolean, timeoutMs = 10_000): Promise<T> {
+    return (await this.waitFor(() => this.messages().find(pred), timeoutMs)) as T;
+  }
+
+  async waitForEnd(id: string, timeoutMs = 10_000) {
+    return this.waitForMessage<Extract<ServerMessage, { type: 'speak.end' }>>(
+      (m) => m.type === 'speak.end' && m.id === id,
+      timeoutMs,
+    );
+  }
+
+  async waitForClose(timeoutMs = 10_000): Promise<number> {
+    return this.waitFor(() => this.closeCode ?? undefined, timeoutMs);
+  }
+
+  async waitFor<T>(probe: () => T | undefined, timeoutMs = 10_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = probe();
+      if (v !== undefined) return v;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out after ${timeoutMs} ms; frames so far: ${JSON.stringify(this.messages()).slice(0, 800)}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 250));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  private notify(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+/** Check the wire contract on one client's frame log: one end per accepted stream, no audio after it, gapless seq. */
+export function assertContract(frames: ClientFrame[]): void {
+  const accepted = new Set<number>();
+  const ended = new Map<number, number>();
+  const seq = new Map<number, number>();
+  for (const f of frames) {
+    if (f.kind === 'message') {
+      if (f.message.type === 'speak.accepted') accepted.add(f.message.stream);
+      if (f.message.type === 'speak.end') {
+        if (ended.has(f.message.stream)) throw new Error(`second speak.end for stream ${f.message.stream}`);
+        if (!accepted.has(f.message.stream)) throw new Error(`speak.end for unaccepted stream ${f.message.stream}`);
+        ended.set(f.message.stream, 1);
+      }
+    } else {
+      if (ended.has(f.stream)) throw new Error(`audio of stream ${f.stream} after its speak.end`);
+      if (!accepted.has(f.stream)) throw new Error(`audio of unaccepted stream ${f.stream}`);
+      const expected = seq.get(f.stream) ?? 0;
+      if (f.seq !== expected) throw new Error(`stream ${f.stream}: seq ${f.seq}, expected ${expected}`);
+      seq.set(f.stream, expected + 1);
+      if (f.pcm.length === 0) throw new Error('empty audio frame');
+    }
+  }
+}
