@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { fc, test } from '@fast-check/vitest';
+import { PcmChunker } from '../../src/audio/chunker.js';
+import { StreamResampler } from '../../src/audio/resampler.js';
+import { SentenceSplitter } from '../../src/text/sentenceSplitter.js';
+
+describe('PcmChunker', () => {
+  test.prop([fc.integer({ min: 1, max: 500 }), fc.array(fc.integer({ min: 0, max: 1200 }), { maxLength: 30 })])(
+    'emits full frames in order and loses no sample',
+    (frameSamples, sizes) => {
+      const chunker = new PcmChunker(frameSamples);
+      let counter = 0;
+      const out: number[] = [];
+      for (const size of sizes) {
+        const block = Int16Array.from({ length: size }, () => counter++ % 30000);
+        for (const f of chunker.push(block)) {
+          expect(f.length).toBe(frameSamples);
+          out.push(...f);
+        }
+      }
+      const last = chunker.flush();
+      if (last) {
+        expect(last.length).toBeLessThan(frameSamples);
+        out.push(...last);
+      }
+      expect(out).toEqual(Array.from({ length: counter }, (_, i) => i % 30000));
+    },
+  );
+});
+
+describe('StreamResampler', () => {
+  it('turns 22 050 Hz into 24 000 Hz keeping duration and pitch, and destroy is idempotent', async () => {
+    const r = await StreamResampler.create(22_050, 24_000);
+    // 1 s of a 440 Hz tone, fed in 100 ms blocks as a provider would.
+    const input = Int16Array.from({ length: 22_050 }, (_, i) => Math.round(10_000 * Math.sin((2 * Math.PI * 440 * i) / 22_050)));
+    const parts: Int16Array[] = [];
+    for (let i = 0; i < input.length; i += 2205) parts.push(r.process(input.subarray(i, i + 2205)));
+    parts.push(r.flush());
+    const out = Int16Array.from(parts.flatMap((p) => Array.from(p)));
+    expect(out.length).toBe(24_000);
+    // Count zero crossings in the steady middle: ~880 per second for 440 Hz.
+    let crossings = 0;
+    for (let i = 2_400; i < 21_600; i++) if ((out[i - 1]! < 0) !== (out[i]! < 0)) crossings++;
+    expect(crossings / 0.8).toBeGreaterThan(860);
+    expect(crossings / 0.8).toBeLessThan(900);
+    r.destroy();
+    r.destroy();
+    r.destroy();
+    expect(() => r.process(new Int16Array(10))).toThrow();
+  });
+});
+
+describe('SentenceSplitter', () => {
+  it('releases a sentence only once text after it arrived, or the text ended', () => {
+    const s = new SentenceSplitter(300);
+    s.push('Hello there. How');
+    expect(s.next()).toBe('Hello there.');
+    expect(s.next()).toBeNull();
+    s.push(' are you?');
+    expect(s.next()).toBeNull();
+    s.end();
+    expect(s.next()).toBe('How are you?');
+    expect(s.done).toBe(true);
+  });
+
+  it('splits Arabic sentences', () => {
+    const s = new SentenceSplitter(300);
+    s.push('مرحبا بكم. كيف حالك؟');
+    s.end();
+    expect([s.next(), s.next(), s.next()]).toEqual(['مرحبا بكم.', 'كيف حالك؟', null]);
+  });
+
+  test.prop([fc.array(fc.string({ maxLength: 80 }), { maxLength: 12 }), fc.integer({ min: 20, max: 200 })])(
+    'keeps every word, in order, and no piece exceeds the limit',
+    (parts, max) => {
+      const s = new SentenceSplitter(max);
+      const pieces: string[] = [];
+      for (const p of parts) {
+        s.push(p);
+        for (let x = s.next(); x !== null; x = s.next()) pieces.push(x);
+      }
+      s.end();
+      for (let x = s.next(); x !== null; x = s.next()) pieces.push(x);
+      for (const p of pieces) expect(p.length).toBeLessThanOrEqual(max);
+      const squash = (t: string) => t.replace(/\s+/gu, '');
+      expect(squash(pieces.join(''))).toBe(squash(parts.join('')));
+    },
+  );
+});
