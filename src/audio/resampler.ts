@@ -1,6 +1,6 @@
 // Streaming sample-rate conversion with libsamplerate (WASM port), Int16 in and out.
 import libsamplerate from '@alexanderolsen/libsamplerate-js';
-import { float32ToInt16, int16ToFloat32 } from './pcm.js';
+import { concatInt16, float32ToInt16, int16ToFloat32 } from './pcm.js';
 
 const { create, ConverterType } = libsamplerate;
 
@@ -44,14 +44,7 @@ export class StreamResampler {
       missing -= take.length;
       this.outFrames += take.length;
     }
-    const total = parts.reduce((n, p) => n + p.length, 0);
-    const merged = new Int16Array(total);
-    let o = 0;
-    for (const p of parts) {
-      merged.set(p, o);
-      o += p.length;
-    }
-    return merged;
+    return concatInt16(parts);
   }
 
   /** Idempotent. */
