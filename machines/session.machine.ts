@@ -169,7 +169,6 @@ const baseSetup = setup({
       context.current !== null &&
       !context.current.ended &&
       (event.id === undefined || event.id === context.current.id),
-    stopWithoutId: ({ event }) => isStop(event) && event.id === undefined,
     hasQueued: ({ context }) => context.queue.length > 0,
     upstreamWaiting: ({ context }) => context.upstreamWaiting,
   },
@@ -455,20 +454,15 @@ export const sessionMachine = sessionSetup.createMachine({
           },
           { actions: 'accept' },
         ],
-        STOP: [
-          {
-            guard: 'stopWithoutId',
-            actions: [assign(({ context }) => endQueue(context, 'stopped', 'stop')), 'announceEnds'],
-          },
-          {
-            actions: [
-              assign(({ context, event }) =>
-                isStop(event) ? endQueue(context, 'stopped', 'stop', undefined, event.id) : {},
-              ),
-              'announceEnds',
-            ],
-          },
-        ],
+        // Queued utterances only (the playing one is live's): all of them, or the one with that id.
+        STOP: {
+          actions: [
+            assign(({ context, event }) =>
+              isStop(event) ? endQueue(context, 'stopped', 'stop', undefined, event.id) : {},
+            ),
+            'announceEnds',
+          ],
+        },
         CLIENT_GONE: {
           target: 'ended',
           actions: [
@@ -537,16 +531,7 @@ export const sessionMachine = sessionSetup.createMachine({
                   'announceEnds',
                 ],
               },
-              {
-                actions: [
-                  assign(({ context, event }) =>
-                    isStop(event) && event.id !== undefined
-                      ? endQueue(context, 'stopped', 'stop', undefined, event.id)
-                      : {},
-                  ),
-                  'announceEnds',
-                ],
-              },
+              // Any other STOP falls through to `active`, which ends queued utterances.
             ],
             UPSTREAM_DONE: {
               guard: 'isCurrentStream',

@@ -84,12 +84,16 @@ export class VoiceEngine extends EventEmitter<{
     };
     if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
     this.keyDigests = (options.apiKeys ?? []).map(digest);
+    // The first provider offering a voice id serves it.
+    const voices: VoiceInfo[] = [];
     for (const provider of options.providers) {
       for (const voice of provider.voices) {
-        if (!this.routes.has(voice.id)) this.routes.set(voice.id, { provider, providerVoice: voice.id });
+        if (this.routes.has(voice.id)) continue;
+        this.routes.set(voice.id, { provider, providerVoice: voice.id });
+        voices.push(voice);
       }
     }
-    this.voices = [...this.routes.keys()].map((id) => options.providers.flatMap((p) => p.voices).find((v) => v.id === id)!);
+    this.voices = voices;
     this.defaultVoice = options.defaultVoice ?? this.voices[0]!.id;
     if (!this.routes.has(this.defaultVoice)) throw new Error(`default voice "${this.defaultVoice}" is not offered by any provider`);
     this.sampleRates = this.options.sampleRates;
