@@ -303,7 +303,8 @@ export const sessionMachine = sessionSetup.createMachine({
     sessionId: input.sessionId,
     limits: { ...defaultSessionLimits, ...input.limits },
     voices: input.voices,
-    voiceIds: new Set(input.voices.map((v) => v.id)),
+    // A voice is named by its id, or `provider:id` to pick the provider explicitly.
+    voiceIds: new Set(input.voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`])),
     defaultVoice: input.defaultVoice,
     sampleRates: input.sampleRates,
     sampleRate: input.sampleRates[0] ?? 24_000,

@@ -15,6 +15,9 @@ export type ErrorCode =
   | 'duplicate_id'
   | 'provider_unavailable'
   | 'provider_auth'
+  | 'provider_rejected'
+  | 'provider_busy'
+  | 'provider_timeout'
   | 'internal'
   | 'unknown_voice'
   | 'queue_full'
@@ -30,6 +33,8 @@ export type ErrorCode =
 export interface WireError {
   code: ErrorCode;
   message: string;
+  /** With `rate_limited`: how long the upstream asked to wait. */
+  retryAfterMs?: number;
 }
 
 export interface VoiceInfo {

@@ -26,3 +26,31 @@ export function concatInt16(parts: Int16Array[]): Int16Array {
   }
   return out;
 }
+
+/**
+ * A canonical 44-byte PCM WAV header. `dataBytes` undefined writes the streaming
+ * placeholder (0xFFFFFFFF), which readers take as "until the end of the stream".
+ */
+export function wavHeader(sampleRate: number, dataBytes?: number): Uint8Array {
+  const header = new Uint8Array(44);
+  const view = new DataView(header.buffer);
+  const size = dataBytes ?? 0xffffffff;
+  header.set([0x52, 0x49, 0x46, 0x46], 0); // RIFF
+  view.setUint32(4, dataBytes === undefined ? 0xffffffff : 36 + size, true);
+  header.set([0x57, 0x41, 0x56, 0x45, 0x66, 0x6d, 0x74, 0x20], 8); // WAVEfmt
+  view.setUint32(16, 16, true);
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, sampleRate, true);
+  view.setUint32(28, sampleRate * 2, true);
+  view.setUint16(32, 2, true);
+  view.setUint16(34, 16, true);
+  header.set([0x64, 0x61, 0x74, 0x61], 36); // data
+  view.setUint32(40, size, true);
+  return header;
+}
+
+/** Int16 samples as little-endian bytes (a view when the platform is little-endian). */
+export function int16ToBytes(pcm: Int16Array): Uint8Array {
+  return new Uint8Array(pcm.buffer, pcm.byteOffset, pcm.byteLength);
+}

@@ -7,13 +7,16 @@ import { fromCallback } from 'xstate';
 import type { UpstreamCommand, UpstreamEvent, UpstreamInput, WireError } from '../../machines/types.js';
 import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
-import { ProviderError, type TtsProvider } from '../providers/types.js';
+import type { ProviderGuard } from '../providers/providerGuard.js';
+import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
 
 export interface VoiceRoute {
   provider: TtsProvider;
   /** The provider's own name for the voice. */
   providerVoice: string;
+  /** Circuit breaker and retry-after gate of this provider. */
+  guard?: ProviderGuard;
 }
 
 export interface SynthesisOptions {
@@ -35,7 +38,8 @@ export class UtteranceJob {
   private readonly chunker: PcmChunker;
   private resampler: StreamResampler | null = null;
   private paused = false;
-  private wakeUp: (() => void) | null = null;
+  private waitingText = false;
+  private readonly wakers = new Set<() => void>();
   private cancelRequested = false;
   private settled = false;
   private releasedSent = false;
@@ -94,7 +98,8 @@ export class UtteranceJob {
         throw new ProviderError('provider_unavailable', `no provider serves voice "${this.input.voice}"`);
       }
       const splitter = this.splitter;
-      while (!this.abort.signal.aborted) {
+      if (this.route.provider.openTextStream) await this.runTextStream(this.route.provider.openTextStream.bind(this.route.provider));
+      else while (!this.abort.signal.aborted) {
         const piece = splitter.next();
         if (piece === null) {
           if (splitter.done) break;
@@ -134,11 +139,68 @@ export class UtteranceJob {
 
   private async speakPiece(text: string): Promise<void> {
     const route = this.route!;
-    const iterable = route.provider.synthesize({ text, voice: route.providerVoice, signal: this.abort.signal });
-    for await (const block of iterable) {
+    const signal = this.abort.signal;
+    await this.consume(this.guarded(() => route.provider.synthesize({ text, voice: route.providerVoice, signal })));
+  }
+
+  /**
+   * One upstream context for the whole utterance: text goes in as the client sends it,
+   * audio comes out concurrently. When all text given so far is written and flushed, the
+   * session hears UPSTREAM_WAITING_TEXT after each audio block, so it sits in
+   * `awaitingText` (text-idle timer) rather than mistaking the pause for a stalled upstream.
+   */
+  private async runTextStream(open: NonNullable<TtsProvider['openTextStream']>): Promise<void> {
+    const route = this.route!;
+    const splitter = this.splitter!;
+    const text: TextStream = open({ voice: route.providerVoice, signal: this.abort.signal });
+    let audioOver = false;
+    const pumpText = async () => {
+      let unflushed = false;
+      while (!this.abort.signal.aborted && !audioOver) {
+        const piece = splitter.next();
+        if (piece !== null) {
+          text.write(piece);
+          unflushed = true;
+          continue;
+        }
+        if (splitter.done) {
+          text.end();
+          return;
+        }
+        if (unflushed) text.flush();
+        unflushed = false;
+        this.waitingText = true;
+        this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
+        await this.sleep();
+        this.waitingText = false;
+      }
+    };
+    const pump = pumpText();
+    pump.catch(() => {}); // observed by `await pump` below; this only keeps an early exit from leaving it unhandled
+    try {
+      await this.consume(this.guarded(() => text.audio), () => {
+        if (!this.waitingText) return;
+        this.emitFrames(this.drainTail(false));
+        this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
+      });
+    } finally {
+      audioOver = true;
+      text.close();
+      this.wake();
+    }
+    await pump;
+  }
+
+  private guarded(start: () => AsyncIterable<PcmBlock>): AsyncIterable<PcmBlock> {
+    return this.route?.guard ? this.route.guard.run(start, this.abort.signal) : start();
+  }
+
+  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: () => void): Promise<void> {
+    for await (const block of audio) {
       if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
       const pcm = await this.toSessionRate(block.samples, block.sampleRate);
       this.emitFrames(this.chunker.push(pcm));
+      afterBlock?.();
       // Backpressure: do not pull more from the provider while the client is not reading.
       while (this.paused && !this.abort.signal.aborted) await this.sleep();
     }
@@ -172,16 +234,17 @@ export class UtteranceJob {
     }
   }
 
+  /** Wait for any change (text, resume, cancel); callers re-check their own condition. */
   private sleep(): Promise<void> {
     return new Promise((resolve) => {
-      this.wakeUp = resolve;
+      this.wakers.add(resolve);
     });
   }
 
   private wake(): void {
-    const w = this.wakeUp;
-    this.wakeUp = null;
-    w?.();
+    const wakers = [...this.wakers];
+    this.wakers.clear();
+    for (const w of wakers) w();
   }
 
   private maybeReportReleased(): void {
@@ -193,7 +256,13 @@ export class UtteranceJob {
 }
 
 export function toWireError(error: unknown): WireError {
-  if (error instanceof ProviderError) return { code: error.code, message: error.message };
+  if (error instanceof ProviderError) {
+    return {
+      code: error.code,
+      message: error.message,
+      ...(error.retryAfterMs !== undefined ? { retryAfterMs: Math.ceil(error.retryAfterMs) } : {}),
+    };
+  }
   return { code: 'internal', message: 'synthesis failed' };
 }
 

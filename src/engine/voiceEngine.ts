@@ -9,6 +9,7 @@ import { sessionMachine } from '../../machines/session.machine.js';
 import type { EndRecord, ServerMessage, SessionLimits, VoiceInfo, WireError } from '../../machines/types.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 
@@ -29,6 +30,8 @@ export interface VoiceEngineOptions {
   heartbeatIntervalMs?: number;
   /** Optional API keys; when set, session.start must carry one as `token`. */
   apiKeys?: string[];
+  /** Circuit breaker of each provider (consecutive failures, open time). */
+  circuitBreaker?: Omit<ProviderGuardOptions, 'onStateChange'>;
 }
 
 export interface EngineStats {
@@ -56,14 +59,16 @@ export class VoiceEngine extends EventEmitter<{
   sessionStarted: [{ sessionId: string }];
   sessionEnded: [{ sessionId: string }];
   providerError: [{ provider: string; error: WireError }];
+  providerCircuit: [{ provider: string; state: CircuitStateName }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
   readonly sampleRates: number[];
   private readonly routes = new Map<string, VoiceRoute>();
+  readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
-  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits'>> &
+  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker'>> &
     Pick<VoiceEngineOptions, 'limits'>;
   private readonly keyDigests: Buffer[];
   private draining = false;
@@ -84,12 +89,20 @@ export class VoiceEngine extends EventEmitter<{
     };
     if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
     this.keyDigests = (options.apiKeys ?? []).map(digest);
-    // The first provider offering a voice id serves it.
+    // `provider:voice` always names one provider's voice; a bare voice id goes to the
+    // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];
     for (const provider of options.providers) {
+      if (this.guards.has(provider.name)) throw new Error(`two providers are named "${provider.name}"`);
+      const guard = new ProviderGuard(provider.name, {
+        ...options.circuitBreaker,
+        onStateChange: (state) => this.emit('providerCircuit', { provider: provider.name, state }),
+      });
+      this.guards.set(provider.name, guard);
       for (const voice of provider.voices) {
-        if (this.routes.has(voice.id)) continue;
-        this.routes.set(voice.id, { provider, providerVoice: voice.id });
+        const route = { provider, providerVoice: voice.id, guard };
+        this.routes.set(`${provider.name}:${voice.id}`, route);
+        if (!this.routes.has(voice.id)) this.routes.set(voice.id, route);
         voices.push(voice);
       }
     }

@@ -16,6 +16,24 @@ export interface SynthesisRequest {
   signal: AbortSignal;
 }
 
+/**
+ * One utterance's text going into a provider that keeps context across text pieces
+ * (ElevenLabs: one context per utterance). Writes never block; `audio` ends after the
+ * provider's own end marker for the text, throws a ProviderError on failure, and simply
+ * returns once the request's signal is aborted.
+ */
+export interface TextStream {
+  /** More text (whole sentences or clauses, in order). */
+  write(text: string): void;
+  /** Speak what was written so far; more text may follow later. */
+  flush(): void;
+  /** No more text: speak the rest and end the audio. */
+  end(): void;
+  readonly audio: AsyncIterable<PcmBlock>;
+  /** Let go of the upstream context now. Idempotent. */
+  close(): void;
+}
+
 export interface TtsProvider {
   readonly name: string;
   readonly voices: VoiceInfo[];
@@ -26,6 +44,11 @@ export interface TtsProvider {
    * resource of this call before the returned promise of `return()` settles.
    */
   synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock>;
+  /**
+   * Providers that keep one upstream context per utterance offer this; the engine then
+   * streams the utterance's text into it instead of calling `synthesize` per piece.
+   */
+  openTextStream?(request: Omit<SynthesisRequest, 'text'>): TextStream;
   /** Resolves when the provider can take requests (e.g. workers warm). */
   ready(): Promise<void>;
   isReady(): boolean;

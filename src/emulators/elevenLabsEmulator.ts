@@ -1,0 +1,284 @@
+// A local stand-in for ElevenLabs' multi-context TTS WebSocket
+// (/v1/text-to-speech/{voice}/multi-stream-input): `xi-api-key` auth, contexts opened by
+// a first text message, flush / close_context / close_socket, base64 PCM with `contextId`,
+// `isFinal` after a closed context's audio, and the service's own rules enforced with its
+// 1008 closes: at most 5 contexts (`max_active_conversations`), an inactivity timeout
+// (`input_timeout_exceeded`), and no flush or close of a context never opened
+// (`invalid_input_message`). Faults are taken one per context.
+import { EventEmitter } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { int16ToBytes } from '../audio/pcm.js';
+import { emulatedSpeech } from './emulatedSpeech.js';
+import { FaultSchedule, type UpstreamFault } from './faults.js';
+
+export interface ElevenLabsEmulatorOptions {
+  apiKey?: string;
+  /** Audio per message. */
+  chunkMs?: number;
+  firstByteDelayMs?: number;
+  /** 0: as fast as possible; 1: real time. */
+  realtime?: number;
+  maxContexts?: number;
+}
+
+export interface ElevenLabsEmulatorStats {
+  connections: number;
+  /** Contexts open on the service side, across connections. */
+  contexts: number;
+  contextsOpened: number;
+  contextsClosed: number;
+  /** Connections the service closed with a 1008 policy violation, by reason. */
+  policyCloses: Record<string, number>;
+}
+
+interface EmulatedContext {
+  id: string;
+  buffer: string;
+  fault: UpstreamFault | null;
+  /** Generation jobs in order; each resolves when its audio is out. */
+  chain: Promise<void>;
+  closing: boolean;
+  dead: boolean;
+  sentAudio: boolean;
+}
+
+export class ElevenLabsEmulator extends EventEmitter<{
+  contextClosed: [{ at: number; contextId: string }];
+  text: [{ contextId: string; text: string }];
+}> {
+  readonly faults = new FaultSchedule();
+  /** Samples sent per context (for exact comparison in tests). */
+  readonly sent = new Map<string, Int16Array[]>();
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly live = new Set<WebSocket>();
+  private readonly options: Required<Omit<ElevenLabsEmulatorOptions, 'apiKey'>> & Pick<ElevenLabsEmulatorOptions, 'apiKey'>;
+  private counters = { contexts: 0, contextsOpened: 0, contextsClosed: 0, policyCloses: {} as Record<string, number> };
+  url = '';
+
+  constructor(options: ElevenLabsEmulatorOptions = {}) {
+    super();
+    this.options = {
+      apiKey: options.apiKey,
+      chunkMs: options.chunkMs ?? 50,
+      firstByteDelayMs: options.firstByteDelayMs ?? 0,
+      realtime: options.realtime ?? 0,
+      maxContexts: options.maxContexts ?? 5,
+    };
+    this.http = createServer((_req, res) => {
+      res.writeHead(404).end();
+    });
+    this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+    this.http.on('upgrade', (req, socket, head) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const match = /^\/v1\/text-to-speech\/([^/]+)\/multi-stream-input$/.exec(url.pathname);
+      if (!match) {
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      if (this.options.apiKey !== undefined && req.headers['xi-api-key'] !== this.options.apiKey) {
+        socket.end('HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"detail":{"status":"invalid_api_key"}}');
+        return;
+      }
+      const format = url.searchParams.get('output_format') ?? 'mp3_44100_128';
+      const rate = /^pcm_(16000|22050|24000|44100)$/.exec(format);
+      if (!rate) {
+        socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
+        return;
+      }
+      const inactivityS = Number(url.searchParams.get('inactivity_timeout') ?? 20);
+      this.wss.handleUpgrade(req, socket, head, (ws) => this.serve(ws, Number(rate[1]), Math.min(180, Math.max(1, inactivityS))));
+    });
+  }
+
+  /** Change pacing or behaviour for the requests that follow. */
+  configure(changes: Partial<Omit<ElevenLabsEmulatorOptions, 'apiKey'>>): void {
+    Object.assign(this.options, changes);
+  }
+
+  async listen(port = 0, host = '127.0.0.1'): Promise<string> {
+    await new Promise<void>((resolve) => this.http.listen(port, host, resolve));
+    this.url = `ws://${host}:${(this.http.address() as AddressInfo).port}`;
+    return this.url;
+  }
+
+  stats(): ElevenLabsEmulatorStats {
+    return { connections: this.live.size, ...this.counters, policyCloses: { ...this.counters.policyCloses } };
+  }
+
+  /** Close every connection as the service would on an outage. */
+  dropAll(code = 1011): void {
+    for (const ws of this.live) ws.close(code, 'internal_error');
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.live) ws.terminate();
+    this.wss.close();
+    this.http.closeAllConnections();
+    await new Promise<void>((resolve) => this.http.close(() => resolve()));
+  }
+
+  private serve(ws: WebSocket, sampleRate: number, inactivityS: number): void {
+    this.live.add(ws);
+    const contexts = new Map<string, EmulatedContext>();
+    let open = true;
+    let inactivity: NodeJS.Timeout;
+    const touch = () => {
+      clearTimeout(inactivity);
+      inactivity = setTimeout(() => policyClose('input_timeout_exceeded', `Have not received new text for ${inactivityS} seconds`), inactivityS * 1000);
+    };
+    const send = (message: unknown) => {
+      if (open) ws.send(typeof message === 'string' ? message : JSON.stringify(message));
+    };
+    const forget = (ctx: EmulatedContext) => {
+      if (ctx.dead) return;
+      ctx.dead = true;
+      contexts.delete(ctx.id);
+      this.counters.contexts--;
+      this.counters.contextsClosed++;
+      this.emit('contextClosed', { at: performance.now(), contextId: ctx.id });
+    };
+    const policyClose = (error: string, message: string) => {
+      if (!open) return;
+      this.counters.policyCloses[error] = (this.counters.policyCloses[error] ?? 0) + 1;
+      send({ message, error, code: 1008 });
+      ws.close(1008, error);
+      open = false;
+    };
+    touch();
+    ws.on('close', () => {
+      open = false;
+      clearTimeout(inactivity);
+      for (const ctx of [...contexts.values()]) forget(ctx);
+      this.live.delete(ws);
+    });
+    ws.on('error', () => {});
+
+    const speak = async (ctx: EmulatedContext, text: string): Promise<void> => {
+      const samples = emulatedSpeech(text, sampleRate);
+      const step = Math.max(1, Math.round((sampleRate * this.options.chunkMs) / 1000));
+      const fault = ctx.fault;
+      if (fault === 'stall_before_first_byte') return new Promise<void>(() => {}); // never
+      if (this.options.firstByteDelayMs > 0 && !ctx.sentAudio) await sleep(this.options.firstByteDelayMs);
+      const cut = fault === 'error_mid_stream' || fault === 'stall_mid_stream' || fault === 'no_final_marker' ? Math.floor(samples.length / 3) : samples.length;
+      for (let at = 0; at < cut && open && !ctx.dead; ) {
+        const n = fault === 'slow_trickle' ? 240 : step;
+        const piece = samples.slice(at, Math.min(cut, at + n));
+        at += piece.length;
+        ctx.sentAudio = true;
+        const list = this.sent.get(ctx.id) ?? [];
+        list.push(piece);
+        this.sent.set(ctx.id, list);
+        send({ audio: Buffer.from(int16ToBytes(piece)).toString('base64'), isFinal: null, normalizedAlignment: null, alignment: null, contextId: ctx.id });
+        if (fault === 'slow_trickle') await sleep(2);
+        else if (this.options.realtime > 0) await sleep(this.options.chunkMs * this.options.realtime);
+        else await new Promise((r) => setImmediate(r));
+      }
+      if (!open || ctx.dead) return;
+      switch (fault) {
+        case 'error_mid_stream':
+          send({ message: 'An internal server error occurred.', error: 'internal_server_error', code: 1011 });
+          ws.close(1011, 'internal_server_error');
+          open = false;
+          return new Promise<void>(() => {});
+        case 'stall_mid_stream':
+          return new Promise<void>(() => {});
+        case 'no_final_marker':
+          ws.close(1000);
+          open = false;
+          return new Promise<void>(() => {});
+      }
+    };
+
+    const generate = (ctx: EmulatedContext) => {
+      const text = ctx.buffer.trim();
+      ctx.buffer = '';
+      if (text.length > 0) ctx.chain = ctx.chain.then(() => speak(ctx, text));
+    };
+
+    ws.on('message', (data, isBinary) => {
+      touch();
+      let msg: Record<string, unknown>;
+      try {
+        if (isBinary) throw new Error('binary');
+        msg = JSON.parse(data.toString()) as Record<string, unknown>;
+        if (typeof msg !== 'object' || msg === null) throw new Error('shape');
+      } catch {
+        return policyClose('invalid_input_message', 'Invalid message received');
+      }
+      if (msg.close_socket === true) {
+        ws.close(1000);
+        return;
+      }
+      const id = msg.context_id;
+      if (typeof id !== 'string' || id.length === 0) return policyClose('invalid_input_message', 'context_id is required');
+      let ctx = contexts.get(id);
+      if (!ctx) {
+        if (msg.flush === true || msg.close_context === true || typeof msg.text !== 'string') {
+          return policyClose('invalid_input_message', `context ${id} was never initialised`);
+        }
+        if (contexts.size >= this.options.maxContexts) {
+          return policyClose('max_active_conversations', `Maximum simultaneous contexts per WebSocket connection exceeded (${this.options.maxContexts}).`);
+        }
+        ctx = { id, buffer: '', fault: this.faults.next(), chain: Promise.resolve(), closing: false, dead: false, sentAudio: false };
+        contexts.set(id, ctx);
+        this.counters.contexts++;
+        this.counters.contextsOpened++;
+        const fault = ctx.fault;
+        // Faults that hit the whole connection the moment this context opens.
+        switch (fault) {
+          case 'premature_close':
+            ws.terminate();
+            return;
+          case 'rate_limited':
+            return policyClose('too_many_concurrent_requests', 'Too many concurrent requests for your plan.');
+          case 'unauthorized':
+            return policyClose('invalid_api_key', 'Invalid API key');
+          case 'server_error':
+            send({ message: 'An internal server error occurred.', error: 'internal_server_error', code: 1011 });
+            ws.close(1011, 'internal_server_error');
+            open = false;
+            return;
+          case 'malformed':
+            send('{"audio": "%%%%not base64"');
+            return;
+          case 'huge_frame':
+            send({ audio: Buffer.alloc(9 * 1024 * 1024).toString('base64'), contextId: id });
+            return;
+        }
+        return; // the first message only opens the context (its text is a single space)
+      }
+      if (ctx.closing) return policyClose('invalid_input_message', `context ${id} is closing`);
+      if (typeof msg.text === 'string' && msg.text.length > 0) {
+        ctx.buffer += msg.text;
+        this.emit('text', { contextId: id, text: msg.text });
+      }
+      if (msg.flush === true) generate(ctx);
+      if (msg.close_context === true) {
+        ctx.closing = true;
+        const closing = ctx;
+        generate(closing);
+        // What was queued before the close is still spoken (a client must drop it), then isFinal.
+        const finalize = () => {
+          if (closing.dead || !open) return;
+          send({ isFinal: true, contextId: closing.id });
+          forget(closing);
+        };
+        void closing.chain.then(finalize);
+      }
+    });
+  }
+}
+
+export async function startElevenLabsEmulator(options: ElevenLabsEmulatorOptions = {}, port = 0): Promise<ElevenLabsEmulator> {
+  const emulator = new ElevenLabsEmulator(options);
+  await emulator.listen(port);
+  return emulator;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

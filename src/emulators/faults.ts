@@ -1,0 +1,46 @@
+// Faults an upstream emulator can be told to commit, one per request (Groq) or per
+// context (ElevenLabs). Tests and benchmarks queue them; an empty queue means "behave".
+
+export const upstreamFaults = [
+  'premature_close', // the connection drops before any audio
+  'no_final_marker', // audio, then a clean close without the end marker (chunked terminator / isFinal)
+  'error_mid_stream', // audio, then an error (reset / error message)
+  'stall_before_first_byte', // accepted, then nothing, forever
+  'stall_mid_stream', // some audio, then nothing, forever
+  'rate_limited', // 429 with retry-after / the service's rate-limit close
+  'server_error', // 500 / close 1011
+  'unauthorized', // 401 / the service's auth close
+  'malformed', // not a WAV / not JSON, bad base64
+  'huge_frame', // an absurd chunk size / a message far over any sane limit
+  'slow_trickle', // correct audio, a few bytes at a time
+] as const;
+
+export type UpstreamFault = (typeof upstreamFaults)[number];
+
+export class FaultSchedule {
+  private readonly queue: UpstreamFault[] = [];
+  private sticky: UpstreamFault | null = null;
+
+  /** Faults for the next requests, in order. */
+  push(...faults: UpstreamFault[]): void {
+    this.queue.push(...faults);
+  }
+
+  /** A fault for every request until cleared (null). */
+  always(fault: UpstreamFault | null): void {
+    this.sticky = fault;
+  }
+
+  clear(): void {
+    this.queue.length = 0;
+    this.sticky = null;
+  }
+
+  next(): UpstreamFault | null {
+    return this.queue.shift() ?? this.sticky;
+  }
+}
+
+export function isUpstreamFault(value: unknown): value is UpstreamFault {
+  return typeof value === 'string' && (upstreamFaults as readonly string[]).includes(value);
+}
