@@ -37,7 +37,8 @@ export interface ElevenLabsEmulatorStats {
 interface EmulatedContext {
   id: string;
   buffer: string;
-  fault: UpstreamFault | null;
+  /** Decided by the context's first real text (undefined until then). */
+  fault: UpstreamFault | null | undefined;
   /** Generation jobs in order; each resolves when its audio is out. */
   chain: Promise<void>;
   closing: boolean;
@@ -223,13 +224,17 @@ export class ElevenLabsEmulator extends EventEmitter<{
         if (contexts.size >= this.options.maxContexts) {
           return policyClose('max_active_conversations', `Maximum simultaneous contexts per WebSocket connection exceeded (${this.options.maxContexts}).`);
         }
-        ctx = { id, buffer: '', fault: this.faults.next(), chain: Promise.resolve(), closing: false, dead: false, sentAudio: false };
+        ctx = { id, buffer: '', fault: undefined, chain: Promise.resolve(), closing: false, dead: false, sentAudio: false };
         contexts.set(id, ctx);
         this.counters.contexts++;
         this.counters.contextsOpened++;
-        const fault = ctx.fault;
-        // Faults that hit the whole connection the moment this context opens.
-        switch (fault) {
+        return; // the first message only opens the context (its text is a single space)
+      }
+      if (ctx.closing) return policyClose('invalid_input_message', `context ${id} is closing`);
+      if (ctx.fault === undefined && typeof msg.text === 'string' && msg.text.trim().length > 0) {
+        ctx.fault = this.faults.next(msg.text);
+        // Faults that hit the whole connection the moment the context gets text.
+        switch (ctx.fault) {
           case 'premature_close':
             ws.terminate();
             return;
@@ -246,12 +251,10 @@ export class ElevenLabsEmulator extends EventEmitter<{
             send('{"audio": "%%%%not base64"');
             return;
           case 'huge_frame':
-            send({ audio: Buffer.alloc(9 * 1024 * 1024).toString('base64'), contextId: id });
+            send(hugeMessage(id));
             return;
         }
-        return; // the first message only opens the context (its text is a single space)
       }
-      if (ctx.closing) return policyClose('invalid_input_message', `context ${id} is closing`);
       if (typeof msg.text === 'string' && msg.text.length > 0) {
         ctx.buffer += msg.text;
         this.emit('text', { contextId: id, text: msg.text });
@@ -277,6 +280,13 @@ export async function startElevenLabsEmulator(options: ElevenLabsEmulatorOptions
   const emulator = new ElevenLabsEmulator(options);
   await emulator.listen(port);
   return emulator;
+}
+
+let hugeAudio: string | null = null;
+/** A ~7 MB message (5 MiB of audio); built once, so the fault costs no time when it fires. */
+function hugeMessage(contextId: string): string {
+  hugeAudio ??= Buffer.alloc(5 * 1024 * 1024).toString('base64');
+  return `{"audio":"${hugeAudio}","contextId":${JSON.stringify(contextId)}}`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -19,7 +19,16 @@ export type UpstreamFault = (typeof upstreamFaults)[number];
 
 export class FaultSchedule {
   private readonly queue: UpstreamFault[] = [];
+  private readonly marked = new Map<string, UpstreamFault>();
   private sticky: UpstreamFault | null = null;
+
+  /**
+   * The first request whose text contains `marker` commits `fault`. Unlike the queue this
+   * does not depend on arrival order, which a cancelled request still in flight can change.
+   */
+  when(marker: string, fault: UpstreamFault): void {
+    this.marked.set(marker, fault);
+  }
 
   /** Faults for the next requests, in order. */
   push(...faults: UpstreamFault[]): void {
@@ -33,10 +42,18 @@ export class FaultSchedule {
 
   clear(): void {
     this.queue.length = 0;
+    this.marked.clear();
     this.sticky = null;
   }
 
-  next(): UpstreamFault | null {
+  /** The fault for a request carrying `text`, or null. */
+  next(text = ''): UpstreamFault | null {
+    for (const [marker, fault] of this.marked) {
+      if (text.includes(marker)) {
+        this.marked.delete(marker);
+        return fault;
+      }
+    }
     return this.queue.shift() ?? this.sticky;
   }
 }

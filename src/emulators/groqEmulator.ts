@@ -107,7 +107,6 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     if (path === '/_emulator/stats') return sendJson(res, 200, this.stats());
     if (path !== '/openai/v1/audio/speech') return apiError(res, 404, 'Unknown request URL', 'invalid_request_error', 'unknown_url');
     if (req.method !== 'POST') return apiError(res, 405, 'Method not allowed', 'invalid_request_error');
-    const fault = this.faults.next();
     if (this.options.apiKey !== undefined && req.headers.authorization !== `Bearer ${this.options.apiKey}`) {
       return apiError(res, 401, 'Invalid API Key', 'invalid_request_error', 'invalid_api_key');
     }
@@ -129,6 +128,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
       return apiError(res, 400, `voice must be one of [${voices.join(' ')}]`, 'invalid_request_error');
     }
     if (format !== 'wav') return apiError(res, 400, 'response_format must be wav', 'invalid_request_error');
+    const fault = this.faults.next(input);
 
     const record: EmulatedRequest = {
       input,

@@ -5,6 +5,7 @@ import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlin
 import { EspeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import type { UtteranceEndedEvent } from '../../src/engine/voiceEngine.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
+import { settle } from '../support/settle.js';
 
 const longText = Array.from({ length: 30 }, (_, i) => `This is sentence number ${i + 1} of a long answer.`).join(' ');
 
@@ -14,13 +15,6 @@ let url: string;
 let httpUrl: string;
 const ends: UtteranceEndedEvent[] = [];
 
-async function settle(predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 beforeAll(async () => {
   provider = new EspeakProvider({ size: 2, jobStallMs: 600 });

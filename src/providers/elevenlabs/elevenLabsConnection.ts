@@ -39,6 +39,11 @@ export class ElevenLabsConnection {
   private failure: ProviderError | null = null;
   readonly opened: Promise<void>;
   closed = false;
+  /**
+   * A context the service never confirmed closing may still count against its limit, so
+   * the connection takes no new context and closes once its live ones are done.
+   */
+  tainted = false;
 
   constructor(
     private readonly options: ConnectionOptions,
@@ -73,7 +78,15 @@ export class ElevenLabsConnection {
       else this.fail(new ProviderError('provider_unavailable', `elevenlabs refused the connection (HTTP ${status})`));
     });
     this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary));
-    this.ws.on('error', () => {}); // 'close' follows and carries the outcome
+    // A protocol error (e.g. a message over maxPayload) ends the connection now; the
+    // closing handshake that follows may take a while and must not hold the contexts.
+    this.ws.on('error', (error: Error & { code?: string }) =>
+      this.fail(
+        error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'
+          ? new ProviderError('provider_unavailable', 'elevenlabs sent a message over the size limit')
+          : new ProviderError('provider_unavailable', 'elevenlabs connection failed'),
+      ),
+    );
     this.ws.on('close', (code, reason) => this.onClose(code, reason.toString('utf8')));
   }
 
@@ -84,6 +97,12 @@ export class ElevenLabsConnection {
 
   get isOpen(): boolean {
     return !this.closed && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Can take a new context: not failing, not closing, not tainted, below `limit`. */
+  accepts(limit: number): boolean {
+    const state = this.ws.readyState;
+    return !this.closed && !this.tainted && (state === WebSocket.OPEN || state === WebSocket.CONNECTING) && this.contexts.size < limit;
   }
 
   register(sink: ContextSink): void {
@@ -103,7 +122,10 @@ export class ElevenLabsConnection {
     this.contexts.set(id, null);
     this.graceTimers.set(
       id,
-      setTimeout(() => this.forget(id), this.options.closeGraceMs),
+      setTimeout(() => {
+        this.tainted = true;
+        this.forget(id);
+      }, this.options.closeGraceMs),
     );
   }
 
@@ -189,7 +211,7 @@ export class ElevenLabsConnection {
     this.carry.clear();
     for (const sink of sinks) sink?.onFail(this.failure);
     if (this.ws.readyState === WebSocket.OPEN) this.ws.close(closeCode ?? 1000);
-    else if (this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
+    else if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
     if (first) this.onGone(this);
   }
 
@@ -204,6 +226,10 @@ export class ElevenLabsConnection {
 
   private armIdle(): void {
     if (this.closed || this.contexts.size > 0 || this.idleTimer) return;
+    if (this.tainted) {
+      this.close();
+      return;
+    }
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       if (this.contexts.size === 0) this.close();

@@ -60,7 +60,7 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
 
   function acquire(voiceId: string): ElevenLabsConnection {
     const list = pools.get(voiceId) ?? [];
-    const usable = list.find((c) => !c.closed && c.load < perConnection);
+    const usable = list.find((c) => c.accepts(perConnection));
     if (usable) return usable;
     if (closed) throw new ProviderError('provider_unavailable', 'the elevenlabs provider is closed');
     if (connectionCount() >= maxConnections) throw new ProviderError('provider_busy', 'every elevenlabs connection is at its context limit');
