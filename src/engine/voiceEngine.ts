@@ -46,9 +46,33 @@ export interface UtteranceEndedEvent extends EndRecord {
   sessionId: string;
 }
 
+/**
+ * What a session writes to. The WebSocket path and the HTTP speech endpoint each provide
+ * one; the session machine and its rules are the same behind both.
+ */
+export interface SessionTransport {
+  send(message: ServerMessage): void;
+  sendAudio(stream: number, seq: number, pcm: Int16Array): void;
+  close(code: number, reason: string): void;
+  /** Bytes written but not yet taken by the peer (backpressure). */
+  bufferedBytes(): number;
+  isOpen(): boolean;
+  /** Liveness check of the peer; calls `onDead` when it stopped answering. Returns the stop function. */
+  heartbeat?(intervalMs: number, onDead: () => void): () => void;
+}
+
+export type SessionActor = ActorRefFrom<typeof sessionMachine>;
+
 interface SessionIO {
-  ws: WebSocket;
-  actor: ActorRefFrom<typeof sessionMachine>;
+  transport: SessionTransport;
+  actor: SessionActor;
+}
+
+export interface SessionHandle {
+  sessionId: string;
+  /** Send an event to the session actor (ignored once it has ended). */
+  send(event: Parameters<SessionActor['send']>[0]): void;
+  actor: SessionActor;
 }
 
 const defaultRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
@@ -125,7 +149,7 @@ export class VoiceEngine extends EventEmitter<{
         sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
         closeConnection: ({ context }, close) => {
           const io = this.sessions.get(context.sessionId);
-          if (io && io.ws.readyState === io.ws.OPEN) io.ws.close(close.code, close.reason);
+          if (io?.transport.isOpen()) io.transport.close(close.code, close.reason);
         },
         utteranceEnded: ({ context }, record) => {
           this.counters.ended++;
@@ -142,31 +166,14 @@ export class VoiceEngine extends EventEmitter<{
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
-            if (!io || io.ws.bufferedAmount <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+            if (!io || io.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
         heartbeat: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
-          if (!io) return () => {};
-          let answered = true;
-          const onPong = () => {
-            answered = true;
-          };
-          io.ws.on('pong', onPong);
-          const timer = setInterval(() => {
-            if (!answered) {
-              sendBack({ type: 'CLIENT_GONE' });
-              io.ws.terminate();
-              return;
-            }
-            answered = false;
-            if (io.ws.readyState === io.ws.OPEN) io.ws.ping();
-          }, this.options.heartbeatIntervalMs);
-          return () => {
-            clearInterval(timer);
-            io.ws.off('pong', onPong);
-          };
+          if (!io?.transport.heartbeat) return () => {};
+          return io.transport.heartbeat(this.options.heartbeatIntervalMs, () => sendBack({ type: 'CLIENT_GONE' }));
         }),
       },
     });
@@ -197,6 +204,30 @@ export class VoiceEngine extends EventEmitter<{
 
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
   handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
+    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      try {
+        this.onClientFrame(session, data, isBinary);
+      } catch {
+        // A frame handler must never throw into ws (it would be an uncaught exception).
+        transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
+      }
+    };
+    const transport = webSocketTransport(ws);
+    const session = this.startSession(transport, () => {
+      ws.off('message', onMessage);
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
+    });
+    ws.on('message', onMessage);
+    ws.on('error', () => {}); // 'close' follows every socket error
+    ws.once('close', () => session.send({ type: 'CLIENT_GONE' }));
+    if (ws.readyState !== ws.OPEN) session.send({ type: 'CLIENT_GONE' });
+  }
+
+  /**
+   * Run one session actor over `transport` until it ends; `onEnd` runs once when it has.
+   * The caller feeds it events (START, SPEAK, STOP, CLIENT_GONE).
+   */
+  startSession(transport: SessionTransport, onEnd?: () => void): SessionHandle {
     const sessionId = randomUUID();
     const actor = createActor(this.machine, {
       input: {
@@ -207,51 +238,52 @@ export class VoiceEngine extends EventEmitter<{
         ...(this.options.limits ? { limits: this.options.limits } : {}),
       },
     });
-    const io: SessionIO = { ws, actor };
-    this.sessions.set(sessionId, io);
-
-    const sendToActor = (event: Parameters<typeof actor.send>[0]) => {
+    this.sessions.set(sessionId, { transport, actor });
+    const send = (event: Parameters<SessionActor['send']>[0]) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     };
     const finish = () => {
       if (!this.sessions.delete(sessionId)) return;
-      ws.off('message', onMessage);
-      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
+      onEnd?.();
       this.emit('sessionEnded', { sessionId });
     };
-    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      try {
-        this.onClientFrame(io, data, isBinary, sendToActor);
-      } catch {
-        // A frame handler must never throw into ws (it would be an uncaught exception).
-        this.sendJson(sessionId, { type: 'error', code: 'internal', message: 'could not process frame' });
-      }
-    };
-    ws.on('message', onMessage);
-    ws.on('error', () => {}); // 'close' follows every socket error
-    ws.once('close', () => sendToActor({ type: 'CLIENT_GONE' }));
-
     actor.subscribe({
       complete: finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
-        ws.terminate();
+        transport.close(1011, 'internal');
         finish();
       },
     });
     this.emit('sessionStarted', { sessionId });
     actor.start();
-    if (ws.readyState !== ws.OPEN) sendToActor({ type: 'CLIENT_GONE' });
+    return { sessionId, send, actor };
   }
 
-  private onClientFrame(
-    io: SessionIO,
-    data: Buffer | ArrayBuffer | Buffer[],
-    isBinary: boolean,
-    send: (event: Parameters<SessionIO['actor']['send']>[0]) => void,
-  ): void {
-    const inHandshake = io.actor.getSnapshot().matches('handshake');
-    const sessionId = io.actor.getSnapshot().context.sessionId;
+  /** Whether `voice` (an id or `provider:id`) is offered. */
+  hasVoice(voice: string): boolean {
+    return this.routes.has(voice);
+  }
+
+  /** Whether `token` is accepted (always true when no API keys are configured). Constant time. */
+  authorized(token: string | undefined): boolean {
+    if (this.keyDigests.length === 0) return true;
+    if (token === undefined) return false;
+    const d = digest(token);
+    // Compare fixed-length digests in constant time; check every key so timing does not tell which matched.
+    let ok = false;
+    for (const key of this.keyDigests) ok = timingSafeEqual(d, key) || ok;
+    return ok;
+  }
+
+  get requiresKey(): boolean {
+    return this.keyDigests.length > 0;
+  }
+
+  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    const send = session.send;
+    const inHandshake = session.actor.getSnapshot().matches('handshake');
+    const sessionId = session.sessionId;
     const reject = (error: ProtocolError) => {
       if (inHandshake) send({ type: 'BAD_START', code: error.code, message: error.message });
       else
@@ -304,27 +336,17 @@ export class VoiceEngine extends EventEmitter<{
     }
   }
 
-  private authorized(token: string | undefined): boolean {
-    if (this.keyDigests.length === 0) return true;
-    if (token === undefined) return false;
-    const d = digest(token);
-    // Compare fixed-length digests in constant time; check every key so timing does not tell which matched.
-    let ok = false;
-    for (const key of this.keyDigests) ok = timingSafeEqual(d, key) || ok;
-    return ok;
-  }
-
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
-    if (!io || io.ws.readyState !== io.ws.OPEN) return;
-    io.ws.send(JSON.stringify(message));
+    if (!io?.transport.isOpen()) return;
+    io.transport.send(message);
   }
 
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
-    if (!io || io.ws.readyState !== io.ws.OPEN) return;
-    io.ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true });
-    if (io.ws.bufferedAmount > this.options.highWaterBytes) {
+    if (!io?.transport.isOpen()) return;
+    io.transport.sendAudio(stream, seq, pcm);
+    if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_BACKPRESSURE' });
@@ -345,11 +367,45 @@ export class VoiceEngine extends EventEmitter<{
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const io of [...this.sessions.values()]) {
       io.actor.stop();
-      io.ws.terminate();
+      io.transport.close(1001, 'shutting_down');
     }
     this.sessions.clear();
     await Promise.all(this.options.providers.map((p) => p.close()));
   }
+}
+
+/** The WebSocket side of a session: JSON text frames, binary audio frames, ws-level pings. */
+function webSocketTransport(ws: WebSocket): SessionTransport {
+  return {
+    send: (message) => ws.send(JSON.stringify(message)),
+    sendAudio: (stream, seq, pcm) => ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true }),
+    close: (code, reason) => {
+      if (ws.readyState === ws.OPEN) ws.close(code, reason);
+      else ws.terminate();
+    },
+    bufferedBytes: () => ws.bufferedAmount,
+    isOpen: () => ws.readyState === ws.OPEN,
+    heartbeat(intervalMs, onDead) {
+      let answered = true;
+      const onPong = () => {
+        answered = true;
+      };
+      ws.on('pong', onPong);
+      const timer = setInterval(() => {
+        if (!answered) {
+          onDead();
+          ws.terminate();
+          return;
+        }
+        answered = false;
+        if (ws.readyState === ws.OPEN) ws.ping();
+      }, intervalMs);
+      return () => {
+        clearInterval(timer);
+        ws.off('pong', onPong);
+      };
+    },
+  };
 }
 
 function digest(value: string): Buffer {

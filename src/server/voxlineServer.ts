@@ -8,6 +8,7 @@ import { WebSocketServer } from 'ws';
 import { VoiceEngine, type VoiceEngineOptions } from '../engine/voiceEngine.js';
 import { espeakProvider } from '../providers/espeak/espeakProvider.js';
 import type { TtsProvider } from '../providers/types.js';
+import { createSpeechEndpoint, speechPaths } from './speechEndpoint.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -20,7 +21,7 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
 
 export interface AttachedVoxline {
   engine: VoiceEngine;
-  /** Serve voxline's HTTP routes (`/`, `/healthz`, `/readyz`); returns false for other paths. */
+  /** Serve voxline's HTTP routes (`/`, `/healthz`, `/readyz`, `POST /v1/audio/speech`); returns false for other paths. */
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
   /** Graceful shutdown of the engine (the http.Server stays the embedder's to close). */
   close(): Promise<void>;
@@ -70,9 +71,19 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
   };
   server.on('upgrade', onUpgrade);
 
+  const speech = createSpeechEndpoint(engine, { maxBodyBytes: options.maxFrameBytes ?? 1024 * 1024 });
   let page: string | null = null;
   const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? '/', 'http://localhost');
+    if ((speechPaths as readonly string[]).includes(url.pathname)) {
+      if (req.method !== 'POST') {
+        res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'use POST', type: 'invalid_request_error', param: null, code: null } }));
+        return true;
+      }
+      void speech(req, res);
+      return true;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
     switch (url.pathname) {
       case '/':
