@@ -37,6 +37,9 @@ export interface WireError {
   retryAfterMs?: number;
 }
 
+/** The session statechart's state, named for people watching it. */
+export type SessionPhase = 'handshake' | 'idle' | 'connecting' | 'streaming' | 'awaitingText' | 'paused' | 'stopping' | 'releasing' | 'ended';
+
 export interface VoiceInfo {
   id: string;
   language: string;
@@ -66,6 +69,8 @@ export type ServerMessage =
       voices: VoiceInfo[];
     }
   | { type: 'speak.accepted'; id: string; stream: number }
+  /** Only to clients that asked with `observe: true`: the session statechart's state. */
+  | { type: 'session.state'; state: SessionPhase; path: string }
   | {
       type: 'speak.end';
       id: string;

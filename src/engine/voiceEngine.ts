@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import { createActor, fromCallback, type ActorRefFrom } from 'xstate';
 import type { WebSocket } from 'ws';
 import { sessionMachine } from '../../machines/session.machine.js';
+import { sessionPhase } from '../../machines/sessionPhase.js';
 import type { EndRecord, ServerMessage, SessionLimits, VoiceInfo, WireError } from '../../machines/types.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
@@ -66,6 +67,8 @@ export type SessionActor = ActorRefFrom<typeof sessionMachine>;
 interface SessionIO {
   transport: SessionTransport;
   actor: SessionActor;
+  /** The client asked for `session.state` messages (session.start `observe: true`). */
+  observe: boolean;
 }
 
 export interface SessionHandle {
@@ -238,7 +241,9 @@ export class VoiceEngine extends EventEmitter<{
         ...(this.options.limits ? { limits: this.options.limits } : {}),
       },
     });
-    this.sessions.set(sessionId, { transport, actor });
+    const io: SessionIO = { transport, actor, observe: false };
+    this.sessions.set(sessionId, io);
+    let lastPath = '';
     const send = (event: Parameters<SessionActor['send']>[0]) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     };
@@ -248,6 +253,13 @@ export class VoiceEngine extends EventEmitter<{
       this.emit('sessionEnded', { sessionId });
     };
     actor.subscribe({
+      next: (snapshot) => {
+        if (!io.observe) return;
+        const phase = sessionPhase(snapshot);
+        if (phase.path === lastPath) return;
+        lastPath = phase.path;
+        if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+      },
       complete: finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
@@ -309,6 +321,10 @@ export class VoiceEngine extends EventEmitter<{
         if (!inHandshake) {
           reject(new ProtocolError('bad_request', 'session already started'));
           return;
+        }
+        if (message.observe) {
+          const io = this.sessions.get(sessionId);
+          if (io) io.observe = true;
         }
         if (!this.authorized(message.token)) {
           send({ type: 'BAD_START', code: 'unauthorized', message: 'a valid token is required in session.start' });

@@ -12,6 +12,7 @@ export const sessionStartSchema = z.object({
   type: z.literal('session.start'),
   token: z.string().max(4096).optional(),
   voice: z.string().max(128).optional(),
+  observe: z.boolean().optional(),
   format: z
     .object({
       encoding: z.literal('pcm_s16le').optional(),
@@ -39,7 +40,7 @@ export const pingSchema = z.object({ type: z.literal('ping') });
 export type SessionStartMessage = z.infer<typeof sessionStartSchema>;
 
 export type ClientMessage =
-  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number }
+  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean }
   | { type: 'speak'; request: SpeakRequest }
   | { type: 'stop'; id?: string }
   | { type: 'ping' };
@@ -85,6 +86,7 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
         ...(r.data.token !== undefined ? { token: r.data.token } : {}),
         ...(r.data.voice !== undefined ? { voice: r.data.voice } : {}),
         ...(r.data.format?.sampleRate !== undefined ? { sampleRate: r.data.format.sampleRate } : {}),
+        ...(r.data.observe ? { observe: true } : {}),
       };
     }
     case 'speak': {

@@ -30,6 +30,23 @@ export interface AttachedVoxline {
 const pagePath = fileURLToPath(new URL('../../../public/index.html', import.meta.url));
 const pageFallbackPath = fileURLToPath(new URL('../../public/index.html', import.meta.url));
 
+const clientPaths = [
+  fileURLToPath(new URL('../../client/voxline-client.js', import.meta.url)), // from dist/src/server
+  fileURLToPath(new URL('../../dist/client/voxline-client.js', import.meta.url)), // from src/server
+];
+
+/** The browser module, built by `npm run build:client`. */
+function loadClient(): string | null {
+  for (const p of clientPaths) {
+    try {
+      return readFileSync(p, 'utf8');
+    } catch {
+      /* try the next location */
+    }
+  }
+  return null;
+}
+
 function loadPage(): string {
   for (const p of [pagePath, pageFallbackPath]) {
     try {
@@ -73,6 +90,7 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
 
   const speech = createSpeechEndpoint(engine, { maxBodyBytes: options.maxFrameBytes ?? 1024 * 1024 });
   let page: string | null = null;
+  let client: string | null = null;
   const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if ((speechPaths as readonly string[]).includes(url.pathname)) {
@@ -91,6 +109,15 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
         page ??= loadPage();
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
         res.end(page);
+        return true;
+      case '/client/voxline-client.js':
+        client ??= loadClient();
+        if (client === null) {
+          json(res, 404, { error: { code: 'not_built', message: 'run `npm run build:client`' } });
+          return true;
+        }
+        res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8', 'cache-control': 'no-cache' });
+        res.end(client);
         return true;
       case '/healthz':
         json(res, 200, { status: 'ok' });

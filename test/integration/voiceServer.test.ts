@@ -269,7 +269,10 @@ describe('voxline server over real sockets', () => {
     expect(await ready.json()).toMatchObject({ ready: true, draining: false });
     const page = await fetch(`${httpUrl}/`);
     expect(page.status).toBe(200);
-    expect(await page.text()).toContain('/v1/voice');
+    expect(await page.text()).toContain('/client/voxline-client.js');
+    const client = await fetch(`${httpUrl}/client/voxline-client.js`);
+    expect(client.headers.get('content-type')).toMatch(/javascript/);
+    expect(await client.text()).toContain('class VoiceClient');
     expect((await fetch(`${httpUrl}/nope`)).status).toBe(404);
   });
 
