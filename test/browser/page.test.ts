@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // The page at `/` in Debian's Chromium against the real server on 127.0.0.1. What was
 // played is captured by an AudioWorklet tap and compared, sample for sample, with what the
 // server sent.

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // Debian's Chromium driven by playwright-core, plus an AudioWorklet tap that records what
 // the page actually played, render quantum by render quantum, with its timeline frame.
 import { existsSync, mkdirSync } from 'node:fs';
