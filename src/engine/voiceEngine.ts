@@ -355,13 +355,34 @@ export class VoiceEngine extends EventEmitter<{
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
     if (!io?.transport.isOpen()) return;
-    io.transport.send(message);
+    try {
+      io.transport.send(message);
+    } catch {
+      this.transportFailed(io);
+    }
+  }
+
+  /** A transport that throws is treated as a peer that went away; the machine ends what it owned. */
+  private transportFailed(io: SessionIO): void {
+    queueMicrotask(() => {
+      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_GONE' });
+    });
+    try {
+      io.transport.close(1011, 'internal');
+    } catch {
+      /* already broken */
+    }
   }
 
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
     if (!io?.transport.isOpen()) return;
-    io.transport.sendAudio(stream, seq, pcm);
+    try {
+      io.transport.sendAudio(stream, seq, pcm);
+    } catch {
+      this.transportFailed(io);
+      return;
+    }
     if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {

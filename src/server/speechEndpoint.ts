@@ -11,8 +11,25 @@ import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voi
 
 export const speechPaths = ['/v1/audio/speech', '/openai/v1/audio/speech'] as const;
 
-/** Formats streamed as audio is made. mp3, opus, aac, flac and ogg need an encoder we do not ship yet. */
-export const speechFormats = ['wav', 'pcm'] as const;
+/**
+ * Formats streamed as audio is made. mp3 uses the optional @breezystack/lamejs (LGPL, so
+ * optional, like the embedded voice); opus, aac, flac and ogg need an encoder we do not ship.
+ */
+export const speechFormats = ['wav', 'pcm', 'mp3'] as const;
+type SpeechFormat = (typeof speechFormats)[number];
+
+interface Mp3Encoder {
+  encodeBuffer(pcm: Int16Array): Uint8Array;
+  flush(): Uint8Array;
+}
+let mp3Module: Promise<{ Mp3Encoder: new (channels: number, rate: number, kbps: number) => Mp3Encoder } | null> | null = null;
+function loadMp3(): Promise<{ Mp3Encoder: new (channels: number, rate: number, kbps: number) => Mp3Encoder } | null> {
+  mp3Module ??= import('@breezystack/lamejs').then(
+    (m) => m as unknown as { Mp3Encoder: new (channels: number, rate: number, kbps: number) => Mp3Encoder },
+    () => null,
+  );
+  return mp3Module;
+}
 
 /** Model names accepted: voxline's own, OpenAI's and Groq's, so existing code works unchanged. The voice picks the provider. */
 export const speechModels = [
@@ -87,7 +104,13 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
       if (!engine.sampleRates.includes(sampleRate)) {
         throw new ApiError(400, `sample_rate must be one of ${engine.sampleRates.join(', ')}`, 'invalid_request_error', 'sample_rate');
       }
-      speak(engine, res, { text: request.input, voice: request.voice, format: format as 'wav' | 'pcm', sampleRate });
+      let mp3: Mp3Encoder | null = null;
+      if (format === 'mp3') {
+        const lame = await loadMp3();
+        if (!lame) throw new ApiError(400, 'mp3 needs the optional package @breezystack/lamejs; use wav or pcm', 'invalid_request_error', 'response_format');
+        mp3 = new lame.Mp3Encoder(1, sampleRate, 64);
+      }
+      speak(engine, res, { text: request.input, voice: request.voice, format: format as SpeechFormat, sampleRate, mp3 });
     } catch (error) {
       if (error instanceof ApiError) sendError(res, error);
       else sendError(res, new ApiError(500, 'internal error', 'server_error'));
@@ -99,15 +122,16 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
 function speak(
   engine: VoiceEngine,
   res: ServerResponse,
-  request: { text: string; voice: string; format: 'wav' | 'pcm'; sampleRate: number },
+  request: { text: string; voice: string; format: SpeechFormat; sampleRate: number; mp3: Mp3Encoder | null },
 ): void {
+  const contentType = { wav: 'audio/wav', pcm: 'audio/pcm', mp3: 'audio/mpeg' }[request.format];
   let started = false;
   let done = false;
   const startAudio = () => {
     if (started) return;
     started = true;
     res.writeHead(200, {
-      'content-type': request.format === 'wav' ? 'audio/wav' : 'audio/pcm',
+      'content-type': contentType,
       'x-sample-rate': String(request.sampleRate),
       'cache-control': 'no-store',
     });
@@ -119,6 +143,10 @@ function speak(
     done = true;
     if (!error) {
       startAudio(); // an utterance with no audio still answers with a valid, empty WAV
+      if (request.mp3) {
+        const tail = request.mp3.flush();
+        res.write(Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength));
+      }
       res.end();
     } else if (!started) {
       sendError(res, fromWireError(error));
@@ -139,7 +167,10 @@ function speak(
     sendAudio(_stream, _seq, pcm) {
       if (done) return;
       startAudio();
-      res.write(int16ToBytes(pcm));
+      if (request.mp3) {
+        const encoded = request.mp3.encodeBuffer(pcm); // an Int8Array at run time, whatever its typings say
+        if (encoded.length > 0) res.write(Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength));
+      } else res.write(int16ToBytes(pcm));
     },
     close(_code, reason) {
       if (done) return;

@@ -293,8 +293,8 @@ describe('elevenlabs multi-context websocket against the emulator', () => {
   }
 
   it('closes an idle upstream connection itself, before the service would', async () => {
-    await settle(() => eleven.connectionCount() === 0, 3_000);
-    expect(elevenEmu.stats().connections).toBe(0);
+    // Closed from our side: the pool is empty and the service saw the socket close.
+    await settle(() => eleven.connectionCount() === 0 && elevenEmu.stats().connections === 0, 3_000);
     expect(elevenEmu.stats().policyCloses.input_timeout_exceeded).toBeUndefined();
   });
 });

@@ -84,6 +84,19 @@ describe('POST /v1/audio/speech with the openai package', () => {
     expect(ends.at(-1)!.stats.durationMs).toBe(Math.round((bytes.length / 2 / 16_000) * 1000));
   });
 
+  it('returns MP3 (LAME) frames', async () => {
+    const response = await openai.audio.speech.create({ model: 'tts-1', voice: 'groq:troy', input: 'Compressed for the web.', response_format: 'mp3' });
+    expect(response.headers.get('content-type')).toBe('audio/mpeg');
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    // MPEG audio frame sync: 11 set bits; MPEG-2 layer III at 24 kHz.
+    expect(bytes[0]).toBe(0xff);
+    expect(bytes[1]! & 0xe0).toBe(0xe0);
+    const upstream = emu.requests.at(-1)!.samples.length;
+    // 64 kbit/s: about 8 000 bytes per second of audio.
+    expect(bytes.length).toBeGreaterThan(((upstream / 24_000) * 8_000) / 2);
+    expect(bytes.length).toBeLessThan(((upstream / 24_000) * 8_000) * 2 + 2_000);
+  });
+
   it('streams: the first bytes arrive while the upstream is still producing', async () => {
     emu.configure({ realtime: 1 });
     try {
@@ -142,9 +155,9 @@ describe('POST /v1/audio/speech with the openai package', () => {
     expect(unknownModel).toBeInstanceOf(OpenAI.BadRequestError);
     expect((unknownModel as Error).message).toMatch(/unknown model "tts-9".*tts-1/);
 
-    const mp3 = await call({ response_format: 'mp3' }).catch((e: unknown) => e);
-    expect(mp3).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((mp3 as Error).message).toMatch(/supported: wav, pcm/);
+    const flac = await call({ response_format: 'flac' }).catch((e: unknown) => e);
+    expect(flac).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((flac as Error).message).toMatch(/supported: wav, pcm, mp3/);
 
     const tooLong = await call({ input: 'word '.repeat(500) }).catch((e: unknown) => e);
     expect(tooLong).toBeInstanceOf(OpenAI.BadRequestError);
