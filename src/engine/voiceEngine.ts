@@ -10,6 +10,7 @@ import { sessionPhase } from '../../machines/sessionPhase.js';
 import type { EndRecord, ServerMessage, SessionLimits, VoiceInfo, WireError } from '../../machines/types.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import type { SessionInspector } from '../observability/inspector.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
@@ -33,6 +34,8 @@ export interface VoiceEngineOptions {
   apiKeys?: string[];
   /** Circuit breaker of each provider (consecutive failures, open time). */
   circuitBreaker?: Omit<ProviderGuardOptions, 'onStateChange'>;
+  /** Live inspection of every session (redacted); off unless given. */
+  inspector?: SessionInspector;
 }
 
 export interface EngineStats {
@@ -41,10 +44,14 @@ export interface EngineStats {
   utterancesAccepted: number;
   utterancesEnded: number;
   endedByReason: Record<string, number>;
+  /** Times a session paused its upstream because the client was not reading. */
+  backpressurePauses: number;
 }
 
 export interface UtteranceEndedEvent extends EndRecord {
   sessionId: string;
+  /** For an end caused by a client STOP: from the STOP frame's arrival to this end going out. */
+  stopToEndMs?: number;
 }
 
 /**
@@ -95,12 +102,14 @@ export class VoiceEngine extends EventEmitter<{
   readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
-  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker'>> &
-    Pick<VoiceEngineOptions, 'limits'>;
+  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector'>> &
+    Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   private readonly keyDigests: Buffer[];
   private draining = false;
   private liveJobs = 0;
-  private counters = { accepted: 0, ended: 0, byReason: {} as Record<string, number> };
+  private counters = { accepted: 0, ended: 0, byReason: {} as Record<string, number>, backpressurePauses: 0 };
+  /** When the STOP being processed for a session arrived (set only while it is processed). */
+  private readonly stopArrivedAt = new Map<string, number>();
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -113,6 +122,7 @@ export class VoiceEngine extends EventEmitter<{
       lowWaterBytes: options.lowWaterBytes ?? 64 * 1024,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
       limits: options.limits,
+      inspector: options.inspector,
     };
     if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
     this.keyDigests = (options.apiKeys ?? []).map(digest);
@@ -157,7 +167,12 @@ export class VoiceEngine extends EventEmitter<{
         utteranceEnded: ({ context }, record) => {
           this.counters.ended++;
           this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
-          this.emit('utteranceEnded', { sessionId: context.sessionId, ...record });
+          const stopAt = record.reason === 'stopped' ? this.stopArrivedAt.get(context.sessionId) : undefined;
+          this.emit('utteranceEnded', {
+            sessionId: context.sessionId,
+            ...record,
+            ...(stopAt !== undefined ? { stopToEndMs: performance.now() - stopAt } : {}),
+          });
         },
         utteranceAccepted: ({ context }, info) => {
           this.counters.accepted++;
@@ -191,6 +206,11 @@ export class VoiceEngine extends EventEmitter<{
     return !this.draining && this.options.providers.every((p) => p.isReady());
   }
 
+  /** The providers behind this engine (for metrics). */
+  get providers(): readonly TtsProvider[] {
+    return this.options.providers;
+  }
+
   async ready(): Promise<void> {
     await Promise.all(this.options.providers.map((p) => p.ready()));
   }
@@ -202,6 +222,7 @@ export class VoiceEngine extends EventEmitter<{
       utterancesAccepted: this.counters.accepted,
       utterancesEnded: this.counters.ended,
       endedByReason: { ...this.counters.byReason },
+      backpressurePauses: this.counters.backpressurePauses,
     };
   }
 
@@ -240,6 +261,7 @@ export class VoiceEngine extends EventEmitter<{
         sampleRates: this.sampleRates,
         ...(this.options.limits ? { limits: this.options.limits } : {}),
       },
+      ...(this.options.inspector ? { inspect: this.options.inspector.observe(sessionId) } : {}),
     });
     const io: SessionIO = { transport, actor, observe: false };
     this.sessions.set(sessionId, io);
@@ -249,6 +271,7 @@ export class VoiceEngine extends EventEmitter<{
     };
     const finish = () => {
       if (!this.sessions.delete(sessionId)) return;
+      this.options.inspector?.sessionEnded(sessionId);
       onEnd?.();
       this.emit('sessionEnded', { sessionId });
     };
@@ -340,7 +363,13 @@ export class VoiceEngine extends EventEmitter<{
         send({ type: 'SPEAK', request: message.request });
         return;
       case 'stop':
-        send(message.id !== undefined ? { type: 'STOP', id: message.id } : { type: 'STOP' });
+        // The machine announces the ends inside this send; note when the STOP arrived for metrics.
+        this.stopArrivedAt.set(sessionId, performance.now());
+        try {
+          send(message.id !== undefined ? { type: 'STOP', id: message.id } : { type: 'STOP' });
+        } finally {
+          this.stopArrivedAt.delete(sessionId);
+        }
         return;
       case 'ping':
         if (inHandshake) {
@@ -386,7 +415,10 @@ export class VoiceEngine extends EventEmitter<{
     if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
-        if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_BACKPRESSURE' });
+        const snapshot = io.actor.getSnapshot();
+        if (snapshot.status !== 'active') return;
+        if (!snapshot.matches({ active: { live: { streaming: 'paused' } } })) this.counters.backpressurePauses++;
+        io.actor.send({ type: 'CLIENT_BACKPRESSURE' });
       });
     }
   }

@@ -119,14 +119,68 @@ export function machineTables(machine: AnyStateMachine): string {
   return `### What each state owns\n\n${own.join('\n')}\n\n### Transitions\n\n${trans.join('\n')}\n`;
 }
 
+/**
+ * Graphviz DOT for the machine: compound states as clusters, atomic states as nodes. Every
+ * state's element id is `state.<dotted path>` so a page can highlight the live state in the SVG.
+ */
+export function machineToDot(machine: AnyStateMachine): string {
+  const lines = [
+    `digraph ${JSON.stringify(machine.id)} {`,
+    '  graph [rankdir=LR, compound=true, fontname="Helvetica", fontsize=11, nodesep=0.35, ranksep=0.5, bgcolor="transparent"];',
+    '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", color="#5d6780", fontname="Helvetica", fontsize=11];',
+    '  edge [color="#8a93a8", fontname="Helvetica", fontsize=9, fontcolor="#5d6780"];',
+  ];
+  // An edge to or from a compound state attaches to its first atomic descendant, clipped at the cluster.
+  const anchor = (node: AnyStateNode): AnyStateNode => {
+    const children = Object.values(node.states) as AnyStateNode[];
+    return children.length === 0 ? node : anchor((node.initial?.target?.[0] as AnyStateNode | undefined) ?? children[0]!);
+  };
+  const isCompound = (node: AnyStateNode) => Object.keys(node.states).length > 0;
+  const emit = (node: AnyStateNode, depth: number) => {
+    const pad = '  '.repeat(depth);
+    for (const child of Object.values(node.states) as AnyStateNode[]) {
+      const id = nodeId(child);
+      const domId = `state.${child.path.join('.')}`;
+      if (isCompound(child)) {
+        lines.push(`${pad}subgraph cluster_${id} {`);
+        lines.push(`${pad}  id=${JSON.stringify(domId)}; label=${JSON.stringify(child.key)}; style="rounded"; color="#c3c9d8"; fontcolor="#172033";`);
+        emit(child, depth + 1);
+        lines.push(`${pad}}`);
+      } else {
+        const shape = child.type === 'final' ? ', shape=doublecircle, fontsize=9' : '';
+        lines.push(`${pad}${id} [id=${JSON.stringify(domId)}, label=${JSON.stringify(child.key)}${shape}];`);
+      }
+    }
+  };
+  emit(machine.root, 1);
+  const edges = new Set<string>();
+  walk(machine.root, (node) => {
+    if (node === machine.root) return;
+    for (const t of transitionsOf(node)) {
+      for (const targetId of t.targets) {
+        const target = machine.getStateNodeById(`${machine.id}.${targetId.replaceAll('_', '.')}`) as AnyStateNode;
+        const from = anchor(node);
+        const to = anchor(target);
+        const attrs = [`label=${JSON.stringify(t.event + (t.guard ? ` [${t.guard}]` : ''))}`];
+        if (isCompound(node)) attrs.push(`ltail=cluster_${nodeId(node)}`);
+        if (isCompound(target) && !target.path.every((p, i) => node.path[i] === p)) attrs.push(`lhead=cluster_${nodeId(target)}`);
+        edges.add(`  ${nodeId(from)} -> ${nodeId(to)} [${attrs.join(', ')}];`);
+      }
+    }
+  });
+  lines.push(...edges, '}');
+  return lines.join('\n');
+}
+
 /** The whole committed page for one machine. */
-export function statechartPage(title: string, machine: AnyStateMachine, source: string): string {
+export function statechartPage(title: string, machine: AnyStateMachine, source: string, svgFile?: string): string {
   return [
     `# ${title}`,
     '',
     `Generated from \`${source}\` by \`npm run statecharts\`; do not edit by hand.`,
     'A test fails when this page no longer matches the machine.',
     '',
+    ...(svgFile ? [`![${title}](${svgFile})`, '', `The same chart as an SVG rendered offline (Graphviz, WASM): [\`${svgFile}\`](${svgFile}).`, ''] : []),
     '```mermaid',
     machineToMermaid(machine),
     '```',

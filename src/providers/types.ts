@@ -54,6 +54,8 @@ export interface TtsProvider {
   isReady(): boolean;
   /** Release everything. Idempotent. */
   close(): Promise<void>;
+  /** Optional worker-pool figures for metrics (the embedded voice has them). */
+  poolStats?(): { size: number; warm: number; busy: number; waiting: number; restarts: number };
 }
 
 /** A typed provider failure the engine maps onto a speak.end error. */

@@ -9,6 +9,8 @@ import { VoiceEngine, type VoiceEngineOptions } from '../engine/voiceEngine.js';
 import { espeakProvider } from '../providers/espeak/espeakProvider.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSpeechEndpoint, speechPaths } from './speechEndpoint.js';
+import { createEngineMetrics } from '../observability/metrics.js';
+import { SessionInspector } from '../observability/inspector.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -17,6 +19,10 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   maxFrameBytes?: number;
   /** Number of pre-warmed embedded-voice workers when no providers are given (default 2). */
   espeakWorkers?: number;
+  /** Prometheus metrics at GET /metrics (default on). */
+  metrics?: boolean;
+  /** Live session inspector at /inspect (default off: it shows every session's states and event names). */
+  inspect?: boolean;
 }
 
 export interface AttachedVoxline {
@@ -65,7 +71,9 @@ function defaultProviders(options: VoxlineOptions): TtsProvider[] {
 /** Attach the voice engine to an existing http.Server (WebSocket upgrades on `path`). */
 export function attachVoxline(server: Server, options: VoxlineOptions = {}): AttachedVoxline {
   const path = options.path ?? '/v1/voice';
-  const engine = new VoiceEngine({ ...options, providers: defaultProviders(options) });
+  const inspector = options.inspect ? new SessionInspector() : undefined;
+  const engine = new VoiceEngine({ ...options, providers: defaultProviders(options), ...(inspector ? { inspector } : {}) });
+  const metrics = options.metrics === false ? null : createEngineMetrics(engine);
   void engine.ready().catch(() => {
     /* readiness is reported by /readyz; sessions on an unready provider end with provider_unavailable */
   });
@@ -103,7 +111,18 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    if (inspector && url.pathname.startsWith('/inspect')) return inspector.handle(req, res);
     switch (url.pathname) {
+      case '/metrics':
+        if (!metrics) return false;
+        metrics.render().then(
+          (text) => {
+            res.writeHead(200, { 'content-type': metrics.contentType });
+            res.end(text);
+          },
+          () => json(res, 500, { error: { code: 'internal', message: 'metrics failed' } }),
+        );
+        return true;
       case '/':
       case '/index.html':
         page ??= loadPage();
@@ -139,7 +158,9 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
     close() {
       closed ??= (async () => {
         server.off('upgrade', onUpgrade);
+        inspector?.close();
         await engine.shutdown();
+        metrics?.detach();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
       })();
       return closed;

@@ -35,6 +35,10 @@ export class EspeakProvider implements TtsProvider {
   close(): Promise<void> {
     return this.pool.close();
   }
+
+  poolStats() {
+    return this.pool.stats();
+  }
 }
 
 export function espeakProvider(options: Partial<WorkerPoolOptions> = {}): EspeakProvider {

@@ -1,0 +1,193 @@
+// Live inspection of every session, offline, on XState 5's own `inspect` option (the
+// @xstate/inspect package only works with XState 4; Stately's inspector needs their site).
+// Inspection events are redacted at the source to event types and state paths: no event
+// payload (text, tokens, audio) and no context ever leaves this module. The page at
+// /inspect draws the chosen session's statechart (the generated SVG) with its current state
+// highlighted, and the event log beside it, from a Server-Sent Events stream.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { InspectionEvent } from 'xstate';
+import { sessionMachine } from '../../machines/session.machine.js';
+import { machineToDot } from './statechartDoc.js';
+import { renderSvg } from './statechartRegistry.js';
+
+/** What leaves the process about a session: names only. */
+export type InspectionRecord =
+  | { kind: 'session'; sessionId: string; at: number; status: 'started' | 'ended' }
+  | { kind: 'event'; sessionId: string; at: number; event: string; to: 'session' | 'upstream' | 'other' }
+  | { kind: 'state'; sessionId: string; at: number; state: string };
+
+export class SessionInspector {
+  private readonly recent = new Map<string, InspectionRecord[]>();
+  private readonly clients = new Set<ServerResponse>();
+  private svg: Promise<string> | null = null;
+  private readonly keep: number;
+
+  constructor(options: { keepPerSession?: number; keepSessions?: number } = {}) {
+    this.keep = options.keepPerSession ?? 200;
+    this.keepSessions = options.keepSessions ?? 50;
+  }
+
+  private readonly keepSessions: number;
+
+  /** The `inspect` observer for one session actor. */
+  observe(sessionId: string): (event: InspectionEvent) => void {
+    this.publish({ kind: 'session', sessionId, at: Date.now(), status: 'started' });
+    let lastState = '';
+    return (inspection) => {
+      const record = redact(sessionId, inspection);
+      if (!record) return;
+      if (record.kind === 'state') {
+        if (record.state === lastState) return;
+        lastState = record.state;
+      }
+      this.publish(record);
+    };
+  }
+
+  sessionEnded(sessionId: string): void {
+    this.publish({ kind: 'session', sessionId, at: Date.now(), status: 'ended' });
+  }
+
+  /** Serves /inspect (page), /inspect/events (SSE) and /inspect/statechart.svg. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    if (path === '/inspect') {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
+      res.end(inspectorPage);
+      return true;
+    }
+    if (path === '/inspect/statechart.svg') {
+      this.svg ??= renderSvg(machineToDot(sessionMachine));
+      this.svg.then(
+        (svg) => {
+          res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'no-cache' });
+          res.end(svg);
+        },
+        () => {
+          res.writeHead(500).end();
+        },
+      );
+      return true;
+    }
+    if (path === '/inspect/events') {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      res.write(': voxline inspection stream\n\n'); // sends the headers now
+      for (const records of this.recent.values()) for (const r of records) res.write(`data: ${JSON.stringify(r)}\n\n`);
+      this.clients.add(res);
+      res.once('close', () => this.clients.delete(res));
+      return true;
+    }
+    return false;
+  }
+
+  /** Close every event stream (shutdown). */
+  close(): void {
+    for (const c of this.clients) c.end();
+    this.clients.clear();
+  }
+
+  private publish(record: InspectionRecord): void {
+    let list = this.recent.get(record.sessionId);
+    if (!list) {
+      list = [];
+      this.recent.set(record.sessionId, list);
+      // Forget the oldest sessions beyond the bound.
+      while (this.recent.size > this.keepSessions) this.recent.delete(this.recent.keys().next().value!);
+    }
+    list.push(record);
+    if (list.length > this.keep) list.splice(0, list.length - this.keep);
+    const line = `data: ${JSON.stringify(record)}\n\n`;
+    for (const c of this.clients) c.write(line);
+  }
+}
+
+/** Keep names, drop payloads. Returns null for what is not worth showing. */
+export function redact(sessionId: string, inspection: InspectionEvent): InspectionRecord | null {
+  const at = Date.now();
+  const ref = inspection.actorRef as { id?: string; _parent?: unknown };
+  const isSession = ref._parent === undefined;
+  if (inspection.type === '@xstate.snapshot') {
+    const snapshot = inspection.snapshot as { value?: unknown; status?: string };
+    if (!isSession || snapshot.value === undefined) return null;
+    return { kind: 'state', sessionId, at, state: snapshot.status === 'done' ? 'ended' : statePath(snapshot.value) };
+  }
+  if (inspection.type === '@xstate.event') {
+    const type = (inspection.event as { type?: unknown }).type;
+    if (typeof type !== 'string') return null;
+    return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to: isSession ? 'session' : ref.id === 'upstream' ? 'upstream' : 'other' };
+  }
+  return null;
+}
+
+function statePath(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') {
+    const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? [];
+    if (key === undefined) return '';
+    const rest = statePath(child);
+    return rest ? `${key}.${rest}` : key;
+  }
+  return '';
+}
+
+const inspectorPage = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>voxline inspector</title>
+<style>
+  :root { font-family: Inter, system-ui, sans-serif; color: #172033; background: #eef1f7; }
+  body { margin: 0; display: grid; grid-template-columns: 260px 1fr 340px; height: 100vh; }
+  aside, section { overflow: auto; padding: 16px; }
+  aside { background: #fff; border-right: 1px solid #dfe3ec; }
+  h1 { font-size: 16px; margin: 0 0 12px; } h2 { font-size: 12px; text-transform: uppercase; color: #5d6780; letter-spacing: .08em; }
+  .session { padding: 8px 10px; border-radius: 8px; cursor: pointer; font: 12px ui-monospace, monospace; margin-bottom: 4px; }
+  .session:hover { background: #f1f4fe; } .session.sel { background: #3358e0; color: #fff; } .session.ended { opacity: .55; }
+  #chart svg { width: 100%; height: auto; background: #fff; border-radius: 12px; border: 1px solid #dfe3ec; }
+  #chart .on > path, #chart .on > polygon { stroke: #3358e0; stroke-width: 2.5px; fill: #e8edff; }
+  #log { background: #fff; border-left: 1px solid #dfe3ec; font: 12px ui-monospace, monospace; }
+  #log div { padding: 2px 0; border-bottom: 1px solid #f1f3f8; } #log .state { color: #3358e0; font-weight: 600; }
+  #current { font: 13px ui-monospace, monospace; margin: 8px 0 12px; }
+</style></head>
+<body>
+<aside><h1>voxline inspector</h1><h2>Sessions</h2><div id="sessions"></div></aside>
+<section><h2>Statechart</h2><div id="current">select a session</div><div id="chart"></div></section>
+<section id="log"><h2>Events</h2><div id="events"></div></section>
+<script type="module">
+const sessions = new Map(); let selected = null;
+const chart = document.getElementById('chart');
+chart.innerHTML = await (await fetch('/inspect/statechart.svg')).text();
+function highlight(path) {
+  for (const el of chart.querySelectorAll('.on')) el.classList.remove('on');
+  if (!path) return;
+  const parts = path.split('.');
+  for (let i = 1; i <= parts.length; i++) document.getElementById('state.' + parts.slice(0, i).join('.'))?.classList.add('on');
+  document.getElementById('current').textContent = path;
+}
+function renderList() {
+  const box = document.getElementById('sessions'); box.replaceChildren();
+  for (const [id, s] of [...sessions].reverse()) {
+    const d = document.createElement('div'); d.className = 'session' + (id === selected ? ' sel' : '') + (s.ended ? ' ended' : '');
+    d.textContent = id.slice(0, 8) + '  ' + (s.state || ''); d.onclick = () => select(id); box.append(d);
+  }
+}
+function renderLog() {
+  const box = document.getElementById('events'); box.replaceChildren();
+  for (const r of (sessions.get(selected)?.records ?? []).slice(-200).reverse()) {
+    const d = document.createElement('div');
+    if (r.kind === 'state') { d.className = 'state'; d.textContent = '→ ' + r.state; }
+    else if (r.kind === 'event') d.textContent = r.event + (r.to === 'session' ? '' : '  → ' + r.to);
+    else d.textContent = 'session ' + r.status;
+    box.append(d);
+  }
+}
+function select(id) { selected = id; highlight(sessions.get(id)?.state); renderList(); renderLog(); }
+const source = new EventSource('/inspect/events');
+source.onmessage = (m) => {
+  const r = JSON.parse(m.data);
+  const s = sessions.get(r.sessionId) ?? { records: [], state: '', ended: false };
+  sessions.set(r.sessionId, s); s.records.push(r);
+  if (r.kind === 'state') s.state = r.state;
+  if (r.kind === 'session' && r.status === 'ended') s.ended = true;
+  if (!selected || (sessions.get(selected)?.ended && !s.ended)) selected = r.sessionId;
+  if (r.sessionId === selected) { highlight(s.state); renderLog(); }
+  renderList();
+};
+</script></body></html>`;
