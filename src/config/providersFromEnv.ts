@@ -17,24 +17,36 @@ export interface ProviderSetup {
   close(): Promise<void>;
 }
 
+/** A configuration the server cannot start with; its message is the one line a user sees. */
 export class ConfigError extends Error {}
 
-export async function providersFromEnv(env: NodeJS.ProcessEnv = process.env, espeakWorkers = 2): Promise<ProviderSetup> {
-  const providers: TtsProvider[] = [espeakProvider({ size: espeakWorkers })];
-  const summary = ['espeak (embedded)'];
+export async function providersFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  {
+    espeakWorkers = 2,
+    emulators = env.VOXLINE_EMULATORS === '1',
+    only,
+  }: { espeakWorkers?: number; emulators?: boolean; only?: string[] } = {},
+): Promise<ProviderSetup> {
+  const wanted = (name: string) => !only || only.includes(name);
+  const providers: TtsProvider[] = wanted('espeak') ? [espeakProvider({ size: espeakWorkers })] : [];
+  const summary = wanted('espeak') ? ['espeak (embedded)'] : [];
   const closers: (() => Promise<void>)[] = [];
-  let groq = env.GROQ_API_KEY ? { apiKey: env.GROQ_API_KEY, baseURL: env.GROQ_BASE_URL } : null;
-  let eleven = env.ELEVENLABS_API_KEY ? { apiKey: env.ELEVENLABS_API_KEY, baseURL: env.ELEVENLABS_BASE_URL } : null;
-  if (env.VOXLINE_EMULATORS === '1') {
+  let groq = env.GROQ_API_KEY && wanted('groq') ? { apiKey: env.GROQ_API_KEY, baseURL: env.GROQ_BASE_URL } : null;
+  let eleven = env.ELEVENLABS_API_KEY && wanted('elevenlabs') ? { apiKey: env.ELEVENLABS_API_KEY, baseURL: env.ELEVENLABS_BASE_URL } : null;
+  if (emulators) {
     const g = new GroqEmulator({ apiKey: 'emulator', realtime: 0.5, firstByteDelayMs: 80 });
     const e = new ElevenLabsEmulator({ apiKey: 'emulator', realtime: 0.5, firstByteDelayMs: 60 });
-    groq = { apiKey: 'emulator', baseURL: await g.listen() };
-    eleven = { apiKey: 'emulator', baseURL: await e.listen() };
-    closers.push(() => g.close(), () => e.close());
+    if (wanted('groq')) groq = { apiKey: 'emulator', baseURL: await g.listen() };
+    if (wanted('elevenlabs')) eleven = { apiKey: 'emulator', baseURL: await e.listen() };
+    closers.push(
+      () => (g.url ? g.close() : Promise.resolve()),
+      () => (e.url ? e.close() : Promise.resolve()),
+    );
   }
   if (groq) {
     providers.push(groqProvider({ apiKey: groq.apiKey, ...(groq.baseURL ? { baseURL: groq.baseURL } : {}) }));
-    summary.push(env.VOXLINE_EMULATORS === '1' ? `groq (emulator ${groq.baseURL})` : 'groq');
+    summary.push(emulators ? `groq (emulator ${groq.baseURL})` : 'groq');
   }
   if (eleven) {
     const voices = env.ELEVENLABS_VOICES ? parseVoices(env.ELEVENLABS_VOICES) : undefined;
@@ -46,7 +58,7 @@ export async function providersFromEnv(env: NodeJS.ProcessEnv = process.env, esp
         ...(voices ? { voices } : {}),
       }),
     );
-    summary.push(env.VOXLINE_EMULATORS === '1' ? `elevenlabs (emulator ${eleven.baseURL})` : 'elevenlabs');
+    summary.push(emulators ? `elevenlabs (emulator ${eleven.baseURL})` : 'elevenlabs');
   }
   return {
     providers,

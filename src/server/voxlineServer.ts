@@ -1,6 +1,7 @@
 // HTTP + WebSocket front of the engine: attach to an embedder's http.Server, or run standalone.
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,8 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   metrics?: boolean;
   /** Live session inspector at /inspect (default off: it shows every session's states and event names). */
   inspect?: boolean;
+  /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
 export interface AttachedVoxline {
@@ -176,7 +179,8 @@ export interface VoxlineServer extends AttachedVoxline {
 
 /** A standalone voxline server: voice endpoint, demo page and health routes. */
 export function createVoxlineServer(options: VoxlineOptions = {}): VoxlineServer {
-  const server = createServer();
+  const server: Server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }) : createServer();
+  const scheme = options.tls ? 'https' : 'http';
   const attached = attachVoxline(server, options);
   server.on('request', (req, res) => {
     if (!attached.handleRequest(req, res)) json(res, 404, { error: { code: 'not_found', message: 'no such route' } });
@@ -191,7 +195,7 @@ export function createVoxlineServer(options: VoxlineOptions = {}): VoxlineServer
           server.off('error', reject);
           const address = server.address() as AddressInfo;
           const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-          resolve({ url: `http://${shownHost}:${address.port}`, port: address.port, host: address.address });
+          resolve({ url: `${scheme}://${shownHost}:${address.port}`, port: address.port, host: address.address });
         });
       });
     },

@@ -1,0 +1,210 @@
+// Command-line and environment configuration of `voxline serve` and `voxline say`, parsed
+// with Node's own util.parseArgs and validated up front: a bad value stops the start with
+// one clear line, never a stack trace. Provider keys come from the environment only, so
+// they never show in a process list.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../config/providersFromEnv.js';
+
+export { ConfigError };
+
+const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof levels)[number];
+
+export interface ServeConfig {
+  port: number;
+  host: string;
+  defaultVoice?: string;
+  sampleRate?: number;
+  maxTextChars?: number;
+  maxQueued?: number;
+  apiKeys?: string[];
+  tls?: { cert: Buffer; key: Buffer };
+  inspect: boolean;
+  metrics: boolean;
+  logLevel: LogLevel;
+  emulators: boolean;
+  espeakWorkers: number;
+  /** Only these providers (default: every one that is configured). */
+  providers?: string[];
+}
+
+export interface SayConfig {
+  text: string;
+  out: string;
+  voice?: string;
+  server?: string;
+  token?: string;
+  sampleRate: number;
+}
+
+export const usage = `Usage: voxline [serve] [options]
+       voxline say <text | -> --out <file.wav> [options]
+
+voxline serve (the default) runs the voice server: WebSocket sessions at /v1/voice, the
+Groq/OpenAI speech API at /v1/audio/speech, a demo page at /, /healthz, /readyz, /metrics.
+It always has the embedded offline voice; GROQ_API_KEY and ELEVENLABS_API_KEY (environment
+only) add those providers.
+
+serve options (each also from the environment):
+  --port <n>            port to listen on (PORT, default 8080; 0 picks a free one)
+  --host <addr>         address to bind (HOST, default 127.0.0.1)
+  --voice <id>          default voice, e.g. en-us or groq:troy (VOXLINE_DEFAULT_VOICE)
+  --sample-rate <hz>    default session rate: 24000 16000 22050 44100 48000 8000 (VOXLINE_SAMPLE_RATE)
+  --max-text <n>        most characters per utterance (VOXLINE_MAX_TEXT, default 10000)
+  --max-queued <n>      most enqueued utterances per session (VOXLINE_MAX_QUEUED, default 16)
+  --keys-file <path>    API keys, one per line; clients must send one (VOXLINE_KEYS_FILE)
+  --tls-cert <path>     serve https:// and wss:// with this PEM certificate (VOXLINE_TLS_CERT)
+  --tls-key <path>      … and this PEM key (VOXLINE_TLS_KEY)
+  --inspect             live session inspector at /inspect (VOXLINE_INSPECT=1)
+  --no-metrics          no /metrics endpoint (VOXLINE_METRICS=0)
+  --log-level <level>   fatal error warn info debug trace silent (LOG_LEVEL, default info)
+  --emulators           Groq and ElevenLabs voices from local emulators, offline (VOXLINE_EMULATORS=1)
+  --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
+  --providers <list>    only these, comma-separated: espeak groq elevenlabs (VOXLINE_PROVIDERS;
+                        default: espeak plus every provider whose key is set)
+
+say options:
+  --out <file.wav>      where to write the audio (required)
+  --voice <id>          voice to speak with
+  --server <url>        a running server's voice endpoint, e.g. ws://127.0.0.1:8080/v1/voice
+                        (default: the embedded voice, in this process)
+  --token <key>         API key for --server (or VOXLINE_TOKEN)
+  --sample-rate <hz>    rate of the WAV file (default 24000)
+
+  -h, --help            this text
+  -v, --version         the version
+`;
+
+function int(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+function readFile(name: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${name}: cannot read "${path}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
+
+export type Command = { command: 'help' } | { command: 'version' } | { command: 'serve'; config: ServeConfig } | { command: 'say'; config: SayConfig };
+
+export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.env): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        voice: { type: 'string' },
+        'sample-rate': { type: 'string' },
+        'max-text': { type: 'string' },
+        'max-queued': { type: 'string' },
+        'keys-file': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        inspect: { type: 'boolean' },
+        'no-metrics': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        emulators: { type: 'boolean' },
+        'espeak-workers': { type: 'string' },
+        providers: { type: 'string' },
+        out: { type: 'string', short: 'o' },
+        server: { type: 'string' },
+        token: { type: 'string' },
+      },
+    });
+  } catch (error) {
+    // parseArgs explains itself well; keep its first sentence.
+    throw new ConfigError(`${(error as Error).message.split('. ')[0]} (see voxline --help)`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { command: 'help' };
+  if (values.version) return { command: 'version' };
+  const [command = 'serve', ...rest] = positionals;
+  if (command === 'say') return { command: 'say', config: sayConfig(values, rest, env) };
+  if (command !== 'serve') throw new ConfigError(`unknown command "${command}" (commands: serve, say; see voxline --help)`);
+  if (rest.length > 0) throw new ConfigError(`serve takes no arguments, got "${rest.join(' ')}"`);
+
+  const logLevel = (values['log-level'] ?? env.LOG_LEVEL ?? 'info') as LogLevel;
+  if (!levels.includes(logLevel)) throw new ConfigError(`--log-level must be one of ${levels.join(', ')}, got "${logLevel}"`);
+  const certPath = values['tls-cert'] ?? env.VOXLINE_TLS_CERT;
+  const keyPath = values['tls-key'] ?? env.VOXLINE_TLS_KEY;
+  if (Boolean(certPath) !== Boolean(keyPath)) throw new ConfigError('--tls-cert and --tls-key go together');
+  const keysPath = values['keys-file'] ?? env.VOXLINE_KEYS_FILE;
+  let apiKeys: string[] | undefined;
+  if (keysPath) {
+    apiKeys = readFile('--keys-file', keysPath)
+      .toString('utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+    if (apiKeys.length === 0) throw new ConfigError(`--keys-file "${keysPath}" holds no key`);
+  }
+  const sampleRate = int('--sample-rate', values['sample-rate'] ?? env.VOXLINE_SAMPLE_RATE, 8_000, 48_000);
+  if (sampleRate !== undefined && ![24_000, 16_000, 22_050, 44_100, 48_000, 8_000].includes(sampleRate)) {
+    throw new ConfigError(`--sample-rate must be one of 24000, 16000, 22050, 44100, 48000, 8000, got ${sampleRate}`);
+  }
+  const voice = values.voice ?? env.VOXLINE_DEFAULT_VOICE;
+  const providerList = values.providers ?? env.VOXLINE_PROVIDERS;
+  const emulators = values.emulators ?? env.VOXLINE_EMULATORS === '1';
+  let providers: string[] | undefined;
+  if (providerList) {
+    providers = providerList.split(',').map((p) => p.trim()).filter(Boolean);
+    for (const p of providers) {
+      if (!['espeak', 'groq', 'elevenlabs'].includes(p)) throw new ConfigError(`--providers: unknown provider "${p}" (espeak, groq, elevenlabs)`);
+      const key = p === 'groq' ? 'GROQ_API_KEY' : p === 'elevenlabs' ? 'ELEVENLABS_API_KEY' : null;
+      if (key && !env[key] && !emulators) throw new ConfigError(`--providers ${p} needs ${key} (or --emulators)`);
+    }
+    if (providers.length === 0) throw new ConfigError('--providers names no provider');
+  }
+  const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
+  const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
+  return {
+    command: 'serve',
+    config: {
+      port: int('--port', values.port ?? env.PORT, 0, 65_535) ?? 8080,
+      host: values.host ?? env.HOST ?? '127.0.0.1',
+      ...(voice ? { defaultVoice: voice } : {}),
+      ...(sampleRate !== undefined ? { sampleRate } : {}),
+      ...(maxTextChars !== undefined ? { maxTextChars } : {}),
+      ...(maxQueued !== undefined ? { maxQueued } : {}),
+      ...(apiKeys ? { apiKeys } : {}),
+      ...(certPath && keyPath ? { tls: { cert: readFile('--tls-cert', certPath), key: readFile('--tls-key', keyPath) } } : {}),
+      inspect: values.inspect ?? env.VOXLINE_INSPECT === '1',
+      metrics: !(values['no-metrics'] ?? env.VOXLINE_METRICS === '0'),
+      logLevel,
+      emulators,
+      ...(providers ? { providers } : {}),
+      espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
+    },
+  };
+}
+
+function sayConfig(values: Record<string, string | boolean | undefined>, rest: string[], env: NodeJS.ProcessEnv): SayConfig {
+  if (rest.length !== 1) throw new ConfigError('say takes one text argument (quote it, or "-" to read standard input)');
+  const out = values.out as string | undefined;
+  if (!out) throw new ConfigError('say needs --out <file.wav>');
+  const text = rest[0] === '-' ? readFileSync(0, 'utf8') : rest[0]!;
+  if (text.trim().length === 0) throw new ConfigError('say: the text is empty');
+  const server = values.server as string | undefined;
+  if (server && !/^wss?:\/\//.test(server)) throw new ConfigError(`--server must be a ws:// or wss:// URL, got "${server}"`);
+  const token = (values.token as string | undefined) ?? env.VOXLINE_TOKEN;
+  return {
+    text,
+    out,
+    ...(values.voice ? { voice: values.voice as string } : {}),
+    ...(server ? { server } : {}),
+    ...(token ? { token } : {}),
+    sampleRate: int('--sample-rate', values['sample-rate'] as string | undefined, 8_000, 48_000) ?? 24_000,
+  };
+}

@@ -1,0 +1,65 @@
+// `voxline serve`: the standalone server with the embedded voice and whatever providers the
+// environment enables, pino logs, and a drain on SIGTERM/SIGINT (a second signal exits at once).
+import { providersFromEnv } from '../config/providersFromEnv.js';
+import { createLogger, logEngine } from '../observability/engineLog.js';
+import { createVoxlineServer } from '../server/voxlineServer.js';
+import type { ServeConfig } from './config.js';
+
+const allRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
+
+export async function serve(config: ServeConfig): Promise<void> {
+  const log = createLogger(config.logLevel);
+  const setup = await providersFromEnv(process.env, {
+    espeakWorkers: config.espeakWorkers,
+    emulators: config.emulators,
+    ...(config.providers ? { only: config.providers } : {}),
+  });
+  const limits = {
+    ...(config.maxTextChars !== undefined ? { maxTextChars: config.maxTextChars } : {}),
+    ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
+  };
+  let voxline;
+  try {
+    voxline = createVoxlineServer({
+      providers: setup.providers,
+      ...(config.defaultVoice ? { defaultVoice: config.defaultVoice } : {}),
+      ...(config.sampleRate ? { sampleRates: [config.sampleRate, ...allRates.filter((r) => r !== config.sampleRate)] } : {}),
+      ...(Object.keys(limits).length > 0 ? { limits } : {}),
+      ...(config.apiKeys ? { apiKeys: config.apiKeys } : {}),
+      ...(config.tls ? { tls: config.tls } : {}),
+      inspect: config.inspect,
+      metrics: config.metrics,
+    });
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
+  logEngine(voxline.engine, log);
+  const { url } = await voxline.listen(config.port, config.host);
+  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
+  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
+  voxline.engine.ready().then(
+    () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
+    (error: Error) => log.error({ event: 'not_ready', message: error.message }),
+  );
+
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) process.exit(130); // a second signal exits at once
+    stopping = true;
+    log.info({ event: 'draining', signal });
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    Promise.all([voxline.close(), setup.close()]).then(
+      () => {
+        log.info({ event: 'stopped' });
+        log.flush();
+        process.exit(0);
+      },
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
