@@ -36,7 +36,9 @@ beforeAll(async () => {
   page.on('pageerror', (error) => {
     throw error;
   });
-  await page.goto(url);
+  // A wider jitter buffer than the page's default 60 ms: the machine is 2 cores shared with
+  // the server and the emulator, and an underrun (a real gap) would fail the exact comparisons.
+  await page.goto(`${url}/?jitterMs=150`);
   await page.waitForSelector('#connection[data-state="ready"]');
   await installTap(page);
 }, 60_000);
@@ -149,7 +151,6 @@ describe('the page in Chromium', () => {
       await say('The first message is long and will be cut off by the second one before it is done.', 'groq:austin');
       await page.waitForFunction((n) => (window as any).__tap.quanta.length > n + 30, await page.evaluate(() => (window as any).__tap.quanta.length as number));
       const first = await lastStream();
-      emu.configure({ realtime: 0 });
       await say('Second message.', 'groq:austin');
       await finished(before + 2);
       const second = await lastStream();
