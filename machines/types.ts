@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'provider_rejected'
   | 'provider_busy'
   | 'provider_timeout'
+  | 'too_many_sessions'
   | 'internal'
   | 'unknown_voice'
   | 'queue_full'

@@ -3,6 +3,7 @@
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import { TokenBucket } from 'limiter';
 import { createActor, fromCallback, type ActorRefFrom } from 'xstate';
 import type { WebSocket } from 'ws';
 import { sessionMachine } from '../../machines/session.machine.js';
@@ -36,7 +37,30 @@ export interface VoiceEngineOptions {
   circuitBreaker?: Omit<ProviderGuardOptions, 'onStateChange'>;
   /** Live inspection of every session (redacted); off unless given. */
   inspector?: SessionInspector;
+  /** Per-connection and per-key limits against floods and runaway clients. */
+  abuse?: Partial<AbuseLimits>;
 }
+
+export interface AbuseLimits {
+  /** Client frames per second a connection may send (token bucket refill)… */
+  messagesPerSecond: number;
+  /** …with bursts up to this many. A frame over the limit gets `rate_limited` and is dropped. */
+  messageBurst: number;
+  /** Rejected frames in a row after which the connection is closed (1008): a flooder is cut off alone. */
+  maxRejectedInARow: number;
+  /** Characters of speak text a connection may send per minute (also the burst). */
+  textCharsPerMinute: number;
+  /** Concurrent sessions per API key (when keys are configured). */
+  maxSessionsPerKey: number;
+}
+
+export const defaultAbuseLimits: AbuseLimits = {
+  messagesPerSecond: 50,
+  messageBurst: 100,
+  maxRejectedInARow: 50,
+  textCharsPerMinute: 60_000,
+  maxSessionsPerKey: 100,
+};
 
 export interface EngineStats {
   sessions: number;
@@ -46,6 +70,14 @@ export interface EngineStats {
   endedByReason: Record<string, number>;
   /** Times a session paused its upstream because the client was not reading. */
   backpressurePauses: number;
+  /** session.start frames refused for a missing or wrong key. */
+  authFailures: number;
+  /** Client frames refused by the message or text rate limits. */
+  rateLimited: number;
+  /** Connections closed for flooding. */
+  floodCutoffs: number;
+  /** Upgrades refused before a session existed, by reason (origin, ip_cap). */
+  refusedConnections: Record<string, number>;
 }
 
 export interface UtteranceEndedEvent extends EndRecord {
@@ -76,6 +108,8 @@ interface SessionIO {
   actor: SessionActor;
   /** The client asked for `session.state` messages (session.start `observe: true`). */
   observe: boolean;
+  /** Digest of the key this session authenticated with (for the per-key cap). */
+  keyId?: string;
 }
 
 export interface SessionHandle {
@@ -102,12 +136,23 @@ export class VoiceEngine extends EventEmitter<{
   readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
-  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector'>> &
+  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse'>> &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   private readonly keyDigests: Buffer[];
   private draining = false;
   private liveJobs = 0;
-  private counters = { accepted: 0, ended: 0, byReason: {} as Record<string, number>, backpressurePauses: 0 };
+  private counters = {
+    accepted: 0,
+    ended: 0,
+    byReason: {} as Record<string, number>,
+    backpressurePauses: 0,
+    authFailures: 0,
+    rateLimited: 0,
+    floodCutoffs: 0,
+    refused: {} as Record<string, number>,
+  };
+  private readonly abuse: AbuseLimits;
+  private readonly sessionsPerKey = new Map<string, number>();
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
 
@@ -126,6 +171,7 @@ export class VoiceEngine extends EventEmitter<{
     };
     if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
     this.keyDigests = (options.apiKeys ?? []).map(digest);
+    this.abuse = { ...defaultAbuseLimits, ...options.abuse };
     // `provider:voice` always names one provider's voice; a bare voice id goes to the
     // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];
@@ -223,14 +269,39 @@ export class VoiceEngine extends EventEmitter<{
       utterancesEnded: this.counters.ended,
       endedByReason: { ...this.counters.byReason },
       backpressurePauses: this.counters.backpressurePauses,
+      authFailures: this.counters.authFailures,
+      rateLimited: this.counters.rateLimited,
+      floodCutoffs: this.counters.floodCutoffs,
+      refusedConnections: { ...this.counters.refused },
     };
   }
 
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
   handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
+    // Each connection gets its own buckets: one client's flood never spends another's budget.
+    const frames = new TokenBucket({ bucketSize: this.abuse.messageBurst, tokensPerInterval: this.abuse.messagesPerSecond, interval: 'second' });
+    const chars = new TokenBucket({ bucketSize: this.abuse.textCharsPerMinute, tokensPerInterval: this.abuse.textCharsPerMinute, interval: 'minute' });
+    frames.content = frames.bucketSize; // limiter's buckets start empty; a new connection starts with its full burst
+    chars.content = chars.bucketSize;
+    let rejectedInARow = 0;
+    let cutOff = false;
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
+      if (cutOff) return; // frames already in flight from a client being closed
+      if (!frames.tryRemoveTokens(1)) {
+        this.counters.rateLimited++;
+        if (++rejectedInARow >= this.abuse.maxRejectedInARow) {
+          cutOff = true;
+          this.counters.floodCutoffs++;
+          transport.send({ type: 'error', code: 'rate_limited', message: 'too many frames; closing' });
+          ws.close(1008, 'rate_limited');
+          return;
+        }
+        transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.abuse.messagesPerSecond} frames per second; frame dropped` });
+        return;
+      }
+      rejectedInARow = 0;
       try {
-        this.onClientFrame(session, data, isBinary);
+        this.onClientFrame(session, data, isBinary, chars);
       } catch {
         // A frame handler must never throw into ws (it would be an uncaught exception).
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
@@ -271,6 +342,11 @@ export class VoiceEngine extends EventEmitter<{
     };
     const finish = () => {
       if (!this.sessions.delete(sessionId)) return;
+      if (io.keyId !== undefined) {
+        const left = (this.sessionsPerKey.get(io.keyId) ?? 1) - 1;
+        if (left > 0) this.sessionsPerKey.set(io.keyId, left);
+        else this.sessionsPerKey.delete(io.keyId);
+      }
       this.options.inspector?.sessionEnded(sessionId);
       onEnd?.();
       this.emit('sessionEnded', { sessionId });
@@ -295,6 +371,11 @@ export class VoiceEngine extends EventEmitter<{
     return { sessionId, send, actor };
   }
 
+  /** Count a connection refused before it became a session (for metrics). */
+  countRefusal(reason: string): void {
+    this.counters.refused[reason] = (this.counters.refused[reason] ?? 0) + 1;
+  }
+
   /** Whether `voice` (an id or `provider:id`) is offered. */
   hasVoice(voice: string): boolean {
     return this.routes.has(voice);
@@ -315,7 +396,7 @@ export class VoiceEngine extends EventEmitter<{
     return this.keyDigests.length > 0;
   }
 
-  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, chars?: TokenBucket): void {
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');
     const sessionId = session.sessionId;
@@ -350,8 +431,20 @@ export class VoiceEngine extends EventEmitter<{
           if (io) io.observe = true;
         }
         if (!this.authorized(message.token)) {
+          this.counters.authFailures++;
           send({ type: 'BAD_START', code: 'unauthorized', message: 'a valid token is required in session.start' });
           return;
+        }
+        if (this.keyDigests.length > 0 && message.token !== undefined) {
+          const keyId = digest(message.token).toString('hex');
+          const open = this.sessionsPerKey.get(keyId) ?? 0;
+          if (open >= this.abuse.maxSessionsPerKey) {
+            send({ type: 'BAD_START', code: 'too_many_sessions', message: `this key already has ${open} open sessions` });
+            return;
+          }
+          this.sessionsPerKey.set(keyId, open + 1);
+          const io = this.sessions.get(sessionId);
+          if (io) io.keyId = keyId;
         }
         send({
           type: 'START',
@@ -360,6 +453,16 @@ export class VoiceEngine extends EventEmitter<{
         });
         return;
       case 'speak':
+        if (chars && !inHandshake && !chars.tryRemoveTokens(Math.max(1, message.request.text.length))) {
+          this.counters.rateLimited++;
+          this.sendJson(sessionId, {
+            type: 'error',
+            code: 'rate_limited',
+            message: `over ${this.abuse.textCharsPerMinute} characters of text per minute`,
+            id: message.request.id,
+          });
+          return;
+        }
         send({ type: 'SPEAK', request: message.request });
         return;
       case 'stop':

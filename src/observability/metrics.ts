@@ -103,6 +103,37 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       }
     },
   });
+  const deltas = new Map<string, number>();
+  /** A counter fed from an engine total at scrape time. */
+  const fromTotal = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const now = read();
+        const before = deltas.get(name) ?? 0;
+        if (now > before) this.inc(now - before);
+        deltas.set(name, now);
+      },
+    });
+  fromTotal('voxline_auth_failures_total', 'session.start frames refused for a missing or wrong key.', () => engine.stats().authFailures);
+  fromTotal('voxline_rate_limited_total', 'Client frames refused by the message or text rate limits.', () => engine.stats().rateLimited);
+  fromTotal('voxline_flood_cutoffs_total', 'Connections closed for flooding.', () => engine.stats().floodCutoffs);
+  const refusedSeen = new Map<string, number>();
+  new Counter({
+    name: 'voxline_connections_refused_total',
+    help: 'WebSocket upgrades refused before a session existed, by reason.',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      for (const [reason, n] of Object.entries(engine.stats().refusedConnections)) {
+        const before = refusedSeen.get(reason) ?? 0;
+        if (n > before) this.inc({ reason }, n - before);
+        refusedSeen.set(reason, n);
+      }
+    },
+  });
   const restartsSeen = new Map<string, number>();
   new Counter({
     name: 'voxline_synth_worker_restarts_total',

@@ -24,6 +24,10 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   metrics?: boolean;
   /** Live session inspector at /inspect (default off: it shows every session's states and event names). */
   inspect?: boolean;
+  /** Concurrent WebSocket connections per client IP (default 256); more get HTTP 429. */
+  maxConnectionsPerIp?: number;
+  /** Browser origins allowed to open sessions; when set, an upgrade with another `Origin` gets 403. Clients that send no Origin (servers, CLIs) are not affected. */
+  allowedOrigins?: string[];
   /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -87,14 +91,32 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
   });
   wss.on('connection', (ws, req) => engine.handleConnection(ws, req));
 
+  const perIp = new Map<string, number>();
+  const maxPerIp = options.maxConnectionsPerIp ?? 256;
+  const origins = options.allowedOrigins ? new Set(options.allowedOrigins) : null;
+  const refuse = (socket: Duplex, status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (url.pathname !== path) return; // someone else's upgrade
     socket.on('error', () => {});
-    if (engine.isDraining) {
-      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      return;
+    if (engine.isDraining) return refuse(socket, '503 Service Unavailable');
+    const origin = req.headers.origin;
+    if (origins && origin !== undefined && !origins.has(origin)) {
+      engine.countRefusal('origin');
+      return refuse(socket, '403 Forbidden');
     }
+    const ip = req.socket.remoteAddress ?? 'unknown';
+    const open = perIp.get(ip) ?? 0;
+    if (open >= maxPerIp) {
+      engine.countRefusal('ip_cap');
+      return refuse(socket, '429 Too Many Requests');
+    }
+    perIp.set(ip, open + 1);
+    socket.once('close', () => {
+      const left = (perIp.get(ip) ?? 1) - 1;
+      if (left > 0) perIp.set(ip, left);
+      else perIp.delete(ip);
+    });
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   };
   server.on('upgrade', onUpgrade);
