@@ -14,10 +14,16 @@ export interface ProxyFaults {
 }
 
 interface Lane {
+  from: Socket;
   to: Socket;
-  /** When the last scheduled chunk of this direction is delivered (ms, performance clock). */
+  /** Chunks in flight, in order, each with its delivery time (ms, performance clock). */
+  queue: { chunk: Buffer; at: number }[];
+  /** Bytes in flight: above the high mark the source is paused, like a full TCP window. */
+  queued: number;
+  /** When the last scheduled chunk of this direction is delivered. */
   busyUntil: number;
-  timers: Set<NodeJS.Timeout>;
+  /** One timer per lane, for the head of the queue: delivery order is the arrival order. */
+  timer: NodeJS.Timeout | null;
 }
 
 export class FaultProxy {
@@ -63,8 +69,8 @@ export class FaultProxy {
     client.setNoDelay(true);
     upstream.setNoDelay(true);
     const lanes: Lane[] = [
-      { to: upstream, busyUntil: 0, timers: new Set() },
-      { to: client, busyUntil: 0, timers: new Set() },
+      { from: client, to: upstream, queue: [], queued: 0, busyUntil: 0, timer: null },
+      { from: upstream, to: client, queue: [], queued: 0, busyUntil: 0, timer: null },
     ];
     const pair = { client, upstream, lanes };
     this.pairs.add(pair);
@@ -72,7 +78,7 @@ export class FaultProxy {
     upstream.on('data', (chunk: Buffer) => this.forward(lanes[1]!, chunk));
     const teardown = () => {
       if (!this.pairs.delete(pair)) return;
-      for (const lane of lanes) for (const t of lane.timers) clearTimeout(t);
+      for (const lane of lanes) if (lane.timer) clearTimeout(lane.timer);
       client.destroy();
       upstream.destroy();
     };
@@ -85,20 +91,40 @@ export class FaultProxy {
   private forward(lane: Lane, chunk: Buffer): void {
     const { latencyMs, jitterMs, bytesPerSecond, blackhole } = this.faults;
     if (blackhole) return;
-    if (latencyMs === 0 && jitterMs === 0 && bytesPerSecond === 0 && lane.timers.size === 0) {
+    if (latencyMs === 0 && jitterMs === 0 && bytesPerSecond === 0 && lane.queue.length === 0) {
       lane.to.write(chunk);
       return;
     }
     const now = performance.now();
     const delay = Math.max(0, latencyMs + (Math.random() * 2 - 1) * jitterMs);
-    const transmit = bytesPerSecond > 0 ? (chunk.length / bytesPerSecond) * 1000 : 0;
-    // Never before the previous chunk of this direction: TCP delivers in order.
-    const at = Math.max(now + delay, lane.busyUntil) + transmit;
-    lane.busyUntil = at;
-    const timer = setTimeout(() => {
-      lane.timers.delete(timer);
-      if (!lane.to.destroyed && !this.faults.blackhole) lane.to.write(chunk);
-    }, at - now);
-    lane.timers.add(timer);
+    // Under a bandwidth cap, deliver in segments so the data trickles rather than jumps.
+    const segment = bytesPerSecond > 0 ? 4096 : chunk.length;
+    for (let offset = 0; offset < chunk.length; offset += segment) {
+      const piece = chunk.subarray(offset, offset + segment);
+      const transmit = bytesPerSecond > 0 ? (piece.length / bytesPerSecond) * 1000 : 0;
+      // Never before the previous piece of this direction: TCP delivers in order.
+      const at = Math.max(now + delay, lane.busyUntil) + transmit;
+      lane.busyUntil = at;
+      lane.queue.push({ chunk: piece, at });
+      lane.queued += piece.length;
+    }
+    if (lane.queued > 64 * 1024) lane.from.pause();
+    if (!lane.timer) this.arm(lane);
+  }
+
+  private arm(lane: Lane): void {
+    const head = lane.queue[0];
+    if (!head) return;
+    lane.timer = setTimeout(() => {
+      lane.timer = null;
+      const now = performance.now();
+      while (lane.queue.length > 0 && lane.queue[0]!.at <= now + 0.5) {
+        const { chunk } = lane.queue.shift()!;
+        lane.queued -= chunk.length;
+        if (!lane.to.destroyed && !this.faults.blackhole) lane.to.write(chunk);
+      }
+      if (lane.queued < 16 * 1024 && lane.from.isPaused()) lane.from.resume();
+      this.arm(lane);
+    }, Math.max(0, head.at - performance.now()));
   }
 }
