@@ -2,7 +2,7 @@
 // environment enables, pino logs, and a drain on SIGTERM/SIGINT (a second signal exits at once).
 import { providersFromEnv } from '../config/providersFromEnv.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
-import { createVoxlineServer } from '../server/voxlineServer.js';
+import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
 import type { ServeConfig } from './config.js';
 
 const allRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
@@ -18,9 +18,9 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxTextChars !== undefined ? { maxTextChars: config.maxTextChars } : {}),
     ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
   };
-  let voxline;
+  let created: VoxlineServer;
   try {
-    voxline = createVoxlineServer({
+    created = createVoxlineServer({
       providers: setup.providers,
       ...(config.defaultVoice ? { defaultVoice: config.defaultVoice } : {}),
       ...(config.sampleRate ? { sampleRates: [config.sampleRate, ...allRates.filter((r) => r !== config.sampleRate)] } : {}),
@@ -34,16 +34,9 @@ export async function serve(config: ServeConfig): Promise<void> {
     await setup.close();
     throw error;
   }
+  const voxline = created;
   logEngine(voxline.engine, log);
-  const { url } = await voxline.listen(config.port, config.host);
-  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
-  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
-  process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
-  voxline.engine.ready().then(
-    () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
-    (error: Error) => log.error({ event: 'not_ready', message: error.message }),
-  );
-
+  // Signals are handled from before the server listens: a SIGTERM never finds it unprepared.
   let stopping = false;
   const onSignal = (signal: string) => {
     if (stopping) process.exit(130); // a second signal exits at once
@@ -62,4 +55,12 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  const { url } = await voxline.listen(config.port, config.host);
+  const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
+  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
+  voxline.engine.ready().then(
+    () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
+    (error: Error) => log.error({ event: 'not_ready', message: error.message }),
+  );
 }

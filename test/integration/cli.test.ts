@@ -9,6 +9,7 @@ import { WavStreamParser } from '../../src/audio/wavStreamParser.js';
 import { GroqEmulator } from '../../src/emulators/groqEmulator.js';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import { TestVoiceClient } from '../support/voiceClient.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'voxline-cli-'));
 
@@ -115,6 +116,25 @@ describe('voxline CLI', () => {
     expect(rate).toBe(16_000);
     expect(samples.length).toBeGreaterThan(16_000);
     expect(samples.reduce((m, s) => Math.max(m, Math.abs(s)), 0)).toBeGreaterThan(1_000);
+  });
+
+  it('SIGTERM with a live utterance: it ends once (failed, shutting_down), the socket closes 1001, exit 0; a second signal exits at once', async () => {
+    const p = voxline(['--port', '0', '--log-level', 'silent', '--espeak-workers', '1'], { until: /listening on (http:\/\/\S+)/ });
+    await p.ready;
+    const ws = /voice endpoint (ws:\/\/\S+)\)/.exec(p.run.stdout)![1]!;
+    const c = await TestVoiceClient.start(ws);
+    c.send({ type: 'speak', id: 'long', text: 'A long answer. '.repeat(200) });
+    await c.waitFor(() => c.frames.find((f) => f.kind === 'audio'));
+    p.child.kill('SIGTERM');
+    expect(await c.waitForEnd('long')).toMatchObject({ reason: 'failed', error: { code: 'shutting_down' } });
+    expect(await c.waitForClose()).toBe(1001);
+    expect((await p.exited).code).toBe(0);
+
+    const q = voxline(['--port', '0', '--log-level', 'silent', '--espeak-workers', '1'], { until: /listening on/ });
+    await q.ready;
+    q.child.kill('SIGTERM');
+    q.child.kill('SIGTERM');
+    expect([0, 130]).toContain((await q.exited).code);
   });
 
   it('serve starts, answers /healthz and /metrics, and drains to exit 0 on SIGTERM', async () => {
