@@ -51,7 +51,7 @@ const models = new Map<string, readonly string[]>([
   [groqArabicModel, groqArabicVoices],
 ]);
 
-export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcome: EmulatedRequest['outcome'] }] }> {
+export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcome: EmulatedRequest['outcome']; input: string }] }> {
   readonly faults = new FaultSchedule();
   readonly requests: EmulatedRequest[] = [];
   private readonly server: Server;
@@ -150,7 +150,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
         record.outcome = 'aborted';
         this.counters.aborted++;
       }
-      this.emit('released', { at: performance.now(), outcome: record.outcome });
+      this.emit('released', { at: performance.now(), outcome: record.outcome, input: record.input });
     });
     const alive = () => open && !this.closed;
     await this.respond(res, record, fault, alive);

@@ -1,0 +1,37 @@
+// Shared by the benchmark processes: the wall clock they agree on, and statistics.
+
+/** Milliseconds since the epoch with sub-millisecond resolution, comparable across processes on one machine. */
+export const epochMs = (): number => performance.timeOrigin + performance.now();
+
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank]!;
+}
+
+export interface Summary {
+  n: number;
+  p50: number;
+  p99: number;
+}
+
+export function summarize(values: number[]): Summary {
+  return { n: values.length, p50: percentile(values, 50), p99: percentile(values, 99) };
+}
+
+/** Least-squares slope of y over x. */
+export function slope(points: Array<[number, number]>): number {
+  const n = points.length;
+  if (n < 2) return 0;
+  const mx = points.reduce((s, [x]) => s + x, 0) / n;
+  const my = points.reduce((s, [, y]) => s + y, 0) / n;
+  const num = points.reduce((s, [x, y]) => s + (x - mx) * (y - my), 0);
+  const den = points.reduce((s, [x]) => s + (x - mx) ** 2, 0);
+  return den === 0 ? 0 : num / den;
+}
+
+export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-espeak';
+
+export const sampleRate = 24_000;
+export const emulatorVoice = 'troy';

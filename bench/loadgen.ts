@@ -1,0 +1,175 @@
+// The load generator: its own process (the fd limit is per process), driven by the
+// orchestrator over IPC. Every scenario is bounded in count and time.
+import { connect, type BenchClient } from './clients.js';
+import { epochMs, sampleRate, type ContenderName } from './common.js';
+
+export type Scenario =
+  | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
+  | { kind: 'stop'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
+  | { kind: 'capacity'; contender: ContenderName; port: number; sessions: number; text: string; jitterMs: number; tag: string }
+  | { kind: 'open'; contender: ContenderName; port: number; sessions: number; speakText?: string; tag: string }
+  | { kind: 'closeAll' }
+  | { kind: 'sequence'; contender: ContenderName; port: number; count: number; parallel: number; text: string; tag: string };
+
+let held: BenchClient[] = [];
+
+async function openClients(contender: ContenderName, port: number, n: number): Promise<BenchClient[]> {
+  const clients: BenchClient[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(200, n) }, async () => {
+      while (next < n) {
+        next++;
+        clients.push(await connect(contender, port));
+      }
+    }),
+  );
+  return clients;
+}
+
+const within = <T>(promise: Promise<T>, ms: number, fallback: T) =>
+  Promise.race([promise, new Promise<T>((resolve) => setTimeout(() => resolve(fallback), ms))]);
+
+async function run(s: Scenario): Promise<unknown> {
+  switch (s.kind) {
+    case 'ttfa': {
+      const clients = await openClients(s.contender, s.port, s.sessions);
+      const ttfa = await Promise.all(
+        clients.map(
+          (c, i) =>
+            new Promise<number>((resolve) => {
+              let sentAt = 0;
+              let first = true;
+              c.onAudio = (_n, at) => {
+                if (!first) return;
+                first = false;
+                resolve(at - sentAt);
+                c.stop();
+              };
+              sentAt = epochMs();
+              c.speak(`t${i}`, `Mark ${s.tag}-${i}. ${s.text}`);
+            }),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      for (const c of clients) c.close();
+      return { ttfa };
+    }
+    case 'stop': {
+      const clients = await openClients(s.contender, s.port, s.sessions);
+      const stopAt: Record<string, number> = {};
+      const stopToEnd: number[] = [];
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const marker = `Mark ${s.tag}-${i}.`;
+          const streaming = new Promise<void>((resolve) => (c.onAudio = () => resolve()));
+          c.speak(`s${i}`, `${marker} ${s.text}`);
+          await within(streaming, 15_000, undefined);
+          c.onAudio = () => {};
+          await new Promise((r) => setTimeout(r, Math.random() * 500));
+          const ended = new Promise<number>((resolve) => (c.onEnd = (_id, _reason, at) => resolve(at)));
+          stopAt[marker] = epochMs();
+          c.stop();
+          const at = await within(ended, 10_000, Number.NaN);
+          stopToEnd.push(at - stopAt[marker]!);
+        }),
+      );
+      for (const c of clients) c.close();
+      return { stopToEnd, stopAt };
+    }
+    case 'capacity': {
+      const clients = await openClients(s.contender, s.port, s.sessions);
+      let underruns = 0;
+      let samples = 0;
+      let completed = 0;
+      await Promise.all(
+        clients.map(
+          (c, i) =>
+            new Promise<void>((resolve) => {
+              // A client with a jitter buffer: playback starts jitterMs after the first audio;
+              // a chunk arriving after its playback time is an underrun.
+              let playStart = 0;
+              let received = 0;
+              let underran = false;
+              c.onAudio = (n, at) => {
+                if (playStart === 0) playStart = at + s.jitterMs;
+                else if (at > playStart + (received / sampleRate) * 1000) underran = true;
+                received += n;
+              };
+              c.onEnd = () => {
+                samples += received;
+                if (underran) underruns++;
+                completed++;
+                resolve();
+              };
+              c.speak(`c${i}`, `Mark ${s.tag}-${i}. ${s.text}`);
+              setTimeout(resolve, 60_000);
+            }),
+        ),
+      );
+      for (const c of clients) c.close();
+      return { underruns, completed, audioSeconds: samples / sampleRate };
+    }
+    case 'open': {
+      held = await openClients(s.contender, s.port, s.sessions);
+      if (s.speakText) {
+        await Promise.all(
+          held.map(
+            (c, i) =>
+              new Promise<void>((resolve) => {
+                c.onAudio = () => resolve();
+                c.speak(`o${i}`, `Mark ${s.tag}-${i}. ${s.speakText}`);
+                setTimeout(resolve, 15_000);
+              }),
+          ),
+        );
+      }
+      return { opened: held.length };
+    }
+    case 'closeAll': {
+      for (const c of held) c.close();
+      held = [];
+      return { closed: true };
+    }
+    case 'sequence': {
+      const clients = await openClients(s.contender, s.port, s.parallel);
+      const ttfa: number[] = [];
+      let samples = 0;
+      let next = 0;
+      const started = epochMs();
+      await Promise.all(
+        clients.map(async (c) => {
+          while (next < s.count) {
+            const i = next++;
+            const sentAt = epochMs();
+            let first = 0;
+            await within(
+              new Promise<void>((resolve) => {
+                c.onAudio = (n, at) => {
+                  if (first === 0) first = at;
+                  samples += n;
+                };
+                c.onEnd = () => resolve();
+                c.speak(`q${i}`, `${s.text} ${i}.`);
+              }),
+              30_000,
+              undefined,
+            );
+            if (first > 0) ttfa.push(first - sentAt);
+          }
+        }),
+      );
+      const wallSeconds = (epochMs() - started) / 1000;
+      for (const c of clients) c.close();
+      return { ttfa, audioSeconds: samples / sampleRate, wallSeconds };
+    }
+  }
+}
+
+process.on('message', (message: { id: number; scenario: Scenario }) => {
+  run(message.scenario).then(
+    (result) => process.send!({ id: message.id, result }),
+    (error: Error) => process.send!({ id: message.id, error: error.message }),
+  );
+});
+process.send!({ type: 'ready' });

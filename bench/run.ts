@@ -1,0 +1,274 @@
+// `npm run bench [-- --quick]`: voxline against a bare `ws` relay (the floor) and a
+// socket.io relay, in one run, fed by the same Groq emulator, driven by a load generator in
+// its own process. Writes bench/results/latest.json, docs/benchmarks.md (tables) and
+// docs/images/bench-*.svg (charts). --quick (CI) runs tiny counts in well under a minute and
+// asserts that every figure was produced, never how fast.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { GroqEmulator } from '../src/emulators/groqEmulator.js';
+import { barChart, lineChart } from './chart.js';
+import { slope, summarize, type ContenderName, type Summary } from './common.js';
+import type { Scenario } from './loadgen.js';
+
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'docs/benchmarks.md' } } });
+const quick = values.quick;
+const sizes = quick
+  ? { ttfa: [1, 10], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
+  : { ttfa: [1, 100, 1000], stop: [100, 1000], capacity: [50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
+const firstByteDelayMs = 20;
+const contenders: ContenderName[] = ['raw-ws', 'socket.io', 'voxline'];
+const shortText = 'Good morning, here is the weather for today.';
+const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
+const execArgv = ['--import', 'tsx', '--expose-gc'];
+
+const emu = new GroqEmulator({ firstByteDelayMs, realtime: 1, chunkMs: 20 });
+const upstream = await emu.listen();
+const released = new Map<string, number>();
+emu.on('released', (e) => {
+  const marker = /^Mark [^ ]+\./.exec(e.input)?.[0];
+  if (marker) released.set(marker, performance.timeOrigin + e.at);
+});
+
+function spawnChild(script: string, args: string[] = []): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
+  const child = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    child.once('message', (first: Record<string, unknown>) => resolve({ child, first }));
+    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
+  });
+}
+
+let requestId = 0;
+function call<T>(child: ChildProcess, scenario: Scenario): Promise<T> {
+  const id = ++requestId;
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: { id?: number; result?: T; error?: string }) => {
+      if (m.id !== id) return;
+      child.off('message', onMessage);
+      if (m.error) reject(new Error(m.error));
+      else resolve(m.result as T);
+    };
+    child.on('message', onMessage);
+    child.send({ id, scenario });
+  });
+}
+
+interface Stats {
+  rss: number;
+  heapUsed: number;
+  cpuMs: number;
+  handles: number;
+}
+function stats(server: ChildProcess): Promise<Stats> {
+  return new Promise((resolve) => {
+    const onMessage = (m: Stats & { type: string }) => {
+      if (m.type !== 'stats') return;
+      server.off('message', onMessage);
+      resolve(m);
+    };
+    server.on('message', onMessage);
+    server.send({ type: 'stats' });
+  });
+}
+
+const loadgen = (await spawnChild('bench/loadgen.ts')).child;
+const results: Record<string, unknown> = {};
+const report = {
+  ttfa: {} as Record<string, Record<number, Summary>>,
+  stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
+  capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
+  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>,
+  espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
+  leak: null as null | { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> },
+};
+
+async function withServer<T>(contender: ContenderName, fn: (port: number, server: ChildProcess) => Promise<T>): Promise<T> {
+  const { child, first } = await spawnChild('bench/serverProcess.ts', [contender, upstream]);
+  try {
+    return await fn(first.port as number, child);
+  } finally {
+    child.kill('SIGKILL');
+  }
+}
+
+const tag = (name: string) => `${name}${Date.now().toString(36)}`;
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+for (const contender of contenders) {
+  report.ttfa[contender] = {};
+  report.stop[contender] = {};
+  await withServer(contender, async (port, server) => {
+    // 1. Time to first audio added by the gateway.
+    for (const sessions of sizes.ttfa) {
+      const r = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, text: shortText, tag: tag('t') });
+      report.ttfa[contender]![sessions] = summarize(r.ttfa.map((t) => t - firstByteDelayMs));
+      log(`${contender}: ttfa @${sessions} p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms`);
+    }
+    // 2. STOP → end at the client, STOP → upstream released at the emulator.
+    for (const sessions of sizes.stop) {
+      const r = await call<{ stopToEnd: number[]; stopAt: Record<string, number> }>(loadgen, { kind: 'stop', contender, port, sessions, text: longText, tag: tag('s') });
+      await new Promise((res) => setTimeout(res, 300));
+      const toRelease = Object.entries(r.stopAt).flatMap(([marker, at]) => (released.has(marker) ? [released.get(marker)! - at] : []));
+      report.stop[contender]![sessions] = { toEnd: summarize(r.stopToEnd.filter(Number.isFinite)), toRelease: summarize(toRelease) };
+      log(`${contender}: stop @${sessions} end p99 ${report.stop[contender]![sessions]!.toEnd.p99.toFixed(2)} ms, release p99 ${report.stop[contender]![sessions]!.toRelease.p99.toFixed(2)} ms`);
+    }
+    // 3. Capacity: ramp real-time streams until a client with a 200 ms jitter buffer underruns.
+    const ramp: Array<{ sessions: number; underruns: number }> = [];
+    let maxStreams = 0;
+    let cpuMsPerAudioSecond = Number.NaN;
+    for (const sessions of sizes.capacity) {
+      const before = await stats(server);
+      const text = quick ? shortText : longText;
+      const r = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, { kind: 'capacity', contender, port, sessions, text, jitterMs: 200, tag: tag('c') });
+      const after = await stats(server);
+      ramp.push({ sessions, underruns: r.underruns });
+      log(`${contender}: capacity @${sessions}: ${r.underruns} underruns, ${r.completed} completed`);
+      if (r.underruns > 0 || r.completed < sessions) break;
+      maxStreams = sessions;
+      cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
+    }
+    report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
+    // 4. Memory per session: idle, then streaming.
+    const empty = await stats(server);
+    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
+    const idle = await stats(server);
+    await call(loadgen, { kind: 'closeAll' });
+    await new Promise((res) => setTimeout(res, 500));
+    const empty2 = await stats(server);
+    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
+    const streaming = await stats(server);
+    await call(loadgen, { kind: 'closeAll' });
+    report.memory[contender] = {
+      idle: sizes.idle,
+      streaming: sizes.streaming,
+      idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
+      idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
+      streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
+    };
+    log(`${contender}: memory idle ${report.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session`);
+
+    // 6. Leak slope (voxline): heap and handles over many consecutive utterances.
+    if (contender === 'voxline') {
+      emu.configure({ realtime: 0 });
+      const samples: Array<[number, number]> = [];
+      const handles: Array<[number, number]> = [];
+      for (let b = 0; b < sizes.leakBatches; b++) {
+        await call(loadgen, { kind: 'sequence', contender, port, count: sizes.leakBatch, parallel: 10, text: shortText, tag: tag('l') });
+        const s = await stats(server);
+        samples.push([(b + 1) * sizes.leakBatch, s.heapUsed]);
+        handles.push([(b + 1) * sizes.leakBatch, s.handles]);
+      }
+      emu.configure({ realtime: 1 });
+      // Skip the first batch (warm-up) for the slope.
+      report.leak = { heapBytesPer1000: slope(samples.slice(1)) * 1000, handlesPer1000: slope(handles.slice(1)) * 1000, samples };
+      log(`voxline: leak slope ${report.leak.heapBytesPer1000.toFixed(0)} B / 1000 utterances`);
+    }
+  });
+}
+
+// 5. The embedded voice: first audio with a warm pool, and real-time streams per core.
+await withServer('voxline-espeak', async (port) => {
+  const seq = await call<{ ttfa: number[] }>(loadgen, { kind: 'sequence', contender: 'voxline-espeak', port, count: sizes.espeakSeq, parallel: 1, text: shortText, tag: tag('e') });
+  const par = await call<{ audioSeconds: number; wallSeconds: number }>(loadgen, {
+    kind: 'sequence',
+    contender: 'voxline-espeak',
+    port,
+    count: sizes.espeakStreams * 2,
+    parallel: sizes.espeakStreams,
+    text: longText,
+    tag: tag('p'),
+  });
+  const realtimeFactor = par.audioSeconds / par.wallSeconds;
+  report.espeak = { ttfa: summarize(seq.ttfa.slice(1)), realtimeFactor, streamsPerCore: realtimeFactor / Math.max(1, os.cpus().length) };
+  log(`espeak: ttfa p50 ${report.espeak.ttfa.p50.toFixed(1)} ms, ${realtimeFactor.toFixed(1)}x real time`);
+});
+
+loadgen.kill();
+await emu.close();
+results.report = report;
+results.machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGB: os.totalmem() / 2 ** 30, node: process.version, os: `${os.type()} ${os.release()}` };
+results.date = new Date().toISOString();
+results.quick = quick;
+
+// Every figure must exist; quick mode asserts only this.
+const missing: string[] = [];
+for (const c of contenders) {
+  for (const n of sizes.ttfa) if (!Number.isFinite(report.ttfa[c]?.[n]?.p50)) missing.push(`ttfa ${c} @${n}`);
+  for (const n of sizes.stop) if (!Number.isFinite(report.stop[c]?.[n]?.toEnd.p99)) missing.push(`stop ${c} @${n}`);
+  if (!Number.isFinite(report.memory[c]?.idleKBPerSession)) missing.push(`memory ${c}`);
+  if (!report.capacity[c]) missing.push(`capacity ${c}`);
+}
+if (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50)) missing.push('espeak');
+if (!report.leak) missing.push('leak');
+
+mkdirSync('bench/results', { recursive: true });
+writeFileSync(`bench/results/${quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));
+if (!quick) {
+  mkdirSync('docs/images', { recursive: true });
+  writeFileSync('docs/images/bench-ttfa.svg', lineChart('Added time to first audio, p50 (ms)', 'concurrent sessions', sizes.ttfa, contenders.map((c) => ({ name: c, values: sizes.ttfa.map((n) => report.ttfa[c]![n]!.p50) }))));
+  writeFileSync('docs/images/bench-capacity.svg', barChart('Real-time streams without underrun (200 ms jitter buffer)', contenders.map((c) => ({ name: c, value: report.capacity[c]!.maxStreams }))));
+  writeFileSync(values.out!, markdown());
+}
+log(missing.length === 0 ? `bench: every figure produced (${quick ? 'quick' : 'full'} run)` : `bench: MISSING ${missing.join(', ')}`);
+process.exit(missing.length === 0 ? 0 : 1);
+
+function markdown(): string {
+  const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  const m = results.machine as Record<string, unknown>;
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Generated by \`npm run bench\` on ${String(results.date).slice(0, 10)}: ${String(m.cpus)} × ${String(m.cpu)}, ${f(m.memoryGB as number, 1)} GB, Node ${String(m.node)}, ${String(m.os)}.`,
+    'Every contender runs in its own process, fed by the same Groq emulator (first byte after',
+    `${firstByteDelayMs} ms, then real-time pacing in 20 ms chunks), driven by a load generator in a third`,
+    'process; the machine is 2 shared cores, so read ratios within one run, not absolute numbers.',
+    '',
+    '## 1. Time to first audio added by the gateway (ms, client-observed minus the emulator\'s delay)',
+    '',
+    `| contender | ${sizes.ttfa.map((n) => `${n} sessions p50 / p99`).join(' | ')} |`,
+    `|---|${sizes.ttfa.map(() => '---').join('|')}|`,
+    ...contenders.map((c) => `| ${c} | ${sizes.ttfa.map((n) => `${f(report.ttfa[c]![n]!.p50)} / ${f(report.ttfa[c]![n]!.p99)}`).join(' | ')} |`),
+    '',
+    '![added time to first audio](images/bench-ttfa.svg)',
+    '',
+    '## 2. STOP (ms, p50 / p99)',
+    '',
+    `| contender | ${sizes.stop.map((n) => `${n} streaming: STOP → end at client | STOP → upstream released`).join(' | ')} |`,
+    `|---|${sizes.stop.map(() => '---|---').join('|')}|`,
+    ...contenders.map((c) => `| ${c} | ${sizes.stop.map((n) => `${f(report.stop[c]![n]!.toEnd.p50)} / ${f(report.stop[c]![n]!.toEnd.p99)} | ${f(report.stop[c]![n]!.toRelease.p50)} / ${f(report.stop[c]![n]!.toRelease.p99)}`).join(' | ')} |`),
+    '',
+    '## 3. Capacity',
+    '',
+    '| contender | real-time streams without underrun | ratio to raw-ws | CPU ms per streamed audio-second | ramp (sessions: underruns) |',
+    '|---|---|---|---|---|',
+    ...contenders.map((c) => {
+      const cap = report.capacity[c]!;
+      return `| ${c} | ${cap.maxStreams} | ${f(cap.maxStreams / Math.max(1, report.capacity['raw-ws']!.maxStreams))} | ${f(cap.cpuMsPerAudioSecond)} | ${cap.ramp.map((r) => `${r.sessions}: ${r.underruns}`).join(', ')} |`;
+    }),
+    '',
+    '![capacity](images/bench-capacity.svg)',
+    '',
+    '## 4. Memory per session (server process, after GC)',
+    '',
+    '| contender | idle RSS KB / session | idle heap KB / session | streaming RSS KB / session | over raw-ws, idle |',
+    '|---|---|---|---|---|',
+    ...contenders.map((c) => {
+      const mem = report.memory[c]!;
+      return `| ${c} (${mem.idle} idle, ${mem.streaming} streaming) | ${f(mem.idleKBPerSession, 1)} | ${f(mem.idleHeapKBPerSession, 1)} | ${f(mem.streamingKBPerSession, 1)} | ${f(mem.idleKBPerSession - report.memory['raw-ws']!.idleKBPerSession, 1)} KB |`;
+    }),
+    '',
+    '## 5. The embedded voice (eSpeak NG, 2 warm workers)',
+    '',
+    `First audio p50 / p99: ${f(report.espeak!.ttfa.p50, 1)} / ${f(report.espeak!.ttfa.p99, 1)} ms (${report.espeak!.ttfa.n} sequential utterances, warm). ` +
+      `Synthesis runs at ${f(report.espeak!.realtimeFactor, 1)}× real time with ${sizes.espeakStreams} concurrent sessions: ${f(report.espeak!.streamsPerCore, 1)} real-time streams per core.`,
+    '',
+    '## 6. Leak slope (voxline)',
+    '',
+    `${sizes.leakBatches * sizes.leakBatch} consecutive utterances (10 sessions in parallel): heap after GC changes by ${f(report.leak!.heapBytesPer1000 / 1024, 1)} KB per 1 000 utterances, handles by ${f(report.leak!.handlesPer1000, 2)} per 1 000 (first batch excluded as warm-up).`,
+    '',
+  ];
+  return lines.join('\n');
+}
+
+

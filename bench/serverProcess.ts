@@ -1,0 +1,45 @@
+// One contender in its own process (so its memory and CPU can be measured alone):
+// raw-ws, socket.io, voxline (upstream: the emulator) or voxline-espeak (embedded voice).
+// Talks to the orchestrator over IPC: `ready` with its port, then `stats` on request.
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { groqProvider } from '../src/providers/groq/groqProvider.js';
+import { EspeakProvider } from '../src/providers/espeak/espeakProvider.js';
+import { createVoxlineServer } from '../src/server/voxlineServer.js';
+import { attachRawRelay, attachSocketIoRelay } from './contenders/relays.js';
+import type { ContenderName } from './common.js';
+
+const [contender, upstream] = process.argv.slice(2) as [ContenderName, string];
+const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
+let port: number;
+
+if (contender === 'voxline' || contender === 'voxline-espeak') {
+  const server = createVoxlineServer({
+    providers: contender === 'voxline' ? [groqProvider({ apiKey: 'bench', baseURL: upstream })] : [new EspeakProvider({ size: 2 })],
+    metrics: false,
+    maxConnectionsPerIp: 100_000,
+    abuse: { messagesPerSecond: 1_000, messageBurst: 1_000, maxSessionsPerKey: 100_000 },
+    limits: { handshakeTimeoutMs: 120_000 },
+    heartbeatIntervalMs: 60_000,
+  });
+  await server.engine.ready();
+  port = (await server.listen(0, '127.0.0.1')).port;
+} else {
+  const server = createServer();
+  if (contender === 'raw-ws') attachRawRelay(server, upstream);
+  else attachSocketIoRelay(server, upstream);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+}
+
+process.on('message', async (message: { type: string }) => {
+  if (message.type !== 'stats') return;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const m = process.memoryUsage();
+  const cpu = process.cpuUsage();
+  process.send!({ type: 'stats', rss: m.rss, heapUsed: m.heapUsed, cpuMs: (cpu.user + cpu.system) / 1000, handles: process.getActiveResourcesInfo().length });
+});
+process.send!({ type: 'ready', port });
