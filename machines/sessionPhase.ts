@@ -26,7 +26,8 @@ export function sessionPhase(snapshot: SnapshotFrom<typeof sessionMachine>): { s
   return { state: phase, path };
 }
 
-function statePath(value: unknown): string {
+/** A state value as a dotted path (`active.live.streaming.flowing`). */
+export function statePath(value: unknown): string {
   if (typeof value === 'string') return value;
   if (value && typeof value === 'object') {
     const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? [];

@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InspectionEvent } from 'xstate';
 import { sessionMachine } from '../../machines/session.machine.js';
+import { statePath } from '../../machines/sessionPhase.js';
 import { machineToDot } from './statechartDoc.js';
 import { renderSvg } from './statechartRegistry.js';
 
@@ -117,17 +118,6 @@ export function redact(sessionId: string, inspection: InspectionEvent): Inspecti
     return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to: isSession ? 'session' : ref.id === 'upstream' ? 'upstream' : 'other' };
   }
   return null;
-}
-
-function statePath(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (value && typeof value === 'object') {
-    const [key, child] = Object.entries(value as Record<string, unknown>)[0] ?? [];
-    if (key === undefined) return '';
-    const rest = statePath(child);
-    return rest ? `${key}.${rest}` : key;
-  }
-  return '';
 }
 
 const inspectorPage = `<!doctype html>
