@@ -165,6 +165,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
       if (fault === 'stall_before_first_byte') return new Promise<void>(() => {}); // never
       if (this.options.firstByteDelayMs > 0 && !ctx.sentAudio) await sleep(this.options.firstByteDelayMs);
       const cut = fault === 'error_mid_stream' || fault === 'stall_mid_stream' || fault === 'no_final_marker' ? Math.floor(samples.length / 3) : samples.length;
+      const paceStart = performance.now(); // paced against the clock: no drift behind real time
       for (let at = 0; at < cut && open && !ctx.dead; ) {
         const n = fault === 'slow_trickle' ? 240 : step;
         const piece = samples.slice(at, Math.min(cut, at + n));
@@ -175,7 +176,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
         this.sent.set(ctx.id, list);
         send({ audio: Buffer.from(int16ToBytes(piece)).toString('base64'), isFinal: null, normalizedAlignment: null, alignment: null, contextId: ctx.id });
         if (fault === 'slow_trickle') await sleep(2);
-        else if (this.options.realtime > 0) await sleep(this.options.chunkMs * this.options.realtime);
+        else if (this.options.realtime > 0) await sleep(paceStart + ((at / sampleRate) * 1000) * this.options.realtime - performance.now());
         else await new Promise((r) => setImmediate(r));
       }
       if (!open || ctx.dead) return;

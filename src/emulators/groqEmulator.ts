@@ -206,13 +206,15 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     const cutAt = fault === 'no_final_marker' || fault === 'error_mid_stream' || fault === 'stall_mid_stream' ? Math.floor(bytes.length / 3) & ~1 : bytes.length;
     const trickle = fault === 'slow_trickle';
     res.write(header);
+    // Paced against the clock, not by summing sleeps: a long stream never drifts behind real time.
+    const paceStart = performance.now();
     for (let at = 0; at < cutAt && alive(); ) {
       const step = trickle ? 101 : stepBytes;
       const slice = bytes.subarray(at, Math.min(cutAt, at + step));
       at += slice.length;
       if (!res.write(slice)) await new Promise((r) => res.once('drain', r));
       if (trickle) await sleep(2);
-      else if (this.options.realtime > 0) await sleep((this.options.chunkMs * this.options.realtime));
+      else if (this.options.realtime > 0) await sleep(paceStart + ((at / 2 / this.options.sampleRate) * 1000) * this.options.realtime - performance.now());
       else await new Promise((r) => setImmediate(r));
     }
     if (!alive()) return;
