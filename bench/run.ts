@@ -94,6 +94,12 @@ async function withServer<T>(contender: ContenderName, fn: (port: number, server
 }
 
 const tag = (name: string) => `${name}${Date.now().toString(36)}`;
+/** Let the previous scenario's streams drain (the upstream has nothing open) before measuring the next. */
+async function quiet(): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (emu.stats().active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 300));
+}
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 for (const contender of contenders) {
@@ -102,12 +108,14 @@ for (const contender of contenders) {
   await withServer(contender, async (port, server) => {
     // 1. Time to first audio added by the gateway.
     for (const sessions of sizes.ttfa) {
+      await quiet();
       const r = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, text: shortText, tag: tag('t') });
       report.ttfa[contender]![sessions] = summarize(r.ttfa.map((t) => t - firstByteDelayMs));
       log(`${contender}: ttfa @${sessions} p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms`);
     }
     // 2. STOP → end at the client, STOP → upstream released at the emulator.
     for (const sessions of sizes.stop) {
+      await quiet();
       const r = await call<{ stopToEnd: number[]; stopAt: Record<string, number> }>(loadgen, { kind: 'stop', contender, port, sessions, text: longText, tag: tag('s') });
       await new Promise((res) => setTimeout(res, 300));
       const toRelease = Object.entries(r.stopAt).flatMap(([marker, at]) => (released.has(marker) ? [released.get(marker)! - at] : []));
@@ -119,6 +127,7 @@ for (const contender of contenders) {
     let maxStreams = 0;
     let cpuMsPerAudioSecond = Number.NaN;
     for (const sessions of sizes.capacity) {
+      await quiet();
       const before = await stats(server);
       const text = quick ? shortText : longText;
       const r = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, { kind: 'capacity', contender, port, sessions, text, jitterMs: 200, tag: tag('c') });
@@ -131,6 +140,7 @@ for (const contender of contenders) {
     }
     report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
     // 4. Memory per session: idle, then streaming.
+    await quiet();
     const empty = await stats(server);
     await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
     const idle = await stats(server);

@@ -33,6 +33,7 @@ if (contender === 'voxline' || contender === 'voxline-espeak') {
 }
 
 process.on('message', async (message: { type: string }) => {
+  if (message.type === 'exit') process.exit(0); // lets --cpu-prof write its profile
   if (message.type !== 'stats') return;
   for (let i = 0; i < 3; i++) {
     gc();
