@@ -39,6 +39,7 @@ export class UtteranceJob {
   private resampler: StreamResampler | null = null;
   private paused = false;
   private waitingText = false;
+  private piecesSpoken = 0;
   private readonly wakers = new Set<() => void>();
   private cancelRequested = false;
   private settled = false;
@@ -100,7 +101,8 @@ export class UtteranceJob {
       const splitter = this.splitter;
       if (this.route.provider.openTextStream) await this.runTextStream(this.route.provider.openTextStream.bind(this.route.provider));
       else while (!this.abort.signal.aborted) {
-        const piece = splitter.next();
+        // The first sentence goes alone (first audio sooner); later ones are packed per request.
+        const piece = splitter.next(this.piecesSpoken > 0 ? splitter.maxPieceChars : 0);
         if (piece === null) {
           if (splitter.done) break;
           // Everything given so far is spoken: let it play out, then wait for more text.
@@ -110,6 +112,7 @@ export class UtteranceJob {
           continue;
         }
         await this.speakPiece(piece);
+        this.piecesSpoken++;
       }
       if (!this.abort.signal.aborted) {
         this.emitFrames(this.drainTail(true));

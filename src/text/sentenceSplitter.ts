@@ -28,9 +28,16 @@ export class SentenceSplitter {
     this.extract(true);
   }
 
-  /** The next complete piece, or null if none is ready yet. */
-  next(): string | null {
-    return this.ready.shift() ?? null;
+  /**
+   * The next complete piece, or null if none is ready yet. With `packUpTo`, the sentences
+   * already complete are joined into one piece of at most that many characters: fewer
+   * upstream requests, so fewer first-byte waits between sentences.
+   */
+  next(packUpTo = 0): string | null {
+    let piece = this.ready.shift();
+    if (piece === undefined) return null;
+    while (this.ready.length > 0 && piece.length + 1 + this.ready[0]!.length <= packUpTo) piece = `${piece} ${this.ready.shift()!}`;
+    return piece;
   }
 
   /** True when the text ended and every piece was taken. */

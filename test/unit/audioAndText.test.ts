@@ -87,3 +87,18 @@ describe('SentenceSplitter', () => {
     },
   );
 });
+
+describe('SentenceSplitter packing', () => {
+  it('joins complete sentences up to the limit when asked, never beyond it', async () => {
+    const { SentenceSplitter } = await import('../../src/text/sentenceSplitter.js');
+    const s = new SentenceSplitter(30);
+    s.push('One. Two is here. Three comes next. Four.');
+    s.end();
+    expect(s.next()).toBe('One.');
+    const packed = s.next(30)!;
+    expect(packed).toBe('Two is here. Three comes next.');
+    expect(packed.length).toBeLessThanOrEqual(30);
+    expect(s.next(30)).toBe('Four.');
+    expect(s.next(30)).toBeNull();
+  });
+});
