@@ -83,7 +83,13 @@ export function renderReport(results: BenchResults): string {
     `${sizes.leakBatches * sizes.leakBatch} consecutive utterances (10 sessions in parallel): heap after GC changes by ${f(report.leak!.heapBytesPer1000 / 1024, 1)} KB per 1 000 utterances, handles by ${f(report.leak!.handlesPer1000, 2)} per 1 000 (first batch excluded as warm-up).`,
     '',
   ];
-  return lines.join('\n');
+  let findings = '';
+  try {
+    findings = readFileSync('bench/findings.md', 'utf8');
+  } catch {
+    /* optional */
+  }
+  return `${lines.join('\n')}\n${findings}`;
 }
 
 
