@@ -34,6 +34,9 @@ export interface EmulatedRequest {
   /** Samples the emulator meant to send for this request. */
   samples: Int16Array;
   outcome: 'streaming' | 'completed' | 'aborted' | 'faulted' | 'refused';
+  /** performance.now() when the request arrived and when its response closed. */
+  startedAt: number;
+  releasedAt?: number;
 }
 
 export interface EmulatorStats {
@@ -137,6 +140,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
       fault,
       samples: emulatedSpeech(input, this.options.sampleRate),
       outcome: 'streaming',
+      startedAt: performance.now(),
     };
     this.requests.push(record);
     if (this.requests.length > 1_000) this.requests.shift();
@@ -145,6 +149,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     let open = true;
     res.once('close', () => {
       open = false;
+      record.releasedAt = performance.now();
       this.counters.active--;
       if (record.outcome === 'streaming') {
         record.outcome = 'aborted';

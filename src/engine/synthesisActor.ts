@@ -100,20 +100,7 @@ export class UtteranceJob {
       }
       const splitter = this.splitter;
       if (this.route.provider.openTextStream) await this.runTextStream(this.route.provider.openTextStream.bind(this.route.provider));
-      else while (!this.abort.signal.aborted) {
-        // The first sentence goes alone (first audio sooner); later ones are packed per request.
-        const piece = splitter.next(this.piecesSpoken > 0 ? splitter.maxPieceChars : 0);
-        if (piece === null) {
-          if (splitter.done) break;
-          // Everything given so far is spoken: let it play out, then wait for more text.
-          this.emitFrames(this.drainTail(false));
-          this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream });
-          await this.sleep();
-          continue;
-        }
-        await this.speakPiece(piece);
-        this.piecesSpoken++;
-      }
+      else await this.runPieces(splitter);
       if (!this.abort.signal.aborted) {
         this.emitFrames(this.drainTail(true));
         this.sendBack({ type: 'UPSTREAM_DONE', stream });
@@ -140,10 +127,79 @@ export class UtteranceJob {
     }
   }
 
-  private async speakPiece(text: string): Promise<void> {
+  /**
+   * One provider request per text piece, spoken strictly in order, with one piece of
+   * look-ahead: while a piece streams, the next one is already requested and its audio
+   * buffered, so a sentence boundary does not cost a whole upstream first-byte wait. Both
+   * requests share the utterance's AbortSignal; the job settles only once both let go.
+   */
+  private async runPieces(splitter: SentenceSplitter): Promise<void> {
+    const stream = this.input.stream;
+    // The first sentence goes alone (first audio sooner); later ones are packed per request.
+    const take = () => {
+      const piece = splitter.next(this.piecesSpoken > 0 ? splitter.maxPieceChars : 0);
+      if (piece !== null) this.piecesSpoken++;
+      return piece;
+    };
+    let current: PieceFetch | null = null;
+    try {
+      while (!this.abort.signal.aborted) {
+        if (!current) {
+          const piece = take();
+          if (piece === null) {
+            if (splitter.done) break;
+            // Everything given so far is spoken: let it play out, then wait for more text.
+            this.emitFrames(this.drainTail(false));
+            this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream });
+            await this.sleep();
+            continue;
+          }
+          current = this.fetchPiece(piece);
+        }
+        const following = splitter.hasReady ? this.fetchPiece(take()!) : null;
+        try {
+          await this.consume(current.audio());
+        } catch (error) {
+          following?.cancel();
+          throw error;
+        }
+        current = following;
+      }
+    } finally {
+      current?.cancel();
+      await Promise.allSettled(this.fetches);
+    }
+  }
+
+  private readonly fetches = new Set<Promise<void>>();
+
+  /** Start one piece's request now; its audio waits in memory until it is played. */
+  private fetchPiece(text: string): PieceFetch {
     const route = this.route!;
-    const signal = this.abort.signal;
-    await this.consume(this.guarded(() => route.provider.synthesize({ text, voice: route.providerVoice, signal })));
+    const abort = new AbortController();
+    const onAbort = () => abort.abort();
+    this.abort.signal.addEventListener('abort', onAbort, { once: true });
+    const fetch = new PieceFetch(abort);
+    const done = (async () => {
+      try {
+        const audio = this.guarded(() => route.provider.synthesize({ text, voice: route.providerVoice, signal: abort.signal }), abort.signal);
+        for await (const block of audio) {
+          if (abort.signal.aborted) return;
+          fetch.add(block);
+          // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
+          while (this.paused && !abort.signal.aborted) await this.sleep();
+        }
+        fetch.finish(null);
+      } catch (error) {
+        fetch.finish(error);
+      } finally {
+        this.abort.signal.removeEventListener('abort', onAbort);
+        fetch.finish(null);
+      }
+    })();
+    this.fetches.add(done);
+    void done.then(() => this.fetches.delete(done));
+    return fetch;
   }
 
   /**
@@ -194,8 +250,8 @@ export class UtteranceJob {
     await pump;
   }
 
-  private guarded(start: () => AsyncIterable<PcmBlock>): AsyncIterable<PcmBlock> {
-    return this.route?.guard ? this.route.guard.run(start, this.abort.signal) : start();
+  private guarded(start: () => AsyncIterable<PcmBlock>, signal: AbortSignal = this.abort.signal): AsyncIterable<PcmBlock> {
+    return this.route?.guard ? this.route.guard.run(start, signal) : start();
   }
 
   private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: () => void): Promise<void> {
@@ -255,6 +311,52 @@ export class UtteranceJob {
       this.releasedSent = true;
       this.sendBack({ type: 'UPSTREAM_RELEASED', stream: this.input.stream });
     }
+  }
+}
+
+/** One text piece's upstream request: audio buffered as it arrives, played when its turn comes. */
+class PieceFetch {
+  private readonly blocks: PcmBlock[] = [];
+  private done = false;
+  private error: unknown = null;
+  private waiter: (() => void) | null = null;
+
+  constructor(private readonly abort: AbortController) {}
+
+  add(block: PcmBlock): void {
+    this.blocks.push(block);
+    this.wake();
+  }
+
+  finish(error: unknown): void {
+    if (this.done) return;
+    this.done = true;
+    this.error = error;
+    this.wake();
+  }
+
+  cancel(): void {
+    this.abort.abort();
+    this.finish(null);
+  }
+
+  async *audio(): AsyncGenerator<PcmBlock> {
+    for (;;) {
+      const block = this.blocks.shift();
+      if (block) {
+        yield block;
+        continue;
+      }
+      if (this.error) throw this.error;
+      if (this.done) return;
+      await new Promise<void>((resolve) => (this.waiter = resolve));
+    }
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
   }
 }
 

@@ -96,6 +96,25 @@ describe('groq through groq-sdk against the emulator', () => {
     await nothingLeft();
   });
 
+  it('requests the next piece while the current one streams (one piece of look-ahead), and plays them in order', async () => {
+    groqEmu.configure({ realtime: 1 });
+    try {
+      const before = groqEmu.requests.length;
+      const c = await TestVoiceClient.start(url);
+      c.send({ type: 'speak', id: 'ahead', text: 'First sentence. And a second sentence that follows it.', voice: 'groq:hannah' });
+      const end = await c.waitForEnd('ahead', 15_000);
+      expect(end.reason).toBe('completed');
+      const [first, second] = groqEmu.requests.slice(before);
+      expect(first!.input).toBe('First sentence.');
+      expect(second!.startedAt).toBeLessThan(first!.releasedAt!);
+      const sent = concatInt16([first!.samples, second!.samples]);
+      expect(Buffer.from(concatInt16(c.audioOf(end.stream)).buffer).equals(Buffer.from(sent.buffer))).toBe(true);
+      c.close();
+    } finally {
+      groqEmu.configure({ realtime: 0 });
+    }
+  });
+
   it('picks the Arabic model for an Arabic voice, by bare voice name', async () => {
     const before = groqEmu.requests.length;
     const c = await TestVoiceClient.start(url);
