@@ -59,7 +59,8 @@ export function renderReport(results: BenchResults): string {
     '|---|---|---|---|---|',
     ...contenders.map((c) => {
       const cap = report.capacity[c]!;
-      return `| ${c} | ${cap.maxStreams} | ${f(cap.maxStreams / Math.max(1, report.capacity['raw-ws']!.maxStreams))} | ${f(cap.cpuMsPerAudioSecond)} | ${cap.ramp.map((r) => `${r.sessions}: ${r.underruns}`).join(', ')} |`;
+      const floor = report.capacity['raw-ws']!.maxStreams;
+      return `| ${c} | ${cap.maxStreams} | ${floor > 0 ? f(cap.maxStreams / floor) : 'n/a'} | ${f(cap.cpuMsPerAudioSecond)} | ${cap.ramp.map((r) => `${r.sessions}: ${r.underruns}`).join(', ')} |`;
     }),
     '',
     '![capacity](images/bench-capacity.svg)',

@@ -17,7 +17,7 @@ const { values } = parseArgs({ options: { quick: { type: 'boolean', default: fal
 const quick = values.quick;
 const sizes = quick
   ? { ttfa: [1, 10], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
-  : { ttfa: [1, 100, 1000], stop: [100, 1000], capacity: [50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
+  : { ttfa: [1, 100, 1000], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
 const firstByteDelayMs = 20;
 const contenders: ContenderName[] = ['raw-ws', 'socket.io', 'voxline'];
 const shortText = 'Good morning, here is the weather for today.';
