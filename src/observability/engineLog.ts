@@ -30,18 +30,18 @@ export function logEngine(engine: VoiceEngine, log: Logger): () => void {
     log.warn({ event: 'provider.error', provider: e.provider, code: e.error.code, message: e.error.message });
   const onCircuit: Parameters<typeof engine.on<'providerCircuit'>>[1] = (e) =>
     log[e.state === 'open' ? 'warn' : 'info']({ event: 'provider.circuit', provider: e.provider, state: e.state });
-  engine.on('sessionStarted', onSessionStarted);
-  engine.on('sessionEnded', onSessionEnded);
-  engine.on('utteranceAccepted', onAccepted);
-  engine.on('utteranceEnded', onEnded);
-  engine.on('providerError', onProviderError);
-  engine.on('providerCircuit', onCircuit);
+  const listeners = [
+    ['sessionStarted', onSessionStarted],
+    ['sessionEnded', onSessionEnded],
+    ['utteranceAccepted', onAccepted],
+    ['utteranceEnded', onEnded],
+    ['providerError', onProviderError],
+    ['providerCircuit', onCircuit],
+  ] as const;
+  // The engine's typed `on` cannot take a union of event names; each pair above is typed where it is built.
+  const untyped = engine as unknown as { on(e: string, l: unknown): void; off(e: string, l: unknown): void };
+  for (const [event, listener] of listeners) untyped.on(event, listener);
   return () => {
-    engine.off('sessionStarted', onSessionStarted);
-    engine.off('sessionEnded', onSessionEnded);
-    engine.off('utteranceAccepted', onAccepted);
-    engine.off('utteranceEnded', onEnded);
-    engine.off('providerError', onProviderError);
-    engine.off('providerCircuit', onCircuit);
+    for (const [event, listener] of listeners) untyped.off(event, listener);
   };
 }
