@@ -7,6 +7,7 @@ import { fromCallback } from 'xstate';
 import type { UpstreamCommand, UpstreamEvent, UpstreamInput, WireError } from '../../machines/types.js';
 import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
+import { BlockQueue } from '../providers/blockQueue.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
 import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
@@ -158,7 +159,7 @@ export class UtteranceJob {
         }
         const following = splitter.hasReady ? this.fetchPiece(take()!) : null;
         try {
-          await this.consume(current.audio());
+          await this.consume(current.drain());
         } catch (error) {
           following?.cancel();
           throw error;
@@ -185,16 +186,16 @@ export class UtteranceJob {
         const audio = this.guarded(() => route.provider.synthesize({ text, voice: route.providerVoice, signal: abort.signal }), abort.signal);
         for await (const block of audio) {
           if (abort.signal.aborted) return;
-          fetch.add(block);
+          fetch.push(block);
           // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
           while (this.paused && !abort.signal.aborted) await this.sleep();
         }
-        fetch.finish(null);
+        fetch.finish();
       } catch (error) {
         fetch.finish(error);
       } finally {
         this.abort.signal.removeEventListener('abort', onAbort);
-        fetch.finish(null);
+        fetch.finish();
       }
     })();
     this.fetches.add(done);
@@ -315,48 +316,14 @@ export class UtteranceJob {
 }
 
 /** One text piece's upstream request: audio buffered as it arrives, played when its turn comes. */
-class PieceFetch {
-  private readonly blocks: PcmBlock[] = [];
-  private done = false;
-  private error: unknown = null;
-  private waiter: (() => void) | null = null;
-
-  constructor(private readonly abort: AbortController) {}
-
-  add(block: PcmBlock): void {
-    this.blocks.push(block);
-    this.wake();
-  }
-
-  finish(error: unknown): void {
-    if (this.done) return;
-    this.done = true;
-    this.error = error;
-    this.wake();
+class PieceFetch extends BlockQueue<PcmBlock> {
+  constructor(private readonly abort: AbortController) {
+    super();
   }
 
   cancel(): void {
     this.abort.abort();
-    this.finish(null);
-  }
-
-  async *audio(): AsyncGenerator<PcmBlock> {
-    for (;;) {
-      const block = this.blocks.shift();
-      if (block) {
-        yield block;
-        continue;
-      }
-      if (this.error) throw this.error;
-      if (this.done) return;
-      await new Promise<void>((resolve) => (this.waiter = resolve));
-    }
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+    this.finish();
   }
 }
 

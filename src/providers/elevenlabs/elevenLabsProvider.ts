@@ -4,6 +4,7 @@
 // socket that opens a 5th. STOP is local: the utterance ends at once, `close_context`
 // goes upstream after, and audio arriving later for that context is dropped.
 import type { VoiceInfo } from '../../../machines/types.js';
+import { BlockQueue } from '../blockQueue.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TextStream, type TtsProvider } from '../types.js';
 import { ElevenLabsConnection, type ContextSink } from './elevenLabsConnection.js';
 
@@ -133,14 +134,12 @@ let nextContext = 0;
 class ElevenLabsContext implements TextStream, ContextSink {
   readonly id = `vx${(nextContext++).toString(36)}`;
   private readonly outbox: Record<string, unknown>[] = [];
-  private readonly queue: Int16Array[] = [];
-  private waiter: (() => void) | null = null;
+  /** Audio of this context; finished once the service let go of it (isFinal or a failure). */
+  private readonly queue = new BlockQueue<Int16Array>();
   private initialised = false;
   private closeSent = false;
   private ended = false;
-  private finished = false;
   private released = false;
-  private failure: ProviderError | null = null;
   private readonly onAbort = () => this.close();
 
   constructor(
@@ -152,7 +151,7 @@ class ElevenLabsContext implements TextStream, ContextSink {
     signal.addEventListener('abort', this.onAbort, { once: true });
     connection.opened.then(
       () => {
-        if (this.released || this.finished) return;
+        if (this.released || this.queue.finished) return;
         // A context starts with a single space; only then may it be flushed or closed.
         this.initialised = this.connection.send({ text: ' ', context_id: this.id });
         for (const message of this.outbox.splice(0)) this.post(message);
@@ -183,18 +182,8 @@ class ElevenLabsContext implements TextStream, ContextSink {
   }
 
   private async *iterate(): AsyncGenerator<PcmBlock> {
-    for (;;) {
-      if (this.signal.aborted || this.released) return;
-      const samples = this.queue.shift();
-      if (samples) {
-        yield { samples, sampleRate: this.sampleRate };
-        continue;
-      }
-      if (this.failure) throw this.failure;
-      if (this.finished) return;
-      await new Promise<void>((resolve) => {
-        this.waiter = resolve;
-      });
+    for await (const samples of this.queue.drain(() => this.signal.aborted || this.released)) {
+      yield { samples, sampleRate: this.sampleRate };
     }
   }
 
@@ -202,9 +191,9 @@ class ElevenLabsContext implements TextStream, ContextSink {
     if (this.released) return;
     this.released = true;
     this.signal.removeEventListener('abort', this.onAbort);
-    this.queue.length = 0;
-    this.wake();
-    if (this.finished || this.failure) return; // the service already let go of it
+    this.queue.clear();
+    this.queue.wake();
+    if (this.queue.finished) return; // the service already let go of it
     if (!this.initialised) {
       // Nothing reached the service for this context: never flush or close it there.
       this.connection.unregister(this.id);
@@ -217,34 +206,24 @@ class ElevenLabsContext implements TextStream, ContextSink {
   onAudio(pcm: Int16Array): void {
     if (this.released || pcm.length === 0) return;
     this.queue.push(pcm);
-    this.wake();
   }
 
   onFinal(): void {
-    if (!this.ended) this.failure = new ProviderError('provider_unavailable', 'elevenlabs ended the context before its text was complete');
-    this.finished = true;
-    this.wake();
+    this.queue.finish(this.ended ? null : new ProviderError('provider_unavailable', 'elevenlabs ended the context before its text was complete'));
   }
 
   onFail(error: ProviderError): void {
-    this.failure ??= error;
-    this.wake();
+    this.queue.finish(error);
   }
 
   private post(message: Record<string, unknown>): void {
-    if (this.released || this.finished || this.failure) return;
+    if (this.released || this.queue.finished) return;
     if (!this.initialised) {
       this.outbox.push(message);
       return;
     }
     if (message.close_context === true) this.closeSent = true;
     this.connection.send(message);
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
   }
 }
 

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ProviderError, type PcmBlock } from '../types.js';
+import { BlockQueue } from '../blockQueue.js';
 
 const KIND_READY = 1;
 const KIND_AUDIO = 2;
@@ -28,10 +29,7 @@ type Proc = ChildProcessByStdio<Writable, Readable, Readable>;
 
 interface Job {
   id: number;
-  blocks: PcmBlock[];
-  finished: boolean;
-  error: ProviderError | null;
-  wake: (() => void) | null;
+  audio: BlockQueue<PcmBlock>;
   settled: Promise<void>;
   settle: () => void;
 }
@@ -114,23 +112,10 @@ export class EspeakWorkerPool {
   async *synthesize(text: string, voice: string, signal: AbortSignal): AsyncGenerator<PcmBlock> {
     const worker = await this.acquire(signal);
     const job = this.beginJob(worker, text, voice);
-    const onAbort = () => job.wake?.();
+    const onAbort = () => job.audio.wake();
     signal.addEventListener('abort', onAbort);
     try {
-      while (true) {
-        if (signal.aborted) return;
-        const block = job.blocks.shift();
-        if (block) {
-          yield block;
-          continue;
-        }
-        if (job.error) throw job.error;
-        if (job.finished) return;
-        await new Promise<void>((resolve) => {
-          job.wake = resolve;
-        });
-        job.wake = null;
-      }
+      yield* job.audio.drain(() => signal.aborted);
     } finally {
       signal.removeEventListener('abort', onAbort);
       // The worker finishes the piece it is on (tens of ms) or is killed by the stall watchdog.
@@ -194,7 +179,7 @@ export class EspeakWorkerPool {
     const settled = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    const job: Job = { id: this.nextJobId++, blocks: [], finished: false, error: null, wake: null, settled, settle };
+    const job: Job = { id: this.nextJobId++, audio: new BlockQueue<PcmBlock>(), settled, settle };
     worker.job = job;
     this.armStallTimer(worker);
     worker.proc.stdin.write(`${JSON.stringify({ op: 'synth', job: job.id, text, voice })}\n`);
@@ -207,9 +192,7 @@ export class EspeakWorkerPool {
     worker.job = null;
     if (worker.stallTimer) clearTimeout(worker.stallTimer);
     worker.stallTimer = null;
-    job.finished = true;
-    job.error = error;
-    job.wake?.();
+    job.audio.finish(error);
     job.settle();
     this.release(worker);
   }
@@ -303,8 +286,7 @@ export class EspeakWorkerPool {
         this.armStallTimer(worker);
         const samples = new Int16Array(payload.byteLength / 2);
         Buffer.from(samples.buffer).set(payload.subarray(0, samples.byteLength));
-        job.blocks.push({ samples, sampleRate: worker.sampleRate });
-        job.wake?.();
+        job.audio.push({ samples, sampleRate: worker.sampleRate });
       } else if (kind === KIND_DONE) {
         this.finishJob(worker, null);
       } else if (kind === KIND_ERROR) {
