@@ -75,18 +75,6 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       for (const [provider, guard] of engine.guards) this.set({ provider }, circuitValue[guard.state]);
     },
   });
-  let pausesSeen = 0;
-  const pauses = new Counter({
-    name: 'voxline_backpressure_pauses_total',
-    help: 'Times an upstream was paused because its client was not reading.',
-    registers: [registry],
-    collect() {
-      const now = engine.stats().backpressurePauses;
-      if (now > pausesSeen) this.inc(now - pausesSeen);
-      pausesSeen = now;
-    },
-  });
-  void pauses;
   new Gauge({
     name: 'voxline_synth_workers',
     help: 'Embedded-voice workers, by state.',
@@ -103,53 +91,42 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       }
     },
   });
-  const deltas = new Map<string, number>();
-  /** A counter fed from an engine total at scrape time. */
-  const fromTotal = (name: string, help: string, read: () => number) =>
-    new Counter({
+  /**
+   * A counter fed at scrape time from totals the engine keeps, one per label value: it adds
+   * what each total grew by since the last scrape.
+   */
+  const fromTotals = (name: string, help: string, labelName: string | null, read: () => Array<[string, number]>) => {
+    const seen = new Map<string, number>();
+    return new Counter({
       name,
       help,
+      labelNames: labelName ? [labelName] : [],
       registers: [registry],
       collect() {
-        const now = read();
-        const before = deltas.get(name) ?? 0;
-        if (now > before) this.inc(now - before);
-        deltas.set(name, now);
+        for (const [label, now] of read()) {
+          const grew = now - (seen.get(label) ?? 0);
+          seen.set(label, now);
+          if (grew < 0) continue; // a zero still creates the series
+          if (labelName) this.inc({ [labelName]: label }, grew);
+          else this.inc(grew);
+        }
       },
     });
-  fromTotal('voxline_auth_failures_total', 'session.start frames refused for a missing or wrong key.', () => engine.stats().authFailures);
-  fromTotal('voxline_rate_limited_total', 'Client frames refused by the message or text rate limits.', () => engine.stats().rateLimited);
-  fromTotal('voxline_flood_cutoffs_total', 'Connections closed for flooding.', () => engine.stats().floodCutoffs);
-  const refusedSeen = new Map<string, number>();
-  new Counter({
-    name: 'voxline_connections_refused_total',
-    help: 'WebSocket upgrades refused before a session existed, by reason.',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      for (const [reason, n] of Object.entries(engine.stats().refusedConnections)) {
-        const before = refusedSeen.get(reason) ?? 0;
-        if (n > before) this.inc({ reason }, n - before);
-        refusedSeen.set(reason, n);
-      }
-    },
-  });
-  const restartsSeen = new Map<string, number>();
-  new Counter({
-    name: 'voxline_synth_worker_restarts_total',
-    help: 'Embedded-voice workers replaced after a crash or a hang.',
-    labelNames: ['provider'],
-    registers: [registry],
-    collect() {
-      for (const p of engine.providers) {
-        const s = p.poolStats?.();
-        if (!s) continue;
-        const before = restartsSeen.get(p.name) ?? 0;
-        this.inc({ provider: p.name }, s.restarts - before);
-        restartsSeen.set(p.name, s.restarts);
-      }
-    },
-  });
+  };
+  const total = (read: () => number) => () => [['', read()]] as Array<[string, number]>;
+  fromTotals('voxline_backpressure_pauses_total', 'Times an upstream was paused because its client was not reading.', null, total(() => engine.stats().backpressurePauses));
+  fromTotals('voxline_auth_failures_total', 'session.start frames refused for a missing or wrong key.', null, total(() => engine.stats().authFailures));
+  fromTotals('voxline_rate_limited_total', 'Client frames refused by the message or text rate limits.', null, total(() => engine.stats().rateLimited));
+  fromTotals('voxline_flood_cutoffs_total', 'Connections closed for flooding.', null, total(() => engine.stats().floodCutoffs));
+  fromTotals('voxline_connections_refused_total', 'WebSocket upgrades refused before a session existed, by reason.', 'reason', () =>
+    Object.entries(engine.stats().refusedConnections),
+  );
+  fromTotals('voxline_synth_worker_restarts_total', 'Embedded-voice workers replaced after a crash or a hang.', 'provider', () =>
+    engine.providers.flatMap((p) => {
+      const s = p.poolStats?.();
+      return s ? [[p.name, s.restarts] as [string, number]] : [];
+    }),
+  );
 
   const onAccepted = () => accepted.inc();
   const onEnded: Parameters<typeof engine.on<'utteranceEnded'>>[1] = (e) => {
