@@ -34,15 +34,15 @@ export async function providersFromEnv(
   const closers: (() => Promise<void>)[] = [];
   let groq = env.GROQ_API_KEY && wanted('groq') ? { apiKey: env.GROQ_API_KEY, baseURL: env.GROQ_BASE_URL } : null;
   let eleven = env.ELEVENLABS_API_KEY && wanted('elevenlabs') ? { apiKey: env.ELEVENLABS_API_KEY, baseURL: env.ELEVENLABS_BASE_URL } : null;
-  if (emulators) {
+  if (emulators && wanted('groq')) {
     const g = new GroqEmulator({ apiKey: 'emulator', realtime: 0.5, firstByteDelayMs: 80 });
+    groq = { apiKey: 'emulator', baseURL: await g.listen() };
+    closers.push(() => g.close());
+  }
+  if (emulators && wanted('elevenlabs')) {
     const e = new ElevenLabsEmulator({ apiKey: 'emulator', realtime: 0.5, firstByteDelayMs: 60 });
-    if (wanted('groq')) groq = { apiKey: 'emulator', baseURL: await g.listen() };
-    if (wanted('elevenlabs')) eleven = { apiKey: 'emulator', baseURL: await e.listen() };
-    closers.push(
-      () => (g.url ? g.close() : Promise.resolve()),
-      () => (e.url ? e.close() : Promise.resolve()),
-    );
+    eleven = { apiKey: 'emulator', baseURL: await e.listen() };
+    closers.push(() => e.close());
   }
   if (groq) {
     providers.push(groqProvider({ apiKey: groq.apiKey, ...(groq.baseURL ? { baseURL: groq.baseURL } : {}) }));

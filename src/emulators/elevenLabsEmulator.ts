@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { int16ToBytes } from '../audio/pcm.js';
 import { emulatedSpeech } from './emulatedSpeech.js';
@@ -176,7 +177,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
         this.sent.set(ctx.id, list);
         send({ audio: Buffer.from(int16ToBytes(piece)).toString('base64'), isFinal: null, normalizedAlignment: null, alignment: null, contextId: ctx.id });
         if (fault === 'slow_trickle') await sleep(2);
-        else if (this.options.realtime > 0) await sleep(paceStart + ((at / sampleRate) * 1000) * this.options.realtime - performance.now());
+        else if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / sampleRate) * 1000) * this.options.realtime - performance.now()));
         else await new Promise((r) => setImmediate(r));
       }
       if (!open || ctx.dead) return;
@@ -288,8 +289,4 @@ let hugeAudio: string | null = null;
 function hugeMessage(contextId: string): string {
   hugeAudio ??= Buffer.alloc(5 * 1024 * 1024).toString('base64');
   return `{"audio":"${hugeAudio}","contextId":${JSON.stringify(contextId)}}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

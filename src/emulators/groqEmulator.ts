@@ -6,7 +6,9 @@ import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { int16ToBytes } from '../audio/pcm.js';
+import { readBody } from '../server/readBody.js';
 import { groqArabicModel, groqArabicVoices, groqEnglishModel, groqEnglishVoices, groqMaxInputChars } from '../providers/groq/groqProvider.js';
 import { emulatedSpeech } from './emulatedSpeech.js';
 import { FaultSchedule, isUpstreamFault, type UpstreamFault } from './faults.js';
@@ -219,7 +221,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
       at += slice.length;
       if (!res.write(slice)) await new Promise((r) => res.once('drain', r));
       if (trickle) await sleep(2);
-      else if (this.options.realtime > 0) await sleep(paceStart + ((at / 2 / this.options.sampleRate) * 1000) * this.options.realtime - performance.now());
+      else if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / 2 / this.options.sampleRate) * 1000) * this.options.realtime - performance.now()));
       else await new Promise((r) => setImmediate(r));
     }
     if (!alive()) return;
@@ -301,26 +303,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   if (res.headersSent) return;
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
-}
-
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        reject(new Error('too large'));
-        req.destroy();
-        return;
-      }
-      parts.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    req.on('error', reject);
-  });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

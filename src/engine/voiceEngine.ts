@@ -392,10 +392,6 @@ export class VoiceEngine extends EventEmitter<{
     return ok;
   }
 
-  get requiresKey(): boolean {
-    return this.keyDigests.length > 0;
-  }
-
   private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, chars?: TokenBucket): void {
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import type { ErrorCode, ServerMessage, WireError } from '../../machines/types.js';
 import { int16ToBytes, wavHeader } from '../audio/pcm.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
+import { BodyTooLargeError, readBody } from './readBody.js';
 
 export const speechPaths = ['/v1/audio/speech', '/openai/v1/audio/speech'] as const;
 
@@ -231,33 +232,17 @@ function bearer(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      req.resume();
-      reject(new ApiError(413, `request body over ${limit} bytes`, 'invalid_request_error', null, 'payload_too_large'));
-      return;
-    }
-    const parts: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new ApiError(413, `request body over ${limit} bytes`, 'invalid_request_error', null, 'payload_too_large'));
-        return;
-      }
-      parts.push(chunk);
-    });
-    req.once('end', () => {
-      try {
-        resolve(JSON.parse(Buffer.concat(parts).toString('utf8')));
-      } catch {
-        reject(new ApiError(400, 'the request body must be JSON', 'invalid_request_error'));
-      }
-    });
-    req.once('error', () => reject(new ApiError(400, 'the request body could not be read', 'invalid_request_error')));
-  });
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readBody(req, limit);
+  } catch (error) {
+    if (error instanceof BodyTooLargeError) throw new ApiError(413, error.message, 'invalid_request_error', null, 'payload_too_large');
+    throw new ApiError(400, 'the request body could not be read', 'invalid_request_error');
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new ApiError(400, 'the request body must be JSON', 'invalid_request_error');
+  }
 }
