@@ -9,7 +9,7 @@
 // Completion: every speak.end leaves through `announceEnds`, the one place that
 // turns end records into end signals; an utterance is marked ended once and its
 // record queued for that action in the same transition.
-import { assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
+import { and, assign, fromCallback, sendTo, setup } from 'xstate';
 import type {
   ClientEvent,
   EndReason,
@@ -147,6 +147,11 @@ const baseSetup = setup({
     /** Observability hook: one call per ended utterance, including ones nobody can hear. */
     utteranceEnded: (_, _record: EndRecord) => {},
     utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
+    // The two writers of the current utterance's meter (see AudioMeter for why it is mutable).
+    countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm, context.now()),
+    restartGapClock: ({ context }) => {
+      if (context.current) context.current.meter.quietSince = context.now();
+    },
 
   },
   actors: {
@@ -171,11 +176,17 @@ const baseSetup = setup({
       (event.id === undefined || event.id === context.current.id),
     hasQueued: ({ context }) => context.queue.length > 0,
     upstreamWaiting: ({ context }) => context.upstreamWaiting,
+    chunkGapElapsed: ({ context }) =>
+      context.current === null || context.now() - context.current.meter.quietSince >= context.limits.chunkGapTimeoutMs,
   },
   delays: {
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
     firstAudio: ({ context }) => context.limits.firstAudioTimeoutMs,
-    chunkGap: ({ context }) => context.limits.chunkGapTimeoutMs,
+    // What is left of the gap since the upstream last showed life: one timer per gap, not per chunk.
+    chunkGap: ({ context }) =>
+      context.current === null
+        ? 0
+        : Math.max(0, context.limits.chunkGapTimeoutMs - (context.now() - context.current.meter.quietSince)),
     utterance: ({ context }) => context.limits.utteranceTimeoutMs,
     textIdle: ({ context }) => context.limits.textIdleTimeoutMs,
     release: ({ context }) => context.limits.releaseTimeoutMs,
@@ -275,20 +286,12 @@ export const sessionSetup = baseSetup.extend({
 
     clearCurrent: assign({ current: null, upstreamWaiting: false }),
 
+    /** Audio goes out through the machine, so nothing of an ended utterance can follow its end. */
     sendChunk: baseSetup.enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'UPSTREAM_AUDIO' || !context.current || context.current.ended) return;
-      const current = context.current;
-      enqueue({ type: 'sendAudio', params: { stream: current.stream, seq: current.seq, pcm: event.pcm } });
-      enqueue.assign({
-        upstreamWaiting: false,
-        current: {
-          ...current,
-          seq: current.seq + 1,
-          bytes: current.bytes + event.pcm.byteLength,
-          samples: current.samples + event.pcm.length,
-          firstAudioAt: current.firstAudioAt ?? context.now(),
-        },
-      });
+      const { stream, meter } = context.current;
+      enqueue({ type: 'sendAudio', params: { stream, seq: meter.seq, pcm: event.pcm } });
+      enqueue({ type: 'countChunk', params: { pcm: event.pcm } });
     }),
 
     cancelUpstream: sendTo('upstream', { type: 'CANCEL' } satisfies UpstreamCommand),
@@ -615,24 +618,29 @@ export const sessionMachine = sessionSetup.createMachine({
               states: {
                 flowing: {
                   after: {
-                    chunkGap: {
-                      target: '#session.active.stopping',
-                      actions: [
-                        assign(({ context }) =>
-                          endCurrent(
-                            context,
-                            'timeout',
-                            'upstream_stalled',
-                            timeoutError('upstream_stalled', 'the provider stopped sending audio'),
+                    // The timer ran out of the remaining gap: a stall, unless audio came meanwhile,
+                    // in which case wait out what is left of the gap since that chunk.
+                    chunkGap: [
+                      {
+                        guard: 'chunkGapElapsed',
+                        target: '#session.active.stopping',
+                        actions: [
+                          assign(({ context }) =>
+                            endCurrent(
+                              context,
+                              'timeout',
+                              'upstream_stalled',
+                              timeoutError('upstream_stalled', 'the provider stopped sending audio'),
+                            ),
                           ),
-                        ),
-                        'announceEnds',
-                      ],
-                    },
+                          'announceEnds',
+                        ],
+                      },
+                      { target: 'flowing', reenter: true },
+                    ],
                   },
                   on: {
-                    // Each chunk restarts the gap timer.
-                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', reenter: true, actions: 'sendChunk' },
+                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
                     UPSTREAM_WAITING_TEXT: {
                       guard: 'isCurrentStream',
                       target: 'awaitingText',
@@ -659,7 +667,11 @@ export const sessionMachine = sessionSetup.createMachine({
                     },
                   },
                   on: {
-                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
+                    UPSTREAM_AUDIO: {
+                      guard: 'isCurrentStream',
+                      target: 'flowing',
+                      actions: [assign({ upstreamWaiting: false }), 'sendChunk'],
+                    },
                     SPEAK: {
                       guard: 'speakIsAppendToCurrent',
                       target: 'awaitingText',
@@ -695,9 +707,16 @@ export const sessionMachine = sessionSetup.createMachine({
                   },
                   on: {
                     // Audio already in flight from the provider still goes out, in order.
-                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
+                    UPSTREAM_AUDIO: [
+                      { guard: and(['isCurrentStream', 'upstreamWaiting']), actions: [assign({ upstreamWaiting: false }), 'sendChunk'] },
+                      { guard: 'isCurrentStream', actions: 'sendChunk' },
+                    ],
                     UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', actions: assign({ upstreamWaiting: true }) },
-                    CLIENT_DRAINED: [{ guard: 'upstreamWaiting', target: 'awaitingText' }, { target: 'flowing' }],
+                    // The gap clock starts over: the upstream was held back on purpose while paused.
+                    CLIENT_DRAINED: [
+                      { guard: 'upstreamWaiting', target: 'awaitingText' },
+                      { target: 'flowing', actions: 'restartGapClock' },
+                    ],
                   },
                 },
               },

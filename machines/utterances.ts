@@ -30,10 +30,30 @@ export interface CurrentUtterance {
   acceptedAt: number;
   /** True once its end record exists (the session may still be releasing its upstream). */
   ended: boolean;
-  seq: number;
-  bytes: number;
-  samples: number;
-  firstAudioAt: number | null;
+  meter: AudioMeter;
+}
+
+/**
+ * The current utterance's per-chunk tallies. Deliberately mutable: audio arrives tens of
+ * times a second per session, and copying the machine context for every chunk cost more
+ * than the whole rest of the transition. Only the machine's `countChunk` and
+ * `restartGapClock` actions write it, and it lives and dies with its utterance.
+ */
+export class AudioMeter {
+  seq = 0;
+  bytes = 0;
+  samples = 0;
+  firstAudioAt: number | null = null;
+  /** When the upstream last showed life (a chunk, or the client draining): the gap clock's start. */
+  quietSince = 0;
+
+  count(pcm: Int16Array, now: number): void {
+    this.seq++;
+    this.bytes += pcm.byteLength;
+    this.samples += pcm.length;
+    this.firstAudioAt ??= now;
+    this.quietSince = now;
+  }
 }
 
 /** An id that was used; `open` while its text can still grow (appends to it are absorbed quietly). */
@@ -134,10 +154,7 @@ export function startCurrent(next: QueuedUtterance): CurrentUtterance {
     final: next.final,
     acceptedAt: next.acceptedAt,
     ended: false,
-    seq: 0,
-    bytes: 0,
-    samples: 0,
-    firstAudioAt: null,
+    meter: new AudioMeter(),
   };
 }
 
@@ -154,10 +171,10 @@ export function endOfCurrent(
     reason,
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
     stats: {
-      chunks: current.seq,
-      bytes: current.bytes,
-      firstAudioMs: current.firstAudioAt === null ? null : Math.round(current.firstAudioAt - current.acceptedAt),
-      durationMs: Math.round((current.samples / sampleRate) * 1000),
+      chunks: current.meter.seq,
+      bytes: current.meter.bytes,
+      firstAudioMs: current.meter.firstAudioAt === null ? null : Math.round(current.meter.firstAudioAt - current.acceptedAt),
+      durationMs: Math.round((current.meter.samples / sampleRate) * 1000),
     },
     cause,
   };

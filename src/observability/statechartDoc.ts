@@ -25,6 +25,13 @@ function describeAction(action: unknown): string {
 function describeGuard(guard: unknown): string {
   if (!guard) return '';
   if (typeof guard === 'string') return guard;
+  // XState's and/or/not are functions carrying the guards they combine.
+  const combined = (guard as { guards?: unknown[] }).guards;
+  if (typeof guard === 'function' && Array.isArray(combined)) {
+    const parts = combined.map(describeGuard);
+    if (guard.name === 'not') return `!${parts[0]}`;
+    return parts.join(guard.name === 'or' ? ' || ' : ' && ');
+  }
   if (typeof guard === 'object' && 'type' in (guard as object)) return String((guard as { type: unknown }).type);
   return 'inline';
 }
@@ -109,7 +116,7 @@ export function machineTables(machine: AnyStateMachine): string {
   walk(machine.root, (node) => {
     const name = node.path.join('.') || `(${machine.id})`;
     const invokes = node.invoke.map((i) => `${i.id} (${typeof i.src === 'string' ? i.src : 'inline'})`).join(', ');
-    const timers = node.after.map((t) => String(t.delay)).join(', ');
+    const timers = [...new Set(node.after.map((t) => String(t.delay)))].join(', ');
     own.push(`| ${name} | ${invokes || '–'} | ${timers || '–'} | ${readableActions(node.entry) || '–'} | ${readableActions(node.exit) || '–'} |`);
     for (const t of transitionsOf(node)) {
       const target = t.targets.map((x) => x.replaceAll('_', '.')).join(', ') || '(stays)';

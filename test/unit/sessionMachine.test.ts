@@ -138,6 +138,36 @@ describe('sessionMachine', () => {
     expect(h.messages().at(-1)).toMatchObject({ id: 'b', reason: 'timeout', error: { code: 'upstream_stalled' } });
   });
 
+  it('times a stall from the last chunk exactly, however many chunks came before, and restarts the gap clock after a pause', () => {
+    const h = started();
+    speak(h, 'a');
+    const gap = testLimits.chunkGapTimeoutMs;
+    // Chunks at uneven intervals, each well inside the gap: never a stall.
+    for (const step of [10, gap - 1, 300, 1, gap - 5, 250]) {
+      h.clock.increment(step);
+      audio(h);
+    }
+    expect(h.messages().some((m) => m.type === 'speak.end')).toBe(false);
+    h.clock.increment(gap - 1);
+    expect(h.messages().some((m) => m.type === 'speak.end')).toBe(false);
+    h.clock.increment(1);
+    expect(h.messages().at(-1)).toMatchObject({ id: 'a', reason: 'timeout', error: { code: 'upstream_stalled' } });
+    expect(h.ended.at(-1)!.stats.chunks).toBe(6);
+
+    // A pause longer than the gap is not a stall: the clock starts again on drain.
+    h.liveUpstream()?.sendBack({ type: 'UPSTREAM_RELEASED', stream: 1 });
+    speak(h, 'b');
+    audio(h, 2);
+    h.send({ type: 'CLIENT_BACKPRESSURE' });
+    h.clock.increment(gap * 2);
+    h.send({ type: 'CLIENT_DRAINED' });
+    h.clock.increment(gap - 1);
+    expect(h.messages().at(-1)).not.toMatchObject({ type: 'speak.end', id: 'b' });
+    h.clock.increment(1);
+    expect(h.messages().at(-1)).toMatchObject({ id: 'b', reason: 'timeout', error: { code: 'upstream_stalled' } });
+    expect(h.ended.at(-1)!.stats).toMatchObject({ chunks: 1 });
+  });
+
   it('forwards incremental text to the running upstream and waits for more within textIdle', () => {
     const h = started();
     speak(h, 'a', { text: 'Hello', final: false });

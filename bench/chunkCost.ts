@@ -1,0 +1,52 @@
+// `tsx bench/chunkCost.ts [chunks]`: what one audio chunk costs inside the session actor,
+// as a ratio to handing the same chunk straight to the transport (the floor). Pure CPU, one
+// process, no sockets: it isolates the machine's per-chunk work from everything else.
+import { createActor, fromCallback } from 'xstate';
+import { sessionMachine } from '../machines/session.machine.js';
+import type { SessionEvent, UpstreamCommand, UpstreamInput } from '../machines/types.js';
+
+const chunks = Number(process.argv[2] ?? 200_000);
+const pcm = new Int16Array(960);
+let sent = 0;
+const sink = (_stream: number, _seq: number, p: Int16Array) => {
+  sent += p.length;
+};
+
+function floor(): number {
+  const t0 = performance.now();
+  for (let i = 0; i < chunks; i++) sink(1, i, pcm);
+  return performance.now() - t0;
+}
+
+function throughMachine(): number {
+  let upstream: ((e: SessionEvent) => void) | undefined;
+  const machine = sessionMachine.provide({
+    actions: { sendAudio: (_, a) => sink(a.stream, a.seq, a.pcm) },
+    actors: {
+      synthesis: fromCallback<UpstreamCommand, UpstreamInput>(({ sendBack }) => {
+        upstream = sendBack as (e: SessionEvent) => void;
+        return () => {};
+      }),
+    },
+  });
+  const actor = createActor(machine, { input: { sessionId: 's', voices: [{ id: 'v', language: 'en', provider: 'p' }], defaultVoice: 'v', sampleRates: [24_000] } });
+  actor.start();
+  actor.send({ type: 'START', sampleRate: 24_000 });
+  actor.send({ type: 'SPEAK', request: { id: 'u', text: 'x', mode: 'enqueue', final: true } });
+  const t0 = performance.now();
+  for (let i = 0; i < chunks; i++) upstream!({ type: 'UPSTREAM_AUDIO', stream: 1, pcm });
+  const t = performance.now() - t0;
+  actor.stop();
+  return t;
+}
+
+// Warm both paths, then take the median of five runs each.
+floor();
+throughMachine();
+const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const f = median(Array.from({ length: 5 }, floor));
+const m = median(Array.from({ length: 5 }, throughMachine));
+const perChunkUs = ((m - f) / chunks) * 1000;
+process.stdout.write(
+  JSON.stringify({ chunks, floorMs: +f.toFixed(1), machineMs: +m.toFixed(1), perChunkUs: +perChunkUs.toFixed(2), sent: sent > 0 }) + '\n',
+);
