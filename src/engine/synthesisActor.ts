@@ -41,6 +41,7 @@ export class UtteranceJob {
   private paused = false;
   private waitingText = false;
   private piecesSpoken = 0;
+  private audioSent = false;
   private readonly wakers = new Set<() => void>();
   private cancelRequested = false;
   private settled = false;
@@ -259,7 +260,12 @@ export class UtteranceJob {
     for await (const block of audio) {
       if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
       const pcm = await this.toSessionRate(block.samples, block.sampleRate);
-      this.emitFrames(this.chunker.push(pcm));
+      const frames = this.chunker.push(pcm);
+      // The first audio goes out as soon as it exists: filling a whole frame first would add
+      // up to one frame's duration to the time to first audio when the upstream streams in real time.
+      const partial = this.audioSent || frames.length > 0 ? null : this.chunker.flush();
+      if (partial) frames.push(partial);
+      this.emitFrames(frames);
       afterBlock?.();
       // Backpressure: do not pull more from the provider while the client is not reading.
       while (this.paused && !this.abort.signal.aborted) await this.sleep();
@@ -290,7 +296,9 @@ export class UtteranceJob {
   private emitFrames(frames: Int16Array[]): void {
     for (const pcm of frames) {
       if (this.abort.signal.aborted) return;
-      if (pcm.length > 0) this.sendBack({ type: 'UPSTREAM_AUDIO', stream: this.input.stream, pcm });
+      if (pcm.length === 0) continue;
+      this.audioSent = true;
+      this.sendBack({ type: 'UPSTREAM_AUDIO', stream: this.input.stream, pcm });
     }
   }
 

@@ -35,7 +35,7 @@ afterAll(async () => {
 });
 
 describe('voxline server over real sockets', () => {
-  it('speaks a message: accepted, 40 ms PCM frames at the session rate, one completed end', async () => {
+  it('speaks a message: accepted, its first audio at once, then 40 ms PCM frames at the session rate, one completed end', async () => {
     const c = await TestVoiceClient.start(url);
     const ready = c.messages()[0]!;
     expect(ready).toMatchObject({ type: 'session.ready', protocol: 1, format: { encoding: 'pcm_s16le', sampleRate: 24_000, channels: 1 } });
@@ -44,8 +44,11 @@ describe('voxline server over real sockets', () => {
     expect(end.reason).toBe('completed');
     const frames = c.audioOf(end.stream);
     expect(frames.length).toBeGreaterThan(10);
-    // Every frame but the last is exactly 40 ms at 24 kHz; the last is 1..40 ms.
-    for (const f of frames.slice(0, -1)) expect(f.length).toBe(960);
+    // The first frame carries whatever audio existed first (1..40 ms); every later frame but
+    // the last is exactly 40 ms at 24 kHz; the last is 1..40 ms.
+    expect(frames[0]!.length).toBeGreaterThan(0);
+    expect(frames[0]!.length).toBeLessThanOrEqual(960);
+    for (const f of frames.slice(1, -1)) expect(f.length).toBe(960);
     expect(frames.at(-1)!.length).toBeGreaterThan(0);
     const samples = frames.reduce((n, f) => n + f.length, 0);
     expect(end.stats).toMatchObject({ chunks: frames.length, bytes: samples * 2 });
@@ -63,7 +66,7 @@ describe('voxline server over real sockets', () => {
     c.send({ type: 'speak', id: 'ar', text: 'مرحبا بكم في تطبيقنا.', voice: 'ar' });
     const end = await c.waitForEnd('ar');
     expect(end.reason).toBe('completed');
-    for (const f of c.audioOf(end.stream).slice(0, -1)) expect(f.length).toBe(640);
+    for (const f of c.audioOf(end.stream).slice(1, -1)) expect(f.length).toBe(640);
     c.close();
   });
 
