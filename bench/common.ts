@@ -31,7 +31,8 @@ export function slope(points: Array<[number, number]>): number {
   return den === 0 ? 0 : num / den;
 }
 
-export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-espeak';
+/** `direct` is the baseline: the load generator fetching from the emulator itself, no gateway. */
+export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-espeak' | 'direct';
 
 export const sampleRate = 24_000;
 export const emulatorVoice = 'troy';

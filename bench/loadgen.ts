@@ -4,7 +4,7 @@ import { connect, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
 
 export type Scenario =
-  | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
+  | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; rounds: number; text: string; tag: string }
   | { kind: 'stop'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
   | { kind: 'capacity'; contender: ContenderName; port: number; sessions: number; text: string; jitterMs: number; tag: string }
   | { kind: 'open'; contender: ContenderName; port: number; sessions: number; speakText?: string; tag: string }
@@ -30,28 +30,36 @@ async function openClients(contender: ContenderName, port: number, n: number): P
 const within = <T>(promise: Promise<T>, ms: number, fallback: T) =>
   Promise.race([promise, new Promise<T>((resolve) => setTimeout(() => resolve(fallback), ms))]);
 
+/** Speak, time the first audio, stop, and wait (bounded) for the end. NaN when no audio came. */
+async function firstAudio(c: BenchClient, id: string, text: string): Promise<number> {
+  let sentAt = 0;
+  const ended = new Promise<void>((resolve) => (c.onEnd = () => resolve()));
+  const heard = new Promise<number>((resolve) => {
+    c.onAudio = (_n, at) => {
+      c.onAudio = () => {};
+      resolve(at - sentAt);
+      c.stop();
+    };
+  });
+  sentAt = epochMs();
+  c.speak(id, text);
+  const t = await within(heard, 15_000, Number.NaN);
+  await within(ended, 10_000, undefined);
+  return t;
+}
+
 async function run(s: Scenario): Promise<unknown> {
   switch (s.kind) {
     case 'ttfa': {
+      // Every session speaks, takes its first audio, stops and waits for the end; all together,
+      // round after round. Round 0 warms connections and code paths and is not counted.
       const clients = await openClients(s.contender, s.port, s.sessions);
-      const ttfa = await Promise.all(
-        clients.map(
-          (c, i) =>
-            new Promise<number>((resolve) => {
-              let sentAt = 0;
-              let first = true;
-              c.onAudio = (_n, at) => {
-                if (!first) return;
-                first = false;
-                resolve(at - sentAt);
-                c.stop();
-              };
-              sentAt = epochMs();
-              c.speak(`t${i}`, `Mark ${s.tag}-${i}. ${s.text}`);
-            }),
-        ),
-      );
-      await new Promise((r) => setTimeout(r, 200));
+      const ttfa: number[] = [];
+      for (let round = 0; round <= s.rounds; round++) {
+        const times = await Promise.all(clients.map((c, i) => firstAudio(c, `t${i}-${round}`, `Mark ${s.tag}-${i}-${round}. ${s.text}`)));
+        if (round > 0) ttfa.push(...times.filter(Number.isFinite));
+        await new Promise((r) => setTimeout(r, 50));
+      }
       for (const c of clients) c.close();
       return { ttfa };
     }

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { GroqEmulator } from '../src/emulators/groqEmulator.js';
+import type { GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
 import { slope, summarize, type ContenderName, type Summary } from './common.js';
@@ -16,21 +16,13 @@ import type { Scenario } from './loadgen.js';
 const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'docs/benchmarks.md' } } });
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
-  : { ttfa: [1, 100, 1000], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
 const firstByteDelayMs = 20;
 const contenders: ContenderName[] = ['raw-ws', 'socket.io', 'voxline'];
 const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const execArgv = ['--import', 'tsx', '--expose-gc'];
-
-const emu = new GroqEmulator({ firstByteDelayMs, realtime: 1, chunkMs: 20 });
-const upstream = await emu.listen();
-const released = new Map<string, number>();
-emu.on('released', (e) => {
-  const marker = /^Mark [^ ]+\./.exec(e.input)?.[0];
-  if (marker) released.set(marker, performance.timeOrigin + e.at);
-});
 
 function spawnChild(script: string, args: string[] = []): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
   const child = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -73,10 +65,33 @@ function stats(server: ChildProcess): Promise<Stats> {
   });
 }
 
+// The shared upstream, in its own process.
+const emulator = await spawnChild('bench/emulatorProcess.ts', [String(firstByteDelayMs)]);
+const upstream = emulator.first.url as string;
+const upstreamPort = Number(new URL(upstream).port);
+const released = new Map<string, number>();
+emulator.child.on('message', (m: { type: string; marker?: string; at?: number }) => {
+  if (m.type === 'released') released.set(m.marker!, m.at!);
+});
+function ask<T>(child: ChildProcess, message: { type: string }, answer: string): Promise<T> {
+  return new Promise((resolve) => {
+    const onMessage = (m: { type: string }) => {
+      if (m.type !== answer) return;
+      child.off('message', onMessage);
+      resolve(m as T);
+    };
+    child.on('message', onMessage);
+    child.send(message);
+  });
+}
+const configureEmulator = (options: Partial<GroqEmulatorOptions>) => ask(emulator.child, { type: 'configure', options } as { type: string }, 'configured');
+
 const loadgen = (await spawnChild('bench/loadgen.ts')).child;
 const results: Record<string, unknown> = {};
 const report = {
+  /** Added time to first audio: the contender's p50/p99 minus the direct baseline's, measured just before it. */
   ttfa: {} as Record<string, Record<number, Summary>>,
+  ttfaBaseline: {} as Record<string, Record<number, Summary>>,
   stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
   memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>,
@@ -97,7 +112,9 @@ const tag = (name: string) => `${name}${Date.now().toString(36)}`;
 /** Let the previous scenario's streams drain (the upstream has nothing open) before measuring the next. */
 async function quiet(): Promise<void> {
   const deadline = Date.now() + 30_000;
-  while (emu.stats().active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  while ((await ask<{ active: number }>(emulator.child, { type: 'emuStats' }, 'emuStats')).active > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   await new Promise((r) => setTimeout(r, 300));
 }
 const log = (line: string) => process.stdout.write(`${line}\n`);
@@ -106,12 +123,20 @@ for (const contender of contenders) {
   report.ttfa[contender] = {};
   report.stop[contender] = {};
   await withServer(contender, async (port, server) => {
-    // 1. Time to first audio added by the gateway.
-    for (const sessions of sizes.ttfa) {
+    // 1. Time to first audio added by the gateway: against the direct baseline (the load
+    // generator fetching from the emulator itself) measured just before, at the same load.
+    report.ttfaBaseline[contender] = {};
+    for (const [k, sessions] of sizes.ttfa.entries()) {
+      const rounds = sizes.ttfaRounds[k]!;
       await quiet();
-      const r = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, text: shortText, tag: tag('t') });
-      report.ttfa[contender]![sessions] = summarize(r.ttfa.map((t) => t - firstByteDelayMs));
-      log(`${contender}: ttfa @${sessions} p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms`);
+      const base = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender: 'direct', port: upstreamPort, sessions, rounds, text: shortText, tag: tag('b') });
+      await quiet();
+      const r = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, rounds, text: shortText, tag: tag('t') });
+      const baseline = summarize(base.ttfa);
+      const own = summarize(r.ttfa);
+      report.ttfaBaseline[contender]![sessions] = baseline;
+      report.ttfa[contender]![sessions] = { n: own.n, p50: own.p50 - baseline.p50, p99: own.p99 - baseline.p99 };
+      log(`${contender}: ttfa @${sessions} added p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms, p99 ${report.ttfa[contender]![sessions]!.p99.toFixed(2)} ms (direct p50 ${baseline.p50.toFixed(2)} ms)`);
     }
     // 2. STOP → end at the client, STOP → upstream released at the emulator.
     for (const sessions of sizes.stop) {
@@ -161,7 +186,7 @@ for (const contender of contenders) {
 
     // 6. Leak slope (voxline): heap and handles over many consecutive utterances.
     if (contender === 'voxline') {
-      emu.configure({ realtime: 0 });
+      await configureEmulator({ realtime: 0 });
       const samples: Array<[number, number]> = [];
       const handles: Array<[number, number]> = [];
       for (let b = 0; b < sizes.leakBatches; b++) {
@@ -170,7 +195,7 @@ for (const contender of contenders) {
         samples.push([(b + 1) * sizes.leakBatch, s.heapUsed]);
         handles.push([(b + 1) * sizes.leakBatch, s.handles]);
       }
-      emu.configure({ realtime: 1 });
+      await configureEmulator({ realtime: 1 });
       // Skip the first batch (warm-up) for the slope.
       report.leak = { heapBytesPer1000: slope(samples.slice(1)) * 1000, handlesPer1000: slope(handles.slice(1)) * 1000, samples };
       log(`voxline: leak slope ${report.leak.heapBytesPer1000.toFixed(0)} B / 1000 utterances`);
@@ -196,7 +221,7 @@ await withServer('voxline-espeak', async (port) => {
 });
 
 loadgen.kill();
-await emu.close();
+emulator.child.kill();
 results.report = report;
 results.machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGB: os.totalmem() / 2 ** 30, node: process.version, os: `${os.type()} ${os.release()}` };
 results.date = new Date().toISOString();

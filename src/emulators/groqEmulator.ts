@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { int16ToBytes } from '../audio/pcm.js';
 import { readBody } from '../server/readBody.js';
 import { groqArabicModel, groqArabicVoices, groqEnglishModel, groqEnglishVoices, groqMaxInputChars } from '../providers/groq/groqProvider.js';
-import { emulatedSpeech } from './emulatedSpeech.js';
+import { EmulatedSpeech } from './emulatedSpeech.js';
 import { FaultSchedule, isUpstreamFault, type UpstreamFault } from './faults.js';
 
 export interface GroqEmulatorOptions {
@@ -33,8 +33,8 @@ export interface EmulatedRequest {
   voice: string;
   model: string;
   fault: UpstreamFault | null;
-  /** Samples the emulator meant to send for this request. */
-  samples: Int16Array;
+  /** Samples the emulator meant to send for this request (computed when first read). */
+  readonly samples: Int16Array;
   outcome: 'streaming' | 'completed' | 'aborted' | 'faulted' | 'refused';
   /** performance.now() when the request arrived and when its response closed. */
   startedAt: number;
@@ -135,12 +135,15 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     if (format !== 'wav') return apiError(res, 400, 'response_format must be wav', 'invalid_request_error');
     const fault = this.faults.next(input);
 
+    const speech = new EmulatedSpeech(input, this.options.sampleRate);
     const record: EmulatedRequest = {
       input,
       voice,
       model: model as string,
       fault,
-      samples: emulatedSpeech(input, this.options.sampleRate),
+      get samples() {
+        return speech.all();
+      },
       outcome: 'streaming',
       startedAt: performance.now(),
     };
@@ -160,10 +163,10 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
       this.emit('released', { at: performance.now(), outcome: record.outcome, input: record.input });
     });
     const alive = () => open && !this.closed;
-    await this.respond(res, record, fault, alive);
+    await this.respond(res, record, speech, fault, alive);
   }
 
-  private async respond(res: ServerResponse, record: EmulatedRequest, fault: UpstreamFault | null, alive: () => boolean): Promise<void> {
+  private async respond(res: ServerResponse, record: EmulatedRequest, speech: EmulatedSpeech, fault: UpstreamFault | null, alive: () => boolean): Promise<void> {
     const finish = (outcome: EmulatedRequest['outcome']) => {
       if (record.outcome !== 'streaming') return;
       record.outcome = outcome;
@@ -207,21 +210,26 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
       finish('faulted');
       return;
     }
-    const bytes = Buffer.from(int16ToBytes(record.samples));
     const header = wavHeaderWithList(this.options.sampleRate, this.options.listChunk);
-    const stepBytes = Math.max(2, Math.round((this.options.sampleRate * this.options.chunkMs) / 1000) * 2);
-    const cutAt = fault === 'no_final_marker' || fault === 'error_mid_stream' || fault === 'stall_mid_stream' ? Math.floor(bytes.length / 3) & ~1 : bytes.length;
+    const stepSamples = Math.max(1, Math.round((this.options.sampleRate * this.options.chunkMs) / 1000));
+    const cutAt = fault === 'no_final_marker' || fault === 'error_mid_stream' || fault === 'stall_mid_stream' ? Math.floor(speech.length / 3) : speech.length;
     const trickle = fault === 'slow_trickle';
     res.write(header);
     // Paced against the clock, not by summing sleeps: a long stream never drifts behind real time.
     const paceStart = performance.now();
-    for (let at = 0; at < cutAt && alive(); ) {
-      const step = trickle ? 101 : stepBytes;
-      const slice = bytes.subarray(at, Math.min(cutAt, at + step));
-      at += slice.length;
-      if (!res.write(slice)) await new Promise((r) => res.once('drain', r));
-      if (trickle) await sleep(2);
-      else if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / 2 / this.options.sampleRate) * 1000) * this.options.realtime - performance.now()));
+    if (trickle) {
+      // 101-byte writes: samples split across writes, as a slow network delivers them.
+      const bytes = Buffer.from(int16ToBytes(speech.slice(0, cutAt)));
+      for (let at = 0; at < bytes.length && alive(); at += 101) {
+        if (!res.write(bytes.subarray(at, at + 101))) await new Promise((r) => res.once('drain', r));
+        await sleep(2);
+      }
+    }
+    for (let at = trickle ? cutAt : 0; at < cutAt && alive(); ) {
+      const pcm = speech.slice(at, Math.min(cutAt, at + stepSamples));
+      at += pcm.length;
+      if (!res.write(int16ToBytes(pcm))) await new Promise((r) => res.once('drain', r));
+      if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / this.options.sampleRate) * 1000) * this.options.realtime - performance.now()));
       else await new Promise((r) => setImmediate(r));
     }
     if (!alive()) return;
