@@ -2,6 +2,9 @@
 // bookkeeping: the Groq emulator, first byte after `firstByteDelayMs`, then real-time pacing.
 // IPC: `ready` with its URL; `released` (epoch ms, per marked request) as responses close;
 // answers `emuStats` and applies `configure`.
+// tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
+// every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
+process.setSourceMapsEnabled(false);
 import { GroqEmulator, type GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
 import { epochMs } from './common.js';
 

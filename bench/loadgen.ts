@@ -1,5 +1,8 @@
 // The load generator: its own process (the fd limit is per process), driven by the
 // orchestrator over IPC. Every scenario is bounded in count and time.
+// tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
+// every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
+process.setSourceMapsEnabled(false);
 import { connect, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
 

@@ -1,12 +1,13 @@
-// `tsx bench/profile.ts [contender] [sessions] [seconds]`: CPU-profile one contender's server
-// process while it streams to many real-time sessions, and print where its time goes
+// `tsx bench/profile.ts [contender] [sessions] [seconds] [stream|ttfa]`: CPU-profile one contender's
+// server process while it streams to many real-time sessions (or while they all start utterances
+// together, round after round, as the time-to-first-audio figure does), and print where its time goes
 // (self time by function). The .cpuprofile is left in bench/results/ for a closer look.
 import { fork } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { GroqEmulator } from '../src/emulators/groqEmulator.js';
 import type { ContenderName } from './common.js';
 
-const [contender = 'voxline', sessionsArg = '200', secondsArg = '8'] = process.argv.slice(2) as [ContenderName?, string?, string?];
+const [contender = 'voxline', sessionsArg = '200', secondsArg = '8', scenario = 'stream'] = process.argv.slice(2) as [ContenderName?, string?, string?, string?];
 const dir = 'bench/results/profile';
 mkdirSync(dir, { recursive: true });
 const emu = new GroqEmulator({ firstByteDelayMs: 20, realtime: 1 });
@@ -16,9 +17,14 @@ const port = await new Promise<number>((resolve) => server.once('message', (m: {
 const loadgen = fork('bench/loadgen.ts', [], { execArgv: ['--import', 'tsx'] });
 await new Promise((resolve) => loadgen.once('message', resolve));
 const text = 'This is a long answer that keeps streaming for a while, so that the load is real. '.repeat(2);
-loadgen.send({ id: 1, scenario: { kind: 'open', contender, port, sessions: Number(sessionsArg), speakText: text, tag: 'prof' } });
-await new Promise((resolve) => loadgen.once('message', resolve));
-await new Promise((resolve) => setTimeout(resolve, Number(secondsArg) * 1000));
+if (scenario === 'ttfa') {
+  loadgen.send({ id: 1, scenario: { kind: 'ttfa', contender, port, sessions: Number(sessionsArg), rounds: Number(secondsArg), text: 'Good morning, here is the weather for today.', tag: 'prof' } });
+  await new Promise((resolve) => loadgen.once('message', resolve));
+} else {
+  loadgen.send({ id: 1, scenario: { kind: 'open', contender, port, sessions: Number(sessionsArg), speakText: text, tag: 'prof' } });
+  await new Promise((resolve) => loadgen.once('message', resolve));
+  await new Promise((resolve) => setTimeout(resolve, Number(secondsArg) * 1000));
+}
 const before = new Set(readdirSync(dir));
 server.send({ type: 'exit' });
 await new Promise((resolve) => server.once('exit', resolve));
@@ -43,8 +49,8 @@ for (const node of profile.nodes) {
   byName.set(key, (byName.get(key) ?? 0) + t);
 }
 const idle = [...byName.entries()].filter(([k]) => k.startsWith('(idle)')).reduce((s, [, v]) => s + v, 0);
-process.stdout.write(`${contender}, ${sessionsArg} real-time streams, ${secondsArg} s: busy ${(((total - idle) / total) * 100).toFixed(0)}% of one core\n`);
-for (const [k, v] of [...byName.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25)) {
+process.stdout.write(`${contender}, ${sessionsArg} ${scenario === 'ttfa' ? `sessions starting together, ${secondsArg} rounds` : `real-time streams, ${secondsArg} s`}: busy ${(((total - idle) / total) * 100).toFixed(0)}% of one core\n`);
+for (const [k, v] of [...byName.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 25))) {
   process.stdout.write(`${((v / total) * 100).toFixed(1).padStart(5)}%  ${k}\n`);
 }
 process.stdout.write(`profile: ${dir}/${file}\n`);

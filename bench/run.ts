@@ -13,13 +13,23 @@ import { renderReport, type BenchResults } from './report.js';
 import { slope, summarize, type ContenderName, type Summary } from './common.js';
 import type { Scenario } from './loadgen.js';
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, out: { type: 'string', default: 'docs/benchmarks.md' } } });
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    out: { type: 'string', default: 'docs/benchmarks.md' },
+    // While working on one figure: `--only ttfa,stop` runs just those and writes bench/results/only.json.
+    only: { type: 'string' },
+    contenders: { type: 'string' },
+  },
+});
+const only = values.only ? new Set(values.only.split(',')) : null;
+const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
   ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
   : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
 const firstByteDelayMs = 20;
-const contenders: ContenderName[] = ['raw-ws', 'socket.io', 'voxline'];
+const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const execArgv = ['--import', 'tsx', '--expose-gc'];
@@ -126,7 +136,7 @@ for (const contender of contenders) {
     // 1. Time to first audio added by the gateway: against the direct baseline (the load
     // generator fetching from the emulator itself) measured just before, at the same load.
     report.ttfaBaseline[contender] = {};
-    for (const [k, sessions] of sizes.ttfa.entries()) {
+    for (const [k, sessions] of runs('ttfa') ? sizes.ttfa.entries() : []) {
       const rounds = sizes.ttfaRounds[k]!;
       await quiet();
       const base = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender: 'direct', port: upstreamPort, sessions, rounds, text: shortText, tag: tag('b') });
@@ -139,7 +149,7 @@ for (const contender of contenders) {
       log(`${contender}: ttfa @${sessions} added p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms, p99 ${report.ttfa[contender]![sessions]!.p99.toFixed(2)} ms (direct p50 ${baseline.p50.toFixed(2)} ms)`);
     }
     // 2. STOP → end at the client, STOP → upstream released at the emulator.
-    for (const sessions of sizes.stop) {
+    for (const sessions of runs('stop') ? sizes.stop : []) {
       await quiet();
       const r = await call<{ stopToEnd: number[]; stopAt: Record<string, number> }>(loadgen, { kind: 'stop', contender, port, sessions, text: longText, tag: tag('s') });
       await new Promise((res) => setTimeout(res, 300));
@@ -151,7 +161,7 @@ for (const contender of contenders) {
     const ramp: Array<{ sessions: number; underruns: number }> = [];
     let maxStreams = 0;
     let cpuMsPerAudioSecond = Number.NaN;
-    for (const sessions of sizes.capacity) {
+    for (const sessions of runs('capacity') ? sizes.capacity : []) {
       await quiet();
       const before = await stats(server);
       const text = quick ? shortText : longText;
@@ -163,29 +173,31 @@ for (const contender of contenders) {
       maxStreams = sessions;
       cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
     }
-    report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
+    if (runs('capacity')) report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
     // 4. Memory per session: idle, then streaming.
-    await quiet();
-    const empty = await stats(server);
-    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
-    const idle = await stats(server);
-    await call(loadgen, { kind: 'closeAll' });
-    await new Promise((res) => setTimeout(res, 500));
-    const empty2 = await stats(server);
-    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
-    const streaming = await stats(server);
-    await call(loadgen, { kind: 'closeAll' });
-    report.memory[contender] = {
-      idle: sizes.idle,
-      streaming: sizes.streaming,
-      idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
-      idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
-      streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
-    };
-    log(`${contender}: memory idle ${report.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session`);
+    if (runs('memory')) {
+      await quiet();
+      const empty = await stats(server);
+      await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
+      const idle = await stats(server);
+      await call(loadgen, { kind: 'closeAll' });
+      await new Promise((res) => setTimeout(res, 500));
+      const empty2 = await stats(server);
+      await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
+      const streaming = await stats(server);
+      await call(loadgen, { kind: 'closeAll' });
+      report.memory[contender] = {
+        idle: sizes.idle,
+        streaming: sizes.streaming,
+        idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
+        idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
+        streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
+      };
+      log(`${contender}: memory idle ${report.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session`);
+    }
 
     // 6. Leak slope (voxline): heap and handles over many consecutive utterances.
-    if (contender === 'voxline') {
+    if (contender === 'voxline' && runs('leak')) {
       await configureEmulator({ realtime: 0 });
       const samples: Array<[number, number]> = [];
       const handles: Array<[number, number]> = [];
@@ -204,7 +216,7 @@ for (const contender of contenders) {
 }
 
 // 5. The embedded voice: first audio with a warm pool, and real-time streams per core.
-await withServer('voxline-espeak', async (port) => {
+if (runs('espeak')) await withServer('voxline-espeak', async (port) => {
   const seq = await call<{ ttfa: number[] }>(loadgen, { kind: 'sequence', contender: 'voxline-espeak', port, count: sizes.espeakSeq, parallel: 1, text: shortText, tag: tag('e') });
   const par = await call<{ audioSeconds: number; wallSeconds: number }>(loadgen, {
     kind: 'sequence',
@@ -233,17 +245,17 @@ results.firstByteDelayMs = firstByteDelayMs;
 // Every figure must exist; quick mode asserts only this.
 const missing: string[] = [];
 for (const c of contenders) {
-  for (const n of sizes.ttfa) if (!Number.isFinite(report.ttfa[c]?.[n]?.p50)) missing.push(`ttfa ${c} @${n}`);
-  for (const n of sizes.stop) if (!Number.isFinite(report.stop[c]?.[n]?.toEnd.p99)) missing.push(`stop ${c} @${n}`);
-  if (!Number.isFinite(report.memory[c]?.idleKBPerSession)) missing.push(`memory ${c}`);
-  if (!report.capacity[c]) missing.push(`capacity ${c}`);
+  if (runs('ttfa')) for (const n of sizes.ttfa) if (!Number.isFinite(report.ttfa[c]?.[n]?.p50)) missing.push(`ttfa ${c} @${n}`);
+  if (runs('stop')) for (const n of sizes.stop) if (!Number.isFinite(report.stop[c]?.[n]?.toEnd.p99)) missing.push(`stop ${c} @${n}`);
+  if (runs('memory') && !Number.isFinite(report.memory[c]?.idleKBPerSession)) missing.push(`memory ${c}`);
+  if (runs('capacity') && !report.capacity[c]) missing.push(`capacity ${c}`);
 }
-if (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50)) missing.push('espeak');
-if (!report.leak) missing.push('leak');
+if (runs('espeak') && (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50))) missing.push('espeak');
+if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push('leak');
 
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(`bench/results/${quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));
-if (!quick) {
+writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));
+if (!quick && !only && !values.contenders) {
   mkdirSync('docs/images', { recursive: true });
   writeFileSync('docs/images/bench-ttfa.svg', lineChart('Added time to first audio, p50 (ms)', 'concurrent sessions', sizes.ttfa, contenders.map((c) => ({ name: c, values: sizes.ttfa.map((n) => report.ttfa[c]![n]!.p50) }))));
   writeFileSync('docs/images/bench-capacity.svg', barChart('Real-time streams without underrun (200 ms jitter buffer)', contenders.map((c) => ({ name: c, value: report.capacity[c]!.maxStreams }))));

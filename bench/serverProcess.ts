@@ -1,6 +1,9 @@
 // One contender in its own process (so its memory and CPU can be measured alone):
 // raw-ws, socket.io, voxline (upstream: the emulator) or voxline-espeak (embedded voice).
 // Talks to the orchestrator over IPC: `ready` with its port, then `stats` on request.
+// tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
+// every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
+process.setSourceMapsEnabled(false);
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { groqProvider } from '../src/providers/groq/groqProvider.js';

@@ -27,14 +27,12 @@ import type {
 import { defaultSessionLimits } from './types.js';
 import {
   classifySpeak,
-  closeUsedId,
   endOfCurrent,
   endOfQueued,
-  rememberId,
   startCurrent,
   type CurrentUtterance,
   type QueuedUtterance,
-  type UsedId,
+  IdMemory,
 } from './utterances.js';
 
 export interface SessionInput {
@@ -60,7 +58,7 @@ export interface SessionContext {
   nextStream: number;
   current: CurrentUtterance | null;
   queue: QueuedUtterance[];
-  usedIds: UsedId[];
+  usedIds: IdMemory;
   /** End records produced by this step, waiting for `announceEnds`. */
   ending: EndRecord[];
   /** True while the upstream says it has synthesized all text it was given. */
@@ -98,10 +96,10 @@ function endCurrent(
   const current = context.current;
   if (!current || current.ended) return {};
   const record = endOfCurrent(current, reason, cause, context.sampleRate, error);
+  context.usedIds.remember(current.id, !current.final);
   return {
     current: { ...current, ended: true },
     ending: [...context.ending, record],
-    usedIds: rememberId(context.usedIds, { id: current.id, open: !current.final }, context.limits.idMemory),
   };
 }
 
@@ -115,12 +113,10 @@ function endQueue(
 ): Partial<SessionContext> {
   const ended = context.queue.filter((u) => onlyId === undefined || u.id === onlyId);
   if (ended.length === 0) return {};
-  let usedIds = context.usedIds;
-  for (const u of ended) usedIds = rememberId(usedIds, { id: u.id, open: !u.final }, context.limits.idMemory);
+  for (const u of ended) context.usedIds.remember(u.id, !u.final);
   return {
     queue: context.queue.filter((u) => !ended.includes(u)),
     ending: [...context.ending, ...ended.map((u) => endOfQueued(u, reason, cause, error))],
-    usedIds,
   };
 }
 
@@ -250,7 +246,7 @@ export const sessionSetup = baseSetup.extend({
             enqueue.sendTo('upstream', { type: 'TEXT', text: r.text, final: r.final } satisfies UpstreamCommand);
           }
           if (r.final && current.ended) {
-            enqueue.assign({ usedIds: rememberId(context.usedIds, { id: r.id, open: false }, context.limits.idMemory) });
+            context.usedIds.remember(r.id, false);
           }
           return;
         }
@@ -262,7 +258,7 @@ export const sessionSetup = baseSetup.extend({
           return;
         }
         case 'append-ended':
-          if (r.final) enqueue.assign({ usedIds: closeUsedId(context.usedIds, d.index) });
+          if (r.final) context.usedIds.close(r.id);
           return;
         case 'reject':
           enqueue({ type: 'sendMessage', params: { type: 'error', code: d.code, message: d.message, id: r.id } });
@@ -279,7 +275,6 @@ export const sessionSetup = baseSetup.extend({
       return {
         current: startCurrent(next),
         queue: rest,
-        usedIds: rememberId(context.usedIds, { id: next.id, open: !next.final }, context.limits.idMemory),
         upstreamWaiting: false,
       };
     }),
@@ -315,7 +310,7 @@ export const sessionMachine = sessionSetup.createMachine({
     nextStream: 1,
     current: null,
     queue: [],
-    usedIds: [],
+    usedIds: new IdMemory(input.limits?.idMemory ?? defaultSessionLimits.idMemory),
     ending: [],
     upstreamWaiting: false,
   }),

@@ -56,23 +56,54 @@ export class AudioMeter {
   }
 }
 
-/** An id that was used; `open` while its text can still grow (appends to it are absorbed quietly). */
-export interface UsedId {
-  id: string;
-  open: boolean;
+/**
+ * The ids a session has used (the last `limit` of them), each `open` while its text can
+ * still grow, so appends that crossed a STOP are absorbed quietly. Deliberately mutable,
+ * like AudioMeter: it is consulted on every speak frame, and copying a 1 024-entry list
+ * per utterance cost more than the rest of the utterance's transitions together. Only
+ * the machine's actions write it (never its guards), and it belongs to one session.
+ */
+export class IdMemory {
+  private readonly ids = new Map<string, boolean>();
+
+  constructor(readonly limit: number) {}
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  /** Whether `id` is remembered as still open; undefined when it is not remembered at all. */
+  isOpen(id: string): boolean | undefined {
+    return this.ids.get(id);
+  }
+
+  /** Remember `id` as the newest entry, forgetting the oldest beyond the limit. */
+  remember(id: string, open: boolean): void {
+    this.ids.delete(id);
+    this.ids.set(id, open);
+    for (const oldest of this.ids.keys()) {
+      if (this.ids.size <= this.limit) break;
+      this.ids.delete(oldest);
+    }
+  }
+
+  /** Its text is complete: later appends are duplicates. Keeps its age. */
+  close(id: string): void {
+    if (this.ids.has(id)) this.ids.set(id, false);
+  }
 }
 
 export type SpeakDecision =
   | { kind: 'accept' }
   | { kind: 'append-current' }
   | { kind: 'append-queued'; index: number }
-  | { kind: 'append-ended'; index: number }
+  | { kind: 'append-ended' }
   | { kind: 'reject'; code: ErrorCode; message: string };
 
 export interface UtteranceBook {
   current: CurrentUtterance | null;
   queue: QueuedUtterance[];
-  usedIds: UsedId[];
+  usedIds: IdMemory;
 }
 
 /** Decide what a speak frame means for this session. Total: never throws. */
@@ -95,11 +126,11 @@ export function classifySpeak(
     if (queued.text.length + request.text.length > limits.maxTextChars) return tooLong(limits);
     return { kind: 'append-queued', index: queuedIndex };
   }
-  const usedIndex = book.usedIds.findIndex((u) => u.id === request.id);
-  if (usedIndex >= 0) {
+  const open = book.usedIds.isOpen(request.id);
+  if (open !== undefined) {
     // Text frames for an utterance that was stopped while its text was still open
     // crossed the STOP on the wire: absorb them quietly rather than erroring.
-    if (book.usedIds[usedIndex]!.open) return { kind: 'append-ended', index: usedIndex };
+    if (open) return { kind: 'append-ended' };
     return duplicate(request.id);
   }
   if (request.text.length > limits.maxTextChars) return tooLong(limits);
@@ -133,17 +164,6 @@ function tooLong(limits: SessionLimits): SpeakDecision {
 }
 
 /** Remember an id, keeping at most `limit` so a long session's memory stays bounded. */
-export function rememberId(usedIds: UsedId[], entry: UsedId, limit: number): UsedId[] {
-  const next = usedIds.filter((u) => u.id !== entry.id);
-  next.push(entry);
-  while (next.length > limit) next.shift();
-  return next;
-}
-
-export function closeUsedId(usedIds: UsedId[], index: number): UsedId[] {
-  return usedIds.map((u, i) => (i === index ? { id: u.id, open: false } : u));
-}
-
 export function startCurrent(next: QueuedUtterance): CurrentUtterance {
   return {
     id: next.id,

@@ -33,6 +33,9 @@ export interface SynthesisOptions {
 
 type SendBack = (event: UpstreamEvent) => void;
 
+/** Audio of the current piece after which the next piece is requested (see runPieces). */
+const lookAheadAfterMs = 200;
+
 export class UtteranceJob {
   private readonly abort = new AbortController();
   private readonly splitter: SentenceSplitter | null;
@@ -131,8 +134,8 @@ export class UtteranceJob {
 
   /**
    * One provider request per text piece, spoken strictly in order, with one piece of
-   * look-ahead: while a piece streams, the next one is already requested and its audio
-   * buffered, so a sentence boundary does not cost a whole upstream first-byte wait. Both
+   * look-ahead: once a piece streams, the next one is requested and its audio buffered, so
+   * a sentence boundary does not cost a whole upstream first-byte wait. Both
    * requests share the utterance's AbortSignal; the job settles only once both let go.
    */
   private async runPieces(splitter: SentenceSplitter): Promise<void> {
@@ -158,9 +161,19 @@ export class UtteranceJob {
           }
           current = this.fetchPiece(piece);
         }
-        const following = splitter.hasReady ? this.fetchPiece(take()!) : null;
+        // The look-ahead request starts once the current piece has played `lookAheadAfterMs`
+        // of audio (or ended, or its text arrives later). Issued together, the two requests
+        // would compete for the upstream exactly when the first audio is due, and a STOP
+        // right after the first words (barge-in) would have paid for a request nobody hears.
+        let following = null as PieceFetch | null;
+        let pieceMs = 0;
+        const lookAhead = (block?: PcmBlock) => {
+          if (block) pieceMs += (block.samples.length / block.sampleRate) * 1000;
+          if (!following && (!block || pieceMs >= lookAheadAfterMs) && splitter.hasReady) following = this.fetchPiece(take()!);
+        };
         try {
-          await this.consume(current.drain());
+          await this.consume(current.drain(), lookAhead);
+          lookAhead();
         } catch (error) {
           following?.cancel();
           throw error;
@@ -256,7 +269,7 @@ export class UtteranceJob {
     return this.route?.guard ? this.route.guard.run(start, signal) : start();
   }
 
-  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: () => void): Promise<void> {
+  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: (block: PcmBlock) => void): Promise<void> {
     for await (const block of audio) {
       if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
       const pcm = await this.toSessionRate(block.samples, block.sampleRate);
@@ -266,7 +279,7 @@ export class UtteranceJob {
       const partial = this.audioSent || frames.length > 0 ? null : this.chunker.flush();
       if (partial) frames.push(partial);
       this.emitFrames(frames);
-      afterBlock?.();
+      afterBlock?.(block);
       // Backpressure: do not pull more from the provider while the client is not reading.
       while (this.paused && !this.abort.signal.aborted) await this.sleep();
     }
