@@ -29,6 +29,7 @@ const before = new Set(readdirSync(dir));
 server.send({ type: 'exit' });
 await new Promise((resolve) => server.once('exit', resolve));
 loadgen.kill();
+process.stdout.write(`emulator requests: ${emu.stats().requests}\n`);
 await emu.close();
 
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && !before.has(f)) ?? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort().at(-1)!;

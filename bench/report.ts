@@ -18,6 +18,7 @@ export interface BenchResults {
     memory: Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>;
     espeak: { ttfa: Summary; realtimeFactor: number; streamsPerCore: number } | null;
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
+    heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
   };
 }
 
@@ -89,6 +90,14 @@ export function renderReport(results: BenchResults): string {
     '',
     `${sizes.leakBatches * sizes.leakBatch} consecutive utterances (10 sessions in parallel): heap after GC changes by ${f(report.leak!.heapBytesPer1000 / 1024, 1)} KB per 1 000 utterances, handles by ${f(report.leak!.handlesPer1000, 2)} per 1 000 (first batch excluded as warm-up).`,
     '',
+    ...(report.heapDiff
+      ? [
+          `Heap snapshots (\`bench/heapDiff.ts\`) after ${report.heapDiff.warm} warm-up utterances and again after ${report.heapDiff.measured} more: ` +
+            `application objects changed by ${report.heapDiff.appObjects >= 0 ? '+' : ''}${report.heapDiff.appObjects} (${f(report.heapDiff.appBytes / 1024, 1)} KB), ` +
+            `V8's compiled code and system tables by ${f(report.heapDiff.engineBytes / 1024, 1)} KB; the heap after GC by ${f(report.heapDiff.heapBytes / 1024, 1)} KB in all.`,
+          '',
+        ]
+      : []),
   ];
   let findings = '';
   try {

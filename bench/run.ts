@@ -26,8 +26,8 @@ const only = values.only ? new Set(values.only.split(',')) : null;
 const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
 const firstByteDelayMs = 20;
 const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
@@ -107,6 +107,7 @@ const report = {
   memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>,
   espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
   leak: null as null | { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> },
+  heapDiff: null as null | { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number },
 };
 
 async function withServer<T>(contender: ContenderName, fn: (port: number, server: ChildProcess) => Promise<T>): Promise<T> {
@@ -215,6 +216,14 @@ for (const contender of contenders) {
   });
 }
 
+// 6b. Where the leak slope comes from: heap snapshots before and after many utterances,
+// object kinds compared (bench/heapDiff.ts, its own process with its own server).
+if (runs('leak')) {
+  const { first } = await spawnChild('bench/heapDiff.ts', [String(sizes.heapWarm), String(sizes.heapMeasured)]);
+  report.heapDiff = first as unknown as NonNullable<typeof report.heapDiff>;
+  log(`voxline: heap diff over ${sizes.heapMeasured} utterances: ${report.heapDiff.appObjects} application objects, ${report.heapDiff.engineBytes} B of V8 code`);
+}
+
 // 5. The embedded voice: first audio with a warm pool, and real-time streams per core.
 if (runs('espeak')) await withServer('voxline-espeak', async (port) => {
   const seq = await call<{ ttfa: number[] }>(loadgen, { kind: 'sequence', contender: 'voxline-espeak', port, count: sizes.espeakSeq, parallel: 1, text: shortText, tag: tag('e') });
@@ -252,6 +261,7 @@ for (const c of contenders) {
 }
 if (runs('espeak') && (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50))) missing.push('espeak');
 if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push('leak');
+if (runs('leak') && !report.heapDiff) missing.push('heap diff');
 
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));
