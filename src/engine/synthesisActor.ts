@@ -34,7 +34,7 @@ export interface SynthesisOptions {
 type SendBack = (event: UpstreamEvent) => void;
 
 /** Audio of the current piece after which the next piece is requested (see runPieces). */
-const lookAheadAfterMs = 200;
+const lookAheadAfterMs = 100;
 
 export class UtteranceJob {
   private readonly abort = new AbortController();
