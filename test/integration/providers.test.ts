@@ -115,6 +115,23 @@ describe('groq through groq-sdk against the emulator', () => {
     }
   });
 
+  it('starts the look-ahead only after the first 100 ms of audio: a STOP on the first words costs one upstream request', async () => {
+    groqEmu.configure({ realtime: 1 });
+    try {
+      const before = groqEmu.requests.length;
+      const c = await TestVoiceClient.start(url);
+      c.send({ type: 'speak', id: 'barge', text: 'First sentence here. And a second sentence that follows it.', voice: 'groq:hannah' });
+      await c.waitFor(() => c.frames.find((f) => f.kind === 'audio'));
+      c.send({ type: 'stop' });
+      expect((await c.waitForEnd('barge')).reason).toBe('stopped');
+      await nothingLeft();
+      expect(groqEmu.requests.slice(before).map((r) => r.input)).toEqual(['First sentence here.']);
+      c.close();
+    } finally {
+      groqEmu.configure({ realtime: 0 });
+    }
+  });
+
   it('picks the Arabic model for an Arabic voice, by bare voice name', async () => {
     const before = groqEmu.requests.length;
     const c = await TestVoiceClient.start(url);
