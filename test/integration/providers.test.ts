@@ -115,20 +115,20 @@ describe('groq through groq-sdk against the emulator', () => {
     }
   });
 
-  it('starts the look-ahead only after the first 100 ms of audio: a STOP on the first words costs one upstream request', async () => {
-    groqEmu.configure({ realtime: 1 });
+  it('starts the look-ahead with the current piece\'s first audio, not with its request', async () => {
+    groqEmu.configure({ realtime: 1, firstByteDelayMs: 150 });
     try {
       const before = groqEmu.requests.length;
       const c = await TestVoiceClient.start(url);
-      c.send({ type: 'speak', id: 'barge', text: 'First sentence here. And a second sentence that follows it.', voice: 'groq:hannah' });
-      await c.waitFor(() => c.frames.find((f) => f.kind === 'audio'));
-      c.send({ type: 'stop' });
-      expect((await c.waitForEnd('barge')).reason).toBe('stopped');
-      await nothingLeft();
-      expect(groqEmu.requests.slice(before).map((r) => r.input)).toEqual(['First sentence here.']);
+      c.send({ type: 'speak', id: 'later', text: 'First sentence here. And a second sentence that follows it.', voice: 'groq:hannah' });
+      expect((await c.waitForEnd('later', 15_000)).reason).toBe('completed');
+      const [first, second] = groqEmu.requests.slice(before);
+      // The second request waited for the first one's first byte (150 ms), yet started before it ended.
+      expect(second!.startedAt - first!.startedAt).toBeGreaterThanOrEqual(150);
+      expect(second!.startedAt).toBeLessThan(first!.releasedAt!);
       c.close();
     } finally {
-      groqEmu.configure({ realtime: 0 });
+      groqEmu.configure({ realtime: 0, firstByteDelayMs: 0 });
     }
   });
 
