@@ -15,7 +15,7 @@ export interface BenchResults {
     ttfaBaseline?: Record<string, Record<number, Summary>>;
     stop: Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>;
     capacity: Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>;
-    memory: Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>;
+    memory: Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number }>;
     espeak: { ttfa: Summary; realtimeFactor: number; streamsPerCore: number } | null;
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
     heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
@@ -74,11 +74,11 @@ export function renderReport(results: BenchResults): string {
     '',
     '## 4. Memory per session (server process, after GC)',
     '',
-    '| contender | idle RSS KB / session | idle heap KB / session | streaming RSS KB / session | over raw-ws, idle |',
-    '|---|---|---|---|---|',
+    '| contender | idle RSS KB / session | idle heap KB / session | streaming RSS KB / session | over raw-ws, idle | process RSS with every idle session open |',
+    '|---|---|---|---|---|---|',
     ...contenders.map((c) => {
       const mem = report.memory[c]!;
-      return `| ${c} (${mem.idle} idle, ${mem.streaming} streaming) | ${f(mem.idleKBPerSession, 1)} | ${f(mem.idleHeapKBPerSession, 1)} | ${f(mem.streamingKBPerSession, 1)} | ${f(mem.idleKBPerSession - report.memory['raw-ws']!.idleKBPerSession, 1)} KB |`;
+      return `| ${c} (${mem.idle} idle, ${mem.streaming} streaming) | ${f(mem.idleKBPerSession, 1)} | ${f(mem.idleHeapKBPerSession, 1)} | ${f(mem.streamingKBPerSession, 1)} | ${f(mem.idleKBPerSession - report.memory['raw-ws']!.idleKBPerSession, 1)} KB | ${mem.idleRssMB === undefined ? 'n/a' : `${f(mem.idleRssMB, 0)} MB`} |`;
     }),
     '',
     '## 5. The embedded voice (eSpeak NG, 2 warm workers)',

@@ -104,7 +104,7 @@ const report = {
   ttfaBaseline: {} as Record<string, Record<number, Summary>>,
   stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
-  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number }>,
+  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number }>,
   espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
   leak: null as null | { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> },
   heapDiff: null as null | { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number },
@@ -193,6 +193,7 @@ for (const contender of contenders) {
         idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
         idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
         streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
+        idleRssMB: idle.rss / 2 ** 20,
       };
       log(`${contender}: memory idle ${report.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session`);
     }
