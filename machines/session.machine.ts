@@ -190,6 +190,12 @@ const baseSetup = setup({
   },
 });
 
+/** A timer that ends the current utterance with `code` (also its cause) and waits for its release. */
+const endsOnTimeout = (code: ErrorCode, message: string) => ({
+  target: '#session.active.stopping' as const,
+  actions: [baseSetup.assign(({ context }) => endCurrent(context, 'timeout', code, timeoutError(code, message))), 'announceEnds' as const],
+});
+
 // Composite actions reference the stubs above by name, so they are declared in a second step.
 export const sessionSetup = baseSetup.extend({
   actions: {
@@ -488,20 +494,7 @@ export const sessionMachine = sessionSetup.createMachine({
       states: {
         live: {
           after: {
-            utterance: {
-              target: 'stopping',
-              actions: [
-                assign(({ context }) =>
-                  endCurrent(
-                    context,
-                    'timeout',
-                    'utterance_timeout',
-                    timeoutError('utterance_timeout', 'the utterance ran past its overall time limit'),
-                  ),
-                ),
-                'announceEnds',
-              ],
-            },
+            utterance: endsOnTimeout('utterance_timeout', 'the utterance ran past its overall time limit'),
           },
           on: {
             SPEAK: [
@@ -560,20 +553,7 @@ export const sessionMachine = sessionSetup.createMachine({
               states: {
                 synthesizing: {
                   after: {
-                    firstAudio: {
-                      target: '#session.active.stopping',
-                      actions: [
-                        assign(({ context }) =>
-                          endCurrent(
-                            context,
-                            'timeout',
-                            'first_audio_timeout',
-                            timeoutError('first_audio_timeout', 'the provider sent no audio in time'),
-                          ),
-                        ),
-                        'announceEnds',
-                      ],
-                    },
+                    firstAudio: endsOnTimeout('first_audio_timeout', 'the provider sent no audio in time'),
                   },
                   on: {
                     UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
@@ -581,20 +561,7 @@ export const sessionMachine = sessionSetup.createMachine({
                 },
                 awaitingText: {
                   after: {
-                    textIdle: {
-                      target: '#session.active.stopping',
-                      actions: [
-                        assign(({ context }) =>
-                          endCurrent(
-                            context,
-                            'timeout',
-                            'text_idle_timeout',
-                            timeoutError('text_idle_timeout', 'no more text arrived for an open utterance'),
-                          ),
-                        ),
-                        'announceEnds',
-                      ],
-                    },
+                    textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
                   },
                   on: {
                     // New text restarts the wait for text.
@@ -616,21 +583,7 @@ export const sessionMachine = sessionSetup.createMachine({
                     // The timer ran out of the remaining gap: a stall, unless audio came meanwhile,
                     // in which case wait out what is left of the gap since that chunk.
                     chunkGap: [
-                      {
-                        guard: 'chunkGapElapsed',
-                        target: '#session.active.stopping',
-                        actions: [
-                          assign(({ context }) =>
-                            endCurrent(
-                              context,
-                              'timeout',
-                              'upstream_stalled',
-                              timeoutError('upstream_stalled', 'the provider stopped sending audio'),
-                            ),
-                          ),
-                          'announceEnds',
-                        ],
-                      },
+                      { guard: 'chunkGapElapsed', ...endsOnTimeout('upstream_stalled', 'the provider stopped sending audio') },
                       { target: 'flowing', reenter: true },
                     ],
                   },
@@ -646,20 +599,7 @@ export const sessionMachine = sessionSetup.createMachine({
                 },
                 awaitingText: {
                   after: {
-                    textIdle: {
-                      target: '#session.active.stopping',
-                      actions: [
-                        assign(({ context }) =>
-                          endCurrent(
-                            context,
-                            'timeout',
-                            'text_idle_timeout',
-                            timeoutError('text_idle_timeout', 'no more text arrived for an open utterance'),
-                          ),
-                        ),
-                        'announceEnds',
-                      ],
-                    },
+                    textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
                   },
                   on: {
                     UPSTREAM_AUDIO: {
