@@ -9,7 +9,7 @@
 // Completion: every speak.end leaves through `announceEnds`, the one place that
 // turns end records into end signals; an utterance is marked ended once and its
 // record queued for that action in the same transition.
-import { and, assign, fromCallback, sendTo, setup } from 'xstate';
+import { assign, fromCallback, sendTo, setup } from 'xstate';
 import type {
   ClientEvent,
   EndReason,
@@ -293,6 +293,9 @@ export const sessionSetup = baseSetup.extend({
       const { stream, meter } = context.current;
       enqueue({ type: 'sendAudio', params: { stream, seq: meter.seq, pcm: event.pcm } });
       enqueue({ type: 'countChunk', params: { pcm: event.pcm } });
+      // Audio means the upstream is not waiting for text. Assigned only when it changes, so a
+      // chunk does not copy the context.
+      if (context.upstreamWaiting) enqueue.assign({ upstreamWaiting: false });
     }),
 
     cancelUpstream: sendTo('upstream', { type: 'CANCEL' } satisfies UpstreamCommand),
@@ -602,11 +605,7 @@ export const sessionMachine = sessionSetup.createMachine({
                     textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
                   },
                   on: {
-                    UPSTREAM_AUDIO: {
-                      guard: 'isCurrentStream',
-                      target: 'flowing',
-                      actions: [assign({ upstreamWaiting: false }), 'sendChunk'],
-                    },
+                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
                     SPEAK: {
                       guard: 'speakIsAppendToCurrent',
                       target: 'awaitingText',
@@ -642,10 +641,7 @@ export const sessionMachine = sessionSetup.createMachine({
                   },
                   on: {
                     // Audio already in flight from the provider still goes out, in order.
-                    UPSTREAM_AUDIO: [
-                      { guard: and(['isCurrentStream', 'upstreamWaiting']), actions: [assign({ upstreamWaiting: false }), 'sendChunk'] },
-                      { guard: 'isCurrentStream', actions: 'sendChunk' },
-                    ],
+                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
                     UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', actions: assign({ upstreamWaiting: true }) },
                     // The gap clock starts over: the upstream was held back on purpose while paused.
                     CLIENT_DRAINED: [

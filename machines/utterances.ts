@@ -163,7 +163,6 @@ function tooLong(limits: SessionLimits): SpeakDecision {
   };
 }
 
-/** Remember an id, keeping at most `limit` so a long session's memory stays bounded. */
 export function startCurrent(next: QueuedUtterance): CurrentUtterance {
   return {
     id: next.id,

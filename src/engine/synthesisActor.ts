@@ -33,7 +33,6 @@ export interface SynthesisOptions {
 
 type SendBack = (event: UpstreamEvent) => void;
 
-
 export class UtteranceJob {
   private readonly abort = new AbortController();
   private readonly splitter: SentenceSplitter | null;
@@ -159,12 +158,12 @@ export class UtteranceJob {
           }
           current = this.fetchPiece(piece);
         }
-        // The look-ahead request starts with the current piece's first audio block (called
-        // after every block, so also when text for it arrives later, and at the piece's end). Issued together, the two requests would compete for the
-        // upstream exactly when the first audio is due. Waiting any longer than the first
-        // audio is worse: under load, the next piece's first byte then comes after the
-        // current piece and the client's jitter buffer have run dry (measured: underruns at
-        // 200 streams with a 100 ms wait, none without).
+        // The look-ahead request starts with the current piece's first audio block (checked
+        // after every block, so also when text for it arrives later, and at the piece's end).
+        // Issued together, the two requests would compete for the upstream exactly when the
+        // first audio is due. Waiting any longer than the first audio is worse: under load,
+        // the next piece's first byte then comes after the current piece and the client's
+        // jitter buffer have run dry (measured: underruns at 200 streams with a 100 ms wait).
         let following = null as PieceFetch | null;
         const lookAhead = () => {
           if (!following && splitter.hasReady) following = this.fetchPiece(take()!);
@@ -267,7 +266,7 @@ export class UtteranceJob {
     return this.route?.guard ? this.route.guard.run(start, signal) : start();
   }
 
-  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: (block: PcmBlock) => void): Promise<void> {
+  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: () => void): Promise<void> {
     for await (const block of audio) {
       if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
       const pcm = await this.toSessionRate(block.samples, block.sampleRate);
@@ -277,7 +276,7 @@ export class UtteranceJob {
       const partial = this.audioSent || frames.length > 0 ? null : this.chunker.flush();
       if (partial) frames.push(partial);
       this.emitFrames(frames);
-      afterBlock?.(block);
+      afterBlock?.();
       // Backpressure: do not pull more from the provider while the client is not reading.
       while (this.paused && !this.abort.signal.aborted) await this.sleep();
     }

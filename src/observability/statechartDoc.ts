@@ -25,13 +25,6 @@ function describeAction(action: unknown): string {
 function describeGuard(guard: unknown): string {
   if (!guard) return '';
   if (typeof guard === 'string') return guard;
-  // XState's and/or/not are functions carrying the guards they combine.
-  const combined = (guard as { guards?: unknown[] }).guards;
-  if (typeof guard === 'function' && Array.isArray(combined)) {
-    const parts = combined.map(describeGuard);
-    if (guard.name === 'not') return `!${parts[0]}`;
-    return parts.join(guard.name === 'or' ? ' || ' : ' && ');
-  }
   if (typeof guard === 'object' && 'type' in (guard as object)) return String((guard as { type: unknown }).type);
   return 'inline';
 }
