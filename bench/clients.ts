@@ -2,9 +2,8 @@
 // connect, speak(id, text), stop(), and callbacks for audio and end with their arrival time.
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
-import { WavStreamParser } from '../src/audio/wavStreamParser.js';
-import { groqEnglishModel } from '../src/providers/groq/groqProvider.js';
-import { emulatorVoice, epochMs, type ContenderName } from './common.js';
+import { epochMs, type ContenderName } from './common.js';
+import { relayer } from './contenders/relays.js';
 
 export interface BenchClient {
   speak(id: string, text: string): void;
@@ -61,41 +60,17 @@ export async function connect(contender: ContenderName, port: number): Promise<B
   return client;
 }
 
-/** The baseline: the provider's endpoint fetched straight from the load generator (port: the emulator's). */
+/**
+ * The baseline: the provider's endpoint fetched straight from the load generator (port: the
+ * emulator's), with the relays' own fetch-and-parse loop and no socket in between.
+ */
 function directClient(client: BenchClient, port: number): BenchClient {
-  let current: { id: string; abort: AbortController } | null = null;
-  const finish = (id: string, reason: string) => {
-    current = null;
-    client.onEnd(id, reason, epochMs());
-  };
-  client.speak = (id, text) => {
-    current?.abort.abort();
-    const mine = { id, abort: new AbortController() };
-    current = mine;
-    void (async () => {
-      try {
-        const response = await fetch(`http://127.0.0.1:${port}/openai/v1/audio/speech`, {
-          method: 'POST',
-          headers: { authorization: 'Bearer bench', 'content-type': 'application/json' },
-          body: JSON.stringify({ model: groqEnglishModel, voice: emulatorVoice, input: text, response_format: 'wav' }),
-          signal: mine.abort.signal,
-        });
-        const parser = new WavStreamParser();
-        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-          const pcm = parser.push(chunk);
-          if (pcm.length > 0) client.onAudio(pcm.length, epochMs());
-        }
-        if (current === mine) finish(id, 'completed');
-      } catch {
-        /* aborted by stop() */
-      }
-    })();
-  };
-  client.stop = () => {
-    if (!current) return;
-    current.abort.abort();
-    finish(current.id, 'stopped');
-  };
-  client.close = () => current?.abort.abort();
+  const r = relayer(`http://127.0.0.1:${port}`, {
+    audio: (pcm) => client.onAudio(pcm.length / 2, epochMs()),
+    end: (id, reason) => client.onEnd(id, reason, epochMs()),
+  });
+  client.speak = (id, text) => void r.speak(id, text);
+  client.stop = r.stop;
+  client.close = r.close;
   return client;
 }

@@ -63,26 +63,7 @@ interface Stats {
   cpuMs: number;
   handles: number;
 }
-function stats(server: ChildProcess): Promise<Stats> {
-  return new Promise((resolve) => {
-    const onMessage = (m: Stats & { type: string }) => {
-      if (m.type !== 'stats') return;
-      server.off('message', onMessage);
-      resolve(m);
-    };
-    server.on('message', onMessage);
-    server.send({ type: 'stats' });
-  });
-}
-
-// The shared upstream, in its own process.
-const emulator = await spawnChild('bench/emulatorProcess.ts', [String(firstByteDelayMs)]);
-const upstream = emulator.first.url as string;
-const upstreamPort = Number(new URL(upstream).port);
-const released = new Map<string, number>();
-emulator.child.on('message', (m: { type: string; marker?: string; at?: number }) => {
-  if (m.type === 'released') released.set(m.marker!, m.at!);
-});
+/** Send a child `message` and resolve with its first message of type `answer`. */
 function ask<T>(child: ChildProcess, message: { type: string }, answer: string): Promise<T> {
   return new Promise((resolve) => {
     const onMessage = (m: { type: string }) => {
@@ -94,6 +75,16 @@ function ask<T>(child: ChildProcess, message: { type: string }, answer: string):
     child.send(message);
   });
 }
+const stats = (server: ChildProcess) => ask<Stats>(server, { type: 'stats' }, 'stats');
+
+// The shared upstream, in its own process.
+const emulator = await spawnChild('bench/emulatorProcess.ts', [String(firstByteDelayMs)]);
+const upstream = emulator.first.url as string;
+const upstreamPort = Number(new URL(upstream).port);
+const released = new Map<string, number>();
+emulator.child.on('message', (m: { type: string; marker?: string; at?: number }) => {
+  if (m.type === 'released') released.set(m.marker!, m.at!);
+});
 const configureEmulator = (options: Partial<GroqEmulatorOptions>) => ask(emulator.child, { type: 'configure', options } as { type: string }, 'configured');
 
 const loadgen = (await spawnChild('bench/loadgen.ts')).child;

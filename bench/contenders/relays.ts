@@ -11,7 +11,8 @@ import { emulatorVoice } from '../common.js';
 
 type Send = { audio(pcm: Buffer): void; end(id: string, reason: string): void };
 
-function relayer(upstream: string, out: Send) {
+/** One relayed utterance at a time: fetch the speech, forward its PCM, say `end`; STOP aborts the fetch. */
+export function relayer(upstream: string, out: Send) {
   let current: { id: string; abort: AbortController } | null = null;
   const speak = async (id: string, text: string) => {
     current?.abort.abort();
