@@ -215,8 +215,6 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     const cutAt = fault === 'no_final_marker' || fault === 'error_mid_stream' || fault === 'stall_mid_stream' ? Math.floor(speech.length / 3) : speech.length;
     const trickle = fault === 'slow_trickle';
     res.write(header);
-    // Paced against the clock, not by summing sleeps: a long stream never drifts behind real time.
-    const paceStart = performance.now();
     if (trickle) {
       // 101-byte writes: samples split across writes, as a slow network delivers them.
       const bytes = Buffer.from(int16ToBytes(speech.slice(0, cutAt)));
@@ -224,13 +222,16 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
         if (!res.write(bytes.subarray(at, at + 101))) await new Promise((r) => res.once('drain', r));
         await sleep(2);
       }
-    }
-    for (let at = trickle ? cutAt : 0; at < cutAt && alive(); ) {
-      const pcm = speech.slice(at, Math.min(cutAt, at + stepSamples));
-      at += pcm.length;
-      if (!res.write(int16ToBytes(pcm))) await new Promise((r) => res.once('drain', r));
-      if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / this.options.sampleRate) * 1000) * this.options.realtime - performance.now()));
-      else await new Promise((r) => setImmediate(r));
+    } else {
+      // Paced against the clock, not by summing sleeps: a long stream never drifts behind real time.
+      const paceStart = performance.now();
+      for (let at = 0; at < cutAt && alive(); ) {
+        const pcm = speech.slice(at, Math.min(cutAt, at + stepSamples));
+        at += pcm.length;
+        if (!res.write(int16ToBytes(pcm))) await new Promise((r) => res.once('drain', r));
+        if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / this.options.sampleRate) * 1000) * this.options.realtime - performance.now()));
+        else await new Promise((r) => setImmediate(r));
+      }
     }
     if (!alive()) return;
     switch (fault) {
