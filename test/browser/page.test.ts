@@ -121,11 +121,11 @@ describe('the page in Chromium', () => {
     emu.configure({ realtime: 1 });
     try {
       const before = await finishedCount();
+      // Quanta accumulate over the whole page: wait for 40 more, i.e. this utterance is audible.
+      const quantaBefore = await page.evaluate(() => (window as any).__tap.quanta.length as number);
       await say('This is a long utterance that will be stopped in the middle of a sentence, well before its end, by the stop button.', 'groq:hannah');
-      const stream = await (async () => {
-        await page.waitForFunction(() => (window as any).__tap.quanta.length > 40, null, { timeout: 10_000 });
-        return lastStream();
-      })();
+      await page.waitForFunction((n) => (window as any).__tap.quanta.length > n + 40, quantaBefore, { timeout: 10_000 });
+      const stream = await lastStream();
       await page.click('#stop');
       await page.waitForSelector('#indicator[data-state="idle"]', { timeout: 2_000 });
       await screenshot(page, 'stopped');
