@@ -7,7 +7,8 @@ import { connect, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
 
 export type Scenario =
-  | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; rounds: number; text: string; tag: string }
+  /** With `holdAfterWarmup`, the warm-up round ends with a `warm` message and the rest waits for `go`. */
+  | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; rounds: number; text: string; tag: string; holdAfterWarmup?: boolean }
   | { kind: 'stop'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
   | { kind: 'capacity'; contender: ContenderName; port: number; sessions: number; text: string; jitterMs: number; tag: string }
   | { kind: 'open'; contender: ContenderName; port: number; sessions: number; speakText?: string; tag: string }
@@ -62,6 +63,11 @@ async function run(s: Scenario): Promise<unknown> {
         const times = await Promise.all(clients.map((c, i) => firstAudio(c, `t${i}-${round}`, `Mark ${s.tag}-${i}-${round}. ${s.text}`)));
         if (round > 0) ttfa.push(...times.filter(Number.isFinite));
         await new Promise((r) => setTimeout(r, 50));
+        if (round === 0 && s.holdAfterWarmup) {
+          const go = new Promise<void>((resolve) => (onGo = resolve));
+          process.send!({ type: 'warm' });
+          await go;
+        }
       }
       for (const c of clients) c.close();
       return { ttfa };
@@ -177,7 +183,9 @@ async function run(s: Scenario): Promise<unknown> {
   }
 }
 
-process.on('message', (message: { id: number; scenario: Scenario }) => {
+let onGo = () => {};
+process.on('message', (message: { id: number; scenario: Scenario } | { type: 'go' }) => {
+  if ('type' in message) return onGo();
   run(message.scenario).then(
     (result) => process.send!({ id: message.id, result }),
     (error: Error) => process.send!({ id: message.id, error: error.message }),

@@ -29,7 +29,8 @@ const before = new Set(readdirSync(dir));
 server.send({ type: 'exit' });
 await new Promise((resolve) => server.once('exit', resolve));
 loadgen.kill();
-process.stdout.write(`emulator requests: ${emu.stats().requests}\n`);
+const requests = emu.stats().requests;
+process.stdout.write(`emulator requests: ${requests}\n`);
 await emu.close();
 
 const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile') && !before.has(f)) ?? readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort().at(-1)!;
@@ -53,6 +54,19 @@ const idle = [...byName.entries()].filter(([k]) => k.startsWith('(idle)')).reduc
 process.stdout.write(`${contender}, ${sessionsArg} ${scenario === 'ttfa' ? `sessions starting together, ${secondsArg} rounds` : `real-time streams, ${secondsArg} s`}: busy ${(((total - idle) / total) * 100).toFixed(0)}% of one core\n`);
 for (const [k, v] of [...byName.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 25))) {
   process.stdout.write(`${((v / total) * 100).toFixed(1).padStart(5)}%  ${k}\n`);
+}
+// The same self time by where it lives (a package, Node's internals, our own code), and per emulator request.
+const byPlace = new Map<string, number>();
+for (const node of profile.nodes) {
+  const t = self.get(node.id) ?? 0;
+  const { url, functionName } = node.callFrame;
+  const place = /node_modules\/(@[^/]+\/)?[^/]+/.exec(url)?.[0].replace('node_modules/', '')
+    ?? (url.includes('undici') ? 'undici (node)' : url.startsWith('node:') ? 'node internals' : /\/(src|machines|bench)\//.test(url) ? 'voxline code' : url === '' ? `(${functionName || 'native'})` : 'other');
+  byPlace.set(place, (byPlace.get(place) ?? 0) + t);
+}
+process.stdout.write(`\nby place (µs of CPU per emulator request, ${requests} requests):\n`);
+for (const [k, v] of [...byPlace.entries()].filter(([k]) => k !== '((idle))').sort((a, b) => b[1] - a[1]).slice(0, 14)) {
+  process.stdout.write(`${(v / requests).toFixed(0).padStart(7)}  ${k}\n`);
 }
 process.stdout.write(`profile: ${dir}/${file}\n`);
 process.exit(0);

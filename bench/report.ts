@@ -13,6 +13,7 @@ export interface BenchResults {
   report: {
     ttfa: Record<string, Record<number, Summary>>;
     ttfaBaseline?: Record<string, Record<number, Summary>>;
+    ttfaCpuMs?: Record<string, Record<number, number>>;
     stop: Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>;
     capacity: Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>;
     memory: Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number }>;
@@ -54,6 +55,16 @@ export function renderReport(results: BenchResults): string {
     '',
     '![added time to first audio](images/bench-ttfa.svg)',
     '',
+    ...(report.ttfaCpuMs
+      ? [
+          'The contender\'s CPU per utterance in the same runs (speak, first audio, stop, end; ms, and as a ratio to raw-ws):',
+          '',
+          `| contender | ${sizes.ttfa.map((n) => `${n} sessions`).join(' | ')} |`,
+          `|---|${sizes.ttfa.map(() => '---').join('|')}|`,
+          ...contenders.map((c) => `| ${c} | ${sizes.ttfa.map((n) => `${f(report.ttfaCpuMs![c]?.[n] ?? Number.NaN)} (${f((report.ttfaCpuMs![c]?.[n] ?? Number.NaN) / (report.ttfaCpuMs!['raw-ws']?.[n] ?? Number.NaN))}×)`).join(' | ')} |`),
+          '',
+        ]
+      : []),
     '## 2. STOP (ms, p50 / p99)',
     '',
     `| contender | ${sizes.stop.map((n) => `${n} streaming: STOP → end at client | STOP → upstream released`).join(' | ')} |`,

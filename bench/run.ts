@@ -63,19 +63,25 @@ interface Stats {
   cpuMs: number;
   handles: number;
 }
-/** Send a child `message` and resolve with its first message of type `answer`. */
-function ask<T>(child: ChildProcess, message: { type: string }, answer: string): Promise<T> {
+/** Resolve with a child's first message of type `type` from now on. */
+function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
   return new Promise((resolve) => {
     const onMessage = (m: { type: string }) => {
-      if (m.type !== answer) return;
+      if (m.type !== type) return;
       child.off('message', onMessage);
       resolve(m as T);
     };
     child.on('message', onMessage);
-    child.send(message);
   });
 }
+/** Send a child `message` and resolve with its first message of type `answer`. */
+function ask<T>(child: ChildProcess, message: { type: string }, answer: string): Promise<T> {
+  const answered = nextMessage<T>(child, answer);
+  child.send(message);
+  return answered;
+}
 const stats = (server: ChildProcess) => ask<Stats>(server, { type: 'stats' }, 'stats');
+const cpuMs = async (server: ChildProcess) => (await ask<{ cpuMs: number }>(server, { type: 'cpu' }, 'cpu')).cpuMs;
 
 // The shared upstream, in its own process.
 const emulator = await spawnChild('bench/emulatorProcess.ts', [String(firstByteDelayMs)]);
@@ -93,6 +99,8 @@ const report = {
   /** Added time to first audio: the contender's p50/p99 minus the direct baseline's, measured just before it. */
   ttfa: {} as Record<string, Record<number, Summary>>,
   ttfaBaseline: {} as Record<string, Record<number, Summary>>,
+  /** The contender's CPU (ms) per utterance during that scenario: start, first audio, stop, end. */
+  ttfaCpuMs: {} as Record<string, Record<number, number>>,
   stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
   memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number }>,
@@ -128,17 +136,25 @@ for (const contender of contenders) {
     // 1. Time to first audio added by the gateway: against the direct baseline (the load
     // generator fetching from the emulator itself) measured just before, at the same load.
     report.ttfaBaseline[contender] = {};
+    report.ttfaCpuMs[contender] = {};
     for (const [k, sessions] of runs('ttfa') ? sizes.ttfa.entries() : []) {
       const rounds = sizes.ttfaRounds[k]!;
       await quiet();
       const base = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender: 'direct', port: upstreamPort, sessions, rounds, text: shortText, tag: tag('b') });
       await quiet();
-      const r = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, rounds, text: shortText, tag: tag('t') });
+      const warm = nextMessage(loadgen, 'warm');
+      const measured = call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, rounds, text: shortText, tag: tag('t'), holdAfterWarmup: true });
+      await warm;
+      // The server's CPU over the counted rounds: one utterance per session per round.
+      const cpuBefore = await cpuMs(server);
+      loadgen.send({ type: 'go' });
+      const r = await measured;
+      report.ttfaCpuMs[contender]![sessions] = ((await cpuMs(server)) - cpuBefore) / (sessions * rounds);
       const baseline = summarize(base.ttfa);
       const own = summarize(r.ttfa);
       report.ttfaBaseline[contender]![sessions] = baseline;
       report.ttfa[contender]![sessions] = { n: own.n, p50: own.p50 - baseline.p50, p99: own.p99 - baseline.p99 };
-      log(`${contender}: ttfa @${sessions} added p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms, p99 ${report.ttfa[contender]![sessions]!.p99.toFixed(2)} ms (direct p50 ${baseline.p50.toFixed(2)} ms)`);
+      log(`${contender}: ttfa @${sessions} added p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms, p99 ${report.ttfa[contender]![sessions]!.p99.toFixed(2)} ms (direct p50 ${baseline.p50.toFixed(2)} ms), ${report.ttfaCpuMs[contender]![sessions]!.toFixed(2)} CPU ms per utterance`);
     }
     // 2. STOP → end at the client, STOP → upstream released at the emulator.
     for (const sessions of runs('stop') ? sizes.stop : []) {

@@ -1,6 +1,6 @@
 // One contender in its own process (so its memory and CPU can be measured alone):
 // raw-ws, socket.io, voxline (upstream: the emulator) or voxline-espeak (embedded voice).
-// Talks to the orchestrator over IPC: `ready` with its port, then `stats` on request.
+// Talks to the orchestrator over IPC: `ready` with its port, then `stats` (or just `cpu`) on request.
 // tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
 // every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
 process.setSourceMapsEnabled(false);
@@ -37,6 +37,12 @@ if (contender === 'voxline' || contender === 'voxline-espeak') {
 
 process.on('message', async (message: { type: string }) => {
   if (message.type === 'exit') process.exit(0); // lets --cpu-prof write its profile
+  if (message.type === 'cpu') {
+    // CPU alone, without the collections `stats` forces first, for the CPU spent on one scenario.
+    const cpu = process.cpuUsage();
+    process.send!({ type: 'cpu', cpuMs: (cpu.user + cpu.system) / 1000 });
+    return;
+  }
   if (message.type !== 'stats') return;
   for (let i = 0; i < 3; i++) {
     gc();

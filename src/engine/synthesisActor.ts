@@ -33,6 +33,14 @@ export interface SynthesisOptions {
 
 type SendBack = (event: UpstreamEvent) => void;
 
+/**
+ * A first sentence shorter than this (about 1.5 s of speech) is joined with the complete
+ * sentences after it. Its audio would be over before the next request's first byte is likely
+ * back (hundreds of ms upstream, more under load), so going alone would buy a gap later for a
+ * few ms sooner now, and cost a whole extra request for "Sure." or "Hi!".
+ */
+export const minFirstPieceChars = 24;
+
 export class UtteranceJob {
   private readonly abort = new AbortController();
   private readonly splitter: SentenceSplitter | null;
@@ -137,9 +145,10 @@ export class UtteranceJob {
    */
   private async runPieces(splitter: SentenceSplitter): Promise<void> {
     const stream = this.input.stream;
-    // The first sentence goes alone (first audio sooner); later ones are packed per request.
+    // The first sentence goes alone (first audio sooner) unless it is too short to cover the
+    // next request's first byte; later sentences are packed per request.
     const take = () => {
-      const piece = splitter.next(this.piecesSpoken > 0 ? splitter.maxPieceChars : 0);
+      const piece = this.piecesSpoken > 0 ? splitter.next(splitter.maxPieceChars) : splitter.next(0, minFirstPieceChars);
       if (piece !== null) this.piecesSpoken++;
       return piece;
     };

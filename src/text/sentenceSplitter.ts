@@ -31,12 +31,18 @@ export class SentenceSplitter {
   /**
    * The next complete piece, or null if none is ready yet. With `packUpTo`, the sentences
    * already complete are joined into one piece of at most that many characters: fewer
-   * upstream requests, so fewer first-byte waits between sentences.
+   * upstream requests, so fewer first-byte waits between sentences. With `packWhileUnder`,
+   * a piece shorter than that takes the following complete sentences too (up to the
+   * provider's limit) until it is not.
    */
-  next(packUpTo = 0): string | null {
+  next(packUpTo = 0, packWhileUnder = 0): string | null {
     let piece = this.ready.shift();
     if (piece === undefined) return null;
-    while (this.ready.length > 0 && piece.length + 1 + this.ready[0]!.length <= packUpTo) piece = `${piece} ${this.ready.shift()!}`;
+    while (this.ready.length > 0) {
+      const joined = piece.length + 1 + this.ready[0]!.length;
+      if (joined > packUpTo && (piece.length >= packWhileUnder || joined > this.maxPieceChars)) break;
+      piece = `${piece} ${this.ready.shift()!}`;
+    }
     return piece;
   }
 

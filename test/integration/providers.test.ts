@@ -101,11 +101,11 @@ describe('groq through groq-sdk against the emulator', () => {
     try {
       const before = groqEmu.requests.length;
       const c = await TestVoiceClient.start(url);
-      c.send({ type: 'speak', id: 'ahead', text: 'First sentence. And a second sentence that follows it.', voice: 'groq:hannah' });
+      c.send({ type: 'speak', id: 'ahead', text: 'The first sentence is long enough to go alone. And a second sentence that follows it.', voice: 'groq:hannah' });
       const end = await c.waitForEnd('ahead', 15_000);
       expect(end.reason).toBe('completed');
       const [first, second] = groqEmu.requests.slice(before);
-      expect(first!.input).toBe('First sentence.');
+      expect(first!.input).toBe('The first sentence is long enough to go alone.');
       expect(second!.startedAt).toBeLessThan(first!.releasedAt!);
       const sent = concatInt16([first!.samples, second!.samples]);
       expect(Buffer.from(concatInt16(c.audioOf(end.stream)).buffer).equals(Buffer.from(sent.buffer))).toBe(true);
@@ -115,12 +115,22 @@ describe('groq through groq-sdk against the emulator', () => {
     }
   });
 
+  it('joins a first sentence too short to cover the next request\'s first byte with what follows', async () => {
+    const before = groqEmu.requests.length;
+    const c = await TestVoiceClient.start(url);
+    c.send({ type: 'speak', id: 'short', text: 'Sure. Here is the weather for today. It will rain in the afternoon.', voice: 'groq:hannah' });
+    expect((await c.waitForEnd('short', 15_000)).reason).toBe('completed');
+    // One request while "Sure." is under 24 characters; then the rest is packed into the next.
+    expect(groqEmu.requests.slice(before).map((r) => r.input)).toEqual(['Sure. Here is the weather for today.', 'It will rain in the afternoon.']);
+    c.close();
+  });
+
   it('starts the look-ahead with the current piece\'s first audio, not with its request', async () => {
     groqEmu.configure({ realtime: 1, firstByteDelayMs: 150 });
     try {
       const before = groqEmu.requests.length;
       const c = await TestVoiceClient.start(url);
-      c.send({ type: 'speak', id: 'later', text: 'First sentence here. And a second sentence that follows it.', voice: 'groq:hannah' });
+      c.send({ type: 'speak', id: 'later', text: 'The first sentence here goes up alone. And a second sentence that follows it.', voice: 'groq:hannah' });
       expect((await c.waitForEnd('later', 15_000)).reason).toBe('completed');
       const [first, second] = groqEmu.requests.slice(before);
       // The second request waited for the first one's first byte (150 ms), yet started before it ended.

@@ -101,4 +101,19 @@ describe('SentenceSplitter packing', () => {
     expect(s.next(30)).toBe('Four.');
     expect(s.next(30)).toBeNull();
   });
+
+  it('joins a piece shorter than packWhileUnder with what follows, up to the provider limit only', async () => {
+    const { SentenceSplitter } = await import('../../src/text/sentenceSplitter.js');
+    const s = new SentenceSplitter(40);
+    s.push('Sure. Ok. Here is a longer sentence now. And a last one.');
+    s.end();
+    // "Sure." and "Ok." are under 12 characters together, so the next sentence joins too; then
+    // the piece is long enough and the last sentence waits for its own request.
+    expect(s.next(0, 12)).toBe('Sure. Ok. Here is a longer sentence now.');
+    expect(s.next(0, 12)).toBe('And a last one.');
+    const capped = new SentenceSplitter(20);
+    capped.push('Hi. This sentence is far too long to join.');
+    capped.end();
+    expect(capped.next(0, 12)).toBe('Hi.');
+  });
 });
