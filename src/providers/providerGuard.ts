@@ -61,8 +61,13 @@ export class ProviderGuard {
       throw new ProviderError('rate_limited', `${this.provider} asked to wait; retry in ${Math.ceil(waitMs / 1000)} s`, waitMs);
     }
     let settle!: (error?: unknown) => void;
+    let settled = false;
     const outcome = new Promise<void>((resolve, reject) => {
-      settle = (error) => (error === undefined ? resolve() : reject(error));
+      settle = (error) => {
+        settled = true;
+        if (error === undefined) resolve();
+        else reject(error);
+      };
     });
     let admitted = false;
     let refused = false;
@@ -89,7 +94,7 @@ export class ProviderGuard {
       throw error;
     } finally {
       // Ended early by the consumer (return() on abort): neither success nor failure.
-      settle(new NotCounted(null));
+      if (!settled) settle(new NotCounted(null));
     }
   }
 }

@@ -16,10 +16,12 @@ export class SentenceSplitter {
     if (maxPieceChars < 1) throw new RangeError('maxPieceChars must be positive');
   }
 
-  push(text: string): void {
+  /** More text; with `final`, the text ends with it (one segmentation pass instead of two). */
+  push(text: string, final = false): void {
     if (this.ended) return;
     this.tail += text;
-    this.extract(false);
+    this.ended = final;
+    this.extract(final);
   }
 
   end(): void {

@@ -46,7 +46,6 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
   /** Ownership violations seen: an upstream started while another was still live. */
   const overlaps: number[] = [];
   let liveWatchers = 0;
-  let liveHeartbeats = 0;
 
   const machine = sessionMachine.provide({
     actions: {
@@ -79,12 +78,6 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
         liveWatchers++;
         return () => {
           liveWatchers--;
-        };
-      }),
-      heartbeat: fromCallback(() => {
-        liveHeartbeats++;
-        return () => {
-          liveHeartbeats--;
         };
       }),
     },
@@ -125,7 +118,6 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
       liveUpstreams,
       maxLiveUpstreams,
       liveWatchers,
-      liveHeartbeats,
       pendingTimers: (clock as unknown as { timeouts: Map<unknown, unknown> }).timeouts.size,
     }),
     messages: () => frames.flatMap((f) => (f.kind === 'message' ? [f.message] : [])),

@@ -32,7 +32,7 @@ describe('sessionMachine', () => {
     expect(h.messages()).toEqual([{ type: 'error', code: 'handshake_timeout', message: 'no session.start in time' }]);
     expect(h.frames.at(-1)).toEqual({ kind: 'close', code: 1008 });
     expect(h.actor.getSnapshot().status).toBe('done');
-    expect(h.counts()).toMatchObject({ liveHeartbeats: 0, pendingTimers: 0 });
+    expect(h.counts()).toMatchObject({ pendingTimers: 0 });
   });
 
   it('plays, completes, and starts the next utterance only after the upstream released', () => {
@@ -209,6 +209,6 @@ describe('sessionMachine', () => {
       ['b', 'failed', 'shutting_down'],
     ]);
     expect(h.frames.at(-1)).toEqual({ kind: 'close', code: 1001 });
-    expect(h.counts()).toMatchObject({ liveUpstreams: 0, liveHeartbeats: 0, pendingTimers: 0 });
+    expect(h.counts()).toMatchObject({ liveUpstreams: 0, pendingTimers: 0 });
   });
 });
