@@ -29,6 +29,8 @@ interface Lane {
 export class FaultProxy {
   private readonly server: Server;
   private readonly pairs = new Set<{ client: Socket; upstream: Socket; lanes: Lane[] }>();
+  /** Pairs one side of which closed while the blackhole was on: the other side has not heard yet. */
+  private readonly unheardCloses = new Set<() => void>();
   faults: ProxyFaults = { latencyMs: 0, jitterMs: 0, bytesPerSecond: 0, blackhole: false };
   port = 0;
 
@@ -44,6 +46,9 @@ export class FaultProxy {
 
   set(faults: Partial<ProxyFaults>): void {
     this.faults = { ...this.faults, ...faults };
+    if (this.faults.blackhole) return;
+    // The network is back: closes it swallowed reach the other side now.
+    for (const teardown of [...this.unheardCloses]) teardown();
   }
 
   /** Open proxied connections. */
@@ -60,6 +65,7 @@ export class FaultProxy {
   }
 
   async close(): Promise<void> {
+    this.unheardCloses.clear();
     this.resetAll();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -77,6 +83,12 @@ export class FaultProxy {
     client.on('data', (chunk: Buffer) => this.forward(lanes[0]!, chunk));
     upstream.on('data', (chunk: Buffer) => this.forward(lanes[1]!, chunk));
     const teardown = () => {
+      // A blackholed network does not carry a close (FIN or RST) either: the other side stays open.
+      if (this.faults.blackhole && !client.destroyed !== !upstream.destroyed) {
+        this.unheardCloses.add(teardown);
+        return;
+      }
+      this.unheardCloses.delete(teardown);
       if (!this.pairs.delete(pair)) return;
       for (const lane of lanes) if (lane.timer) clearTimeout(lane.timer);
       client.destroy();

@@ -165,3 +165,31 @@ describe('between engine and upstream', () => {
     c.close();
   });
 });
+
+describe('the fault proxy itself', () => {
+  it('a blackhole carries no close either: the other side hears it only once the network is back', async () => {
+    const { createServer, createConnection } = await import('node:net');
+    const accepted: import('node:net').Socket[] = [];
+    const target = createServer((s) => accepted.push(s));
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const proxy = new FaultProxy({ host: '127.0.0.1', port: (target.address() as import('node:net').AddressInfo).port });
+    await proxy.listen();
+    try {
+      const client = createConnection({ host: '127.0.0.1', port: proxy.port });
+      let clientClosed = false;
+      client.on('close', () => (clientClosed = true));
+      await settle(() => accepted.length === 1, 2_000, 'proxied connection');
+      proxy.set({ blackhole: true });
+      accepted[0]!.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(clientClosed).toBe(false);
+      expect(proxy.connections).toBe(1);
+      proxy.set({ blackhole: false });
+      await settle(() => clientClosed, 2_000, 'close delivered after the blackhole');
+      expect(proxy.connections).toBe(0);
+    } finally {
+      await proxy.close();
+      await new Promise<void>((r) => target.close(() => r()));
+    }
+  });
+});
