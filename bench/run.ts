@@ -135,6 +135,7 @@ async function quiet(): Promise<void> {
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 for (const contender of contenders) {
+  let afterLoadRssMB: number | undefined;
   report.ttfa[contender] = {};
   report.stop[contender] = {};
   await withServer(contender, async (port, server) => {
@@ -189,7 +190,7 @@ for (const contender of contenders) {
     if (runs('capacity')) report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
     // The peak RSS of the figures above stays with the process (the allocator keeps its pages),
     // so the memory figures start from a fresh one; this records what that peak left behind.
-    if (runs('memory')) report.memory[contender] = { afterLoadRssMB: (await stats(server)).rss / 2 ** 20 } as never;
+    if (runs('memory')) afterLoadRssMB = (await stats(server)).rss / 2 ** 20;
   });
   await withServer(contender, async (port, server) => {
     // 4. Memory per session, in a fresh process: idle, then streaming.
@@ -205,7 +206,7 @@ for (const contender of contenders) {
       const streaming = await stats(server);
       await call(loadgen, { kind: 'closeAll' });
       report.memory[contender] = {
-        ...report.memory[contender],
+        afterLoadRssMB,
         idle: sizes.idle,
         streaming: sizes.streaming,
         idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
@@ -292,7 +293,6 @@ if (!quick && !only && !values.contenders) {
 }
 log(missing.length === 0 ? `bench: every figure produced (${quick ? 'quick' : 'full'} run)` : `bench: MISSING ${missing.join(', ')}`);
 process.exit(missing.length === 0 ? 0 : 1);
-
 
 /** Transpile the contenders' server (and everything it imports) file by file into bench/results/build. */
 async function compileContenders(): Promise<string> {

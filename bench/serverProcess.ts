@@ -35,12 +35,16 @@ if (contender === 'voxline' || contender === 'voxline-espeak') {
   port = (server.address() as AddressInfo).port;
 }
 
+const cpuMs = () => {
+  const cpu = process.cpuUsage();
+  return (cpu.user + cpu.system) / 1000;
+};
+
 process.on('message', async (message: { type: string }) => {
   if (message.type === 'exit') process.exit(0); // lets --cpu-prof write its profile
   if (message.type === 'cpu') {
     // CPU alone, without the collections `stats` forces first, for the CPU spent on one scenario.
-    const cpu = process.cpuUsage();
-    process.send!({ type: 'cpu', cpuMs: (cpu.user + cpu.system) / 1000 });
+    process.send!({ type: 'cpu', cpuMs: cpuMs() });
     return;
   }
   if (message.type !== 'stats') return;
@@ -49,7 +53,6 @@ process.on('message', async (message: { type: string }) => {
     await new Promise((r) => setTimeout(r, 30));
   }
   const m = process.memoryUsage();
-  const cpu = process.cpuUsage();
-  process.send!({ type: 'stats', rss: m.rss, heapUsed: m.heapUsed, cpuMs: (cpu.user + cpu.system) / 1000, handles: process.getActiveResourcesInfo().length });
+  process.send!({ type: 'stats', rss: m.rss, heapUsed: m.heapUsed, cpuMs: cpuMs(), handles: process.getActiveResourcesInfo().length });
 });
 process.send!({ type: 'ready', port });

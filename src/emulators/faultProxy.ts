@@ -84,7 +84,7 @@ export class FaultProxy {
     upstream.on('data', (chunk: Buffer) => this.forward(lanes[1]!, chunk));
     const teardown = () => {
       // A blackholed network does not carry a close (FIN or RST) either: the other side stays open.
-      if (this.faults.blackhole && !client.destroyed !== !upstream.destroyed) {
+      if (this.faults.blackhole && client.destroyed !== upstream.destroyed) {
         this.unheardCloses.add(teardown);
         return;
       }

@@ -98,11 +98,11 @@ export interface SessionTransport {
   bufferedBytes(): number;
   isOpen(): boolean;
   /**
-   * Liveness check of the peer, called once per heartbeat interval: false (and the connection
-   * is cut, which ends the session through CLIENT_GONE) if the peer did not answer the
-   * previous probe; otherwise it sends the next probe.
+   * Liveness check of the peer, called once per heartbeat interval: cuts the connection (which
+   * ends the session through CLIENT_GONE) if the peer did not answer the previous probe;
+   * otherwise sends the next probe.
    */
-  probe?(): boolean;
+  probe?(): void;
 }
 
 export type SessionActor = ActorRefFrom<typeof sessionMachine>;
@@ -578,11 +578,10 @@ function webSocketTransport(ws: WebSocket): SessionTransport {
     probe: () => {
       if (!answered) {
         ws.terminate();
-        return false;
+        return;
       }
       answered = false;
       if (ws.readyState === ws.OPEN) ws.ping();
-      return true;
     },
   };
 }
