@@ -7,7 +7,6 @@ import { fromCallback } from 'xstate';
 import type { UpstreamCommand, UpstreamEvent, UpstreamInput, WireError } from '../../machines/types.js';
 import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
-import { BlockQueue } from '../providers/blockQueue.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
 import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
@@ -183,7 +182,7 @@ export class UtteranceJob {
           if (!following && splitter.hasReady) following = this.fetchPiece(take()!);
         };
         try {
-          await this.consume(current.drain(), lookAhead);
+          await this.play(current, lookAhead);
           lookAhead();
         } catch (error) {
           following?.cancel();
@@ -199,7 +198,7 @@ export class UtteranceJob {
 
   private readonly fetches = new Set<Promise<void>>();
 
-  /** Start one piece's request now; its audio waits in memory until it is played. */
+  /** Start one piece's request now; its audio waits in memory until its turn, then goes straight through. */
   private fetchPiece(text: string): PieceFetch {
     const route = this.route!;
     const abort = new AbortController();
@@ -208,13 +207,15 @@ export class UtteranceJob {
     const fetch = new PieceFetch(abort);
     const done = (async () => {
       try {
-        const audio = this.guarded(() => route.provider.synthesize({ text, voice: route.providerVoice, signal: abort.signal }), abort.signal);
-        for await (const block of audio) {
-          if (abort.signal.aborted) return;
-          fetch.push(block);
-          // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
-          while (this.paused && !abort.signal.aborted) await this.sleep();
-        }
+        await this.guarded(abort.signal, async () => {
+          for await (const block of route.provider.synthesize({ text, voice: route.providerVoice, signal: abort.signal })) {
+            if (abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
+            const taking = fetch.push(block);
+            if (taking) await taking;
+            // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
+            while (this.paused && !abort.signal.aborted) await this.sleep();
+          }
+        });
         fetch.finish();
       } catch (error) {
         fetch.finish(error);
@@ -226,6 +227,26 @@ export class UtteranceJob {
     this.fetches.add(done);
     void done.then(() => this.fetches.delete(done));
     return fetch;
+  }
+
+  /**
+   * Speak one piece: first what it buffered while earlier pieces played (a block at a time, so
+   * a pause holds the rest back), then its blocks as they arrive, handed over by its own
+   * request loop with no queue in between. Resolves when the piece's audio ends; throws its failure.
+   */
+  private async play(fetch: PieceFetch, afterBlock: () => void): Promise<void> {
+    const take = (block: PcmBlock): void | Promise<void> => {
+      const taking = this.take(block);
+      if (taking) return taking.then(afterBlock);
+      afterBlock();
+    };
+    for (let block = fetch.shift(); block; block = fetch.shift()) {
+      if (this.abort.signal.aborted) return;
+      const taking = take(block);
+      if (taking) await taking;
+      while (this.paused && !this.abort.signal.aborted) await this.sleep();
+    }
+    if (!this.abort.signal.aborted) await fetch.handTo(take);
   }
 
   /**
@@ -263,11 +284,13 @@ export class UtteranceJob {
     const pump = pumpText();
     pump.catch(() => {}); // observed by `await pump` below; this only keeps an early exit from leaving it unhandled
     try {
-      await this.consume(this.guarded(() => text.audio), () => {
-        if (!this.waitingText) return;
-        this.emitFrames(this.drainTail(false));
-        this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
-      });
+      await this.guarded(this.abort.signal, () =>
+        this.consume(text.audio, () => {
+          if (!this.waitingText) return;
+          this.emitFrames(this.drainTail(false));
+          this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
+        }),
+      );
     } finally {
       audioOver = true;
       text.close();
@@ -276,36 +299,47 @@ export class UtteranceJob {
     await pump;
   }
 
-  private guarded(start: () => AsyncIterable<PcmBlock>, signal: AbortSignal = this.abort.signal): AsyncIterable<PcmBlock> {
-    return this.route?.guard ? this.route.guard.run(start, signal) : start();
+  private guarded(signal: AbortSignal, call: () => Promise<void>): Promise<void> {
+    return this.route?.guard ? this.route.guard.guard(signal, call) : call();
   }
 
-  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock?: () => void): Promise<void> {
+  private async consume(audio: AsyncIterable<PcmBlock>, afterBlock: () => void): Promise<void> {
     for await (const block of audio) {
       if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
-      const pcm = await this.toSessionRate(block.samples, block.sampleRate);
-      const frames = this.chunker.push(pcm);
-      // The first audio goes out as soon as it exists: filling a whole frame first would add
-      // up to one frame's duration to the time to first audio when the upstream streams in real time.
-      const partial = this.audioSent || frames.length > 0 ? null : this.chunker.flush();
-      if (partial) frames.push(partial);
-      this.emitFrames(frames);
-      afterBlock?.();
+      const taking = this.take(block);
+      if (taking) await taking;
+      afterBlock();
       // Backpressure: do not pull more from the provider while the client is not reading.
       while (this.paused && !this.abort.signal.aborted) await this.sleep();
     }
   }
 
-  private async toSessionRate(samples: Int16Array, rate: number): Promise<Int16Array> {
-    if (rate === this.input.sampleRate) return samples;
-    if (!this.resampler || this.resampler.fromRate !== rate) {
-      const tail = this.resampler?.flush();
-      this.resampler?.destroy();
-      if (tail && tail.length > 0) this.emitFrames(this.chunker.push(tail));
-      this.resampler = await StreamResampler.create(rate, this.input.sampleRate);
-      if (this.abort.signal.aborted) return new Int16Array(0);
+  /**
+   * One block of provider audio into wire frames, sent at once. Synchronous unless the block
+   * comes at a new sample rate, whose resampler is created first.
+   */
+  private take(block: PcmBlock): void | Promise<void> {
+    if (this.abort.signal.aborted) return;
+    if (block.sampleRate !== this.input.sampleRate && this.resampler?.fromRate !== block.sampleRate) {
+      return this.switchResampler(block.sampleRate).then(() => this.take(block));
     }
-    return this.resampler.process(samples);
+    const pcm = block.sampleRate === this.input.sampleRate ? block.samples : this.resampler!.process(block.samples);
+    const frames = this.chunker.push(pcm);
+    // The first audio goes out as soon as it exists: filling a whole frame first would add
+    // up to one frame's duration to the time to first audio when the upstream streams in real time.
+    const partial = this.audioSent || frames.length > 0 ? null : this.chunker.flush();
+    if (partial) frames.push(partial);
+    this.emitFrames(frames);
+  }
+
+  private async switchResampler(rate: number): Promise<void> {
+    const tail = this.resampler?.flush();
+    this.resampler?.destroy();
+    this.resampler = null;
+    if (tail && tail.length > 0) this.emitFrames(this.chunker.push(tail));
+    const resampler = await StreamResampler.create(rate, this.input.sampleRate);
+    if (this.abort.signal.aborted || this.settled) resampler.destroy();
+    else this.resampler = resampler;
   }
 
   /** What the resampler and chunker still hold. */
@@ -347,10 +381,49 @@ export class UtteranceJob {
   }
 }
 
-/** One text piece's upstream request: audio buffered as it arrives, played when its turn comes. */
-class PieceFetch extends BlockQueue<PcmBlock> {
+type Take = (block: PcmBlock) => void | Promise<void>;
+
+/**
+ * One text piece's upstream request: audio buffered as it arrives until the piece's turn, then
+ * handed to the player as it arrives. Ends once, normally or with the request's failure.
+ */
+class PieceFetch {
+  private readonly early: PcmBlock[] = [];
+  private taker: Take | null = null;
+  private ended = false;
+  private end!: (failure?: unknown) => void;
+  private readonly over = new Promise<void>((resolve, reject) => {
+    this.end = (failure) => (failure === undefined ? resolve() : reject(failure));
+  });
+
   constructor(private readonly abort: AbortController) {
-    super();
+    this.over.catch(() => {}); // observed by whoever plays the piece; a piece cancelled unplayed has no one
+  }
+
+  /** A block from the request: taken now if the piece is playing, else kept for its turn. */
+  push(block: PcmBlock): void | Promise<void> {
+    if (this.ended) return;
+    if (this.taker) return this.taker(block);
+    this.early.push(block);
+  }
+
+  /** The next block that arrived before the piece's turn. */
+  shift(): PcmBlock | undefined {
+    return this.early.shift();
+  }
+
+  /** From now on, blocks go straight to `take`. Resolves when the request ends; rejects with its failure. */
+  handTo(take: Take): Promise<void> {
+    if (!this.ended) this.taker = take;
+    return this.over;
+  }
+
+  /** No more blocks; with a failure, the player throws it. Idempotent. */
+  finish(failure?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.taker = null;
+    this.end(failure ?? undefined);
   }
 
   cancel(): void {

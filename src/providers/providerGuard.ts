@@ -4,7 +4,7 @@
 // instead of adding load to an upstream that cannot take it. No retries happen here:
 // a retry could resurrect a stopped utterance, so the engine never retries blindly.
 import { CircuitState, ConsecutiveBreaker, circuitBreaker, handleWhen, type CircuitBreakerPolicy } from 'cockatiel';
-import { ProviderError, type PcmBlock } from './types.js';
+import { ProviderError } from './types.js';
 
 export type CircuitStateName = 'closed' | 'open' | 'half-open';
 
@@ -51,11 +51,11 @@ export class ProviderGuard {
   }
 
   /**
-   * Run one provider call, yielding its audio. The call counts as a success when its audio
-   * ends normally and as a failure when it throws `provider_unavailable`; an abort counts
-   * neither way.
+   * Admit one provider call, or refuse it at once with a typed ProviderError (retry-after gate
+   * closed, circuit open, or half-open with its one trial call in flight: never queued). The
+   * ticket says how the call went.
    */
-  async *run(start: () => AsyncIterable<PcmBlock>, signal: AbortSignal): AsyncGenerator<PcmBlock> {
+  private admit(): GuardedCall {
     const waitMs = this.blockedUntil - Date.now();
     if (waitMs > 0) {
       throw new ProviderError('rate_limited', `${this.provider} asked to wait; retry in ${Math.ceil(waitMs / 1000)} s`, waitMs);
@@ -64,6 +64,7 @@ export class ProviderGuard {
     let settled = false;
     const outcome = new Promise<void>((resolve, reject) => {
       settle = (error) => {
+        if (settled) return;
         settled = true;
         if (error === undefined) resolve();
         else reject(error);
@@ -76,27 +77,56 @@ export class ProviderGuard {
       admitted = true;
       return outcome;
     });
-    verdict.catch(() => {}); // the outcome is reported through `settle`; this only feeds the breaker
+    verdict.catch(() => {}); // the outcome is reported through the ticket; this only feeds the breaker
     if (!admitted) {
-      // Open, or half-open with its one trial call in flight: refuse at once, never queue.
       // If the breaker later invokes this call, it is refused there too.
       refused = true;
       throw new ProviderError('provider_unavailable', `${this.provider} is failing; its circuit breaker is open`);
     }
+    return {
+      succeeded: () => settle(),
+      failed: (error, aborted) => {
+        if (error instanceof ProviderError && error.code === 'rate_limited' && error.retryAfterMs) {
+          this.blockedUntil = Math.max(this.blockedUntil, Date.now() + error.retryAfterMs);
+        }
+        settle(aborted || !counted(error) ? new NotCounted(error) : error);
+      },
+      abandoned: () => {
+        if (!settled) settle(new NotCounted(null));
+      },
+    };
+  }
+
+  /**
+   * Run `call` (one whole provider call, its audio included) once admitted: a success when it
+   * returns without an abort, a failure when it throws `provider_unavailable`; an abort counts
+   * neither way. Rethrows. The guard wraps the call, not its audio: blocks go from the provider
+   * to their consumer without passing through here.
+   */
+  async guard<T>(signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+    const ticket = this.admit();
     try {
-      for await (const block of start()) yield block;
-      settle();
+      const result = await call();
+      if (signal.aborted) ticket.abandoned();
+      else ticket.succeeded();
+      return result;
     } catch (error) {
-      if (error instanceof ProviderError && error.code === 'rate_limited' && error.retryAfterMs) {
-        this.blockedUntil = Math.max(this.blockedUntil, Date.now() + error.retryAfterMs);
-      }
-      settle(signal.aborted || !counted(error) ? new NotCounted(error) : error);
+      ticket.failed(error, signal.aborted);
       throw error;
     } finally {
-      // Ended early by the consumer (return() on abort): neither success nor failure.
-      if (!settled) settle(new NotCounted(null));
+      ticket.abandoned(); // no-op once settled
     }
   }
+}
+
+/** How one admitted call went; the first report counts, later ones are ignored. */
+interface GuardedCall {
+  /** The audio ended normally. */
+  succeeded(): void;
+  /** The call threw; `aborted`: because its utterance let go (counts neither way). */
+  failed(error: unknown, aborted: boolean): void;
+  /** Ended early by its consumer: neither success nor failure. */
+  abandoned(): void;
 }
 
 function stateName(state: CircuitState): CircuitStateName {
