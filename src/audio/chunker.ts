@@ -1,4 +1,5 @@
 // Cuts a stream of PCM into wire frames of a fixed duration (the last one may be shorter).
+import { allocInt16 } from './pcm.js';
 
 export class PcmChunker {
   private pending: Int16Array;
@@ -6,7 +7,7 @@ export class PcmChunker {
 
   constructor(readonly frameSamples: number) {
     if (!Number.isInteger(frameSamples) || frameSamples <= 0) throw new RangeError('frameSamples must be a positive integer');
-    this.pending = new Int16Array(frameSamples);
+    this.pending = allocInt16(frameSamples);
   }
 
   /** Append samples; returns every frame that became complete. */
@@ -15,12 +16,12 @@ export class PcmChunker {
     let offset = 0;
     while (offset < pcm.length) {
       const take = Math.min(this.frameSamples - this.filled, pcm.length - offset);
-      this.pending.set(pcm.subarray(offset, offset + take), this.filled);
+      this.pending.set(take === pcm.length ? pcm : pcm.subarray(offset, offset + take), this.filled);
       this.filled += take;
       offset += take;
       if (this.filled === this.frameSamples) {
         frames.push(this.pending);
-        this.pending = new Int16Array(this.frameSamples);
+        this.pending = allocInt16(this.frameSamples);
         this.filled = 0;
       }
     }

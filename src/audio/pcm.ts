@@ -15,6 +15,16 @@ export function float32ToInt16(samples: Float32Array): Int16Array {
   return out;
 }
 
+/**
+ * `length` samples, uninitialized, in Node's pooled buffer memory: the caller writes every one.
+ * A small typed array made with `new` gets its own off-heap ArrayBuffer, whose allocation and
+ * GC accounting cost more than filling it (audio makes tens of these per second per stream).
+ */
+export function allocInt16(length: number): Int16Array {
+  const bytes = Buffer.allocUnsafe(length * 2); // pool slices are 8-byte aligned
+  return new Int16Array(bytes.buffer, bytes.byteOffset, length);
+}
+
 export function concatInt16(parts: Int16Array[]): Int16Array {
   let total = 0;
   for (const p of parts) total += p.length;

@@ -5,7 +5,7 @@
 // (0 or 0xFFFFFFFF mean "until the end"). Why not a library: the npm `wav` Reader (last
 // release 2018) rejects a LIST chunk before fmt and buffers unknown chunks whole, which an
 // upstream sending an absurd chunk size would turn into unbounded memory.
-import { concatInt16 } from './pcm.js';
+import { allocInt16, concatInt16 } from './pcm.js';
 
 export interface WavFormat {
   sampleRate: number;
@@ -22,6 +22,8 @@ export class WavFormatError extends Error {
 }
 
 const WAVE_FORMAT_PCM = 1;
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const noBytes = new Uint8Array(0);
 const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 
 type Phase = 'riff' | 'chunkHeader' | 'fmt' | 'skip' | 'data' | 'trailer';
@@ -163,9 +165,14 @@ export class WavStreamParser {
     const frameBytes = 2 * channels;
     const joined = this.pending.length > 0 ? appendBytes(this.pending, bytes) : bytes;
     const whole = joined.length - (joined.length % frameBytes);
-    this.pending = joined.slice(whole);
+    this.pending = whole === joined.length ? noBytes : joined.slice(whole);
     const frames = whole / frameBytes;
-    const out = new Int16Array(frames);
+    const out = allocInt16(frames);
+    if (channels === 1 && littleEndian) {
+      // Mono s16le is already the samples' memory layout: one copy, no per-sample loop.
+      new Uint8Array(out.buffer, out.byteOffset, whole).set(joined.subarray(0, whole));
+      return out;
+    }
     const view = new DataView(joined.buffer, joined.byteOffset, whole);
     for (let f = 0; f < frames; f++) {
       if (channels === 1) {
