@@ -165,10 +165,18 @@ const baseSetup = setup({
     /** Observability hook: one call per ended utterance, including ones nobody can hear. */
     utteranceEnded: (_, _record: EndRecord) => {},
     utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
-    // The two writers of the current utterance's meter (see AudioMeter for why it is mutable).
+    // The writers of the current utterance's meter (see AudioMeter for why it is mutable).
     countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm, context.now()),
     restartGapClock: ({ context }) => {
       if (context.current) context.current.meter.quietSince = context.now();
+    },
+    // Never while the upstream waits for text: the first chunk after the wait must come as an
+    // event, to clear the flag (and leave awaitingText).
+    openAudioLane: ({ context }) => {
+      if (context.current && !context.upstreamWaiting) context.current.meter.laneOpen = true;
+    },
+    closeAudioLane: ({ context }) => {
+      if (context.current) context.current.meter.laneOpen = false;
     },
 
   },
@@ -299,7 +307,7 @@ export const sessionSetup = baseSetup.extend({
       const [next, ...rest] = context.queue;
       if (!next) return { current: null };
       return {
-        current: startCurrent(next),
+        current: startCurrent(next, context.now),
         queue: rest,
         upstreamWaiting: false,
       };
@@ -444,6 +452,8 @@ export const sessionMachine = sessionSetup.createMachine({
         input: ({ context }): UpstreamInput => {
           const c = context.current!;
           return {
+            sessionId: context.sessionId,
+            lane: c.meter,
             id: c.id,
             stream: c.stream,
             voice: c.voice,
@@ -600,6 +610,9 @@ export const sessionMachine = sessionSetup.createMachine({
               initial: 'flowing',
               states: {
                 flowing: {
+                  // Here a chunk changes nothing but the tallies: it may skip the event (AudioLane).
+                  entry: 'openAudioLane',
+                  exit: 'closeAudioLane',
                   after: {
                     // The timer ran out of the remaining gap: a stall, unless audio came meanwhile,
                     // in which case wait out what is left of the gap since that chunk.
@@ -635,8 +648,8 @@ export const sessionMachine = sessionSetup.createMachine({
                 },
                 paused: {
                   // The client is not reading: stop pulling from the provider until it drains.
-                  entry: 'pauseUpstream',
-                  exit: 'resumeUpstream',
+                  entry: ['pauseUpstream', 'openAudioLane'],
+                  exit: ['resumeUpstream', 'closeAudioLane'],
                   invoke: {
                     id: 'drainWatcher',
                     src: 'drainWatcher',
@@ -658,9 +671,10 @@ export const sessionMachine = sessionSetup.createMachine({
                     },
                   },
                   on: {
-                    // Audio already in flight from the provider still goes out, in order.
-                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
-                    UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', actions: assign({ upstreamWaiting: true }) },
+                    // Audio already in flight from the provider still goes out, in order. While the
+                    // upstream waits for text, chunks come as events, so the first one clears the flag.
+                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: ['sendChunk', 'openAudioLane'] },
+                    UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', actions: [assign({ upstreamWaiting: true }), 'closeAudioLane'] },
                     // The gap clock starts over: the upstream was held back on purpose while paused.
                     CLIENT_DRAINED: [
                       { guard: 'upstreamWaiting', target: 'awaitingText' },

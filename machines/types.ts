@@ -130,8 +130,22 @@ export const defaultSessionLimits: SessionLimits = {
   idMemory: 1_024,
 };
 
+/**
+ * The current utterance's direct audio path. While the session is in a state where a chunk
+ * changes nothing but the tallies (streaming, flowing or paused), `pass` counts the chunk and
+ * returns its seq, and the upstream writes it to the transport itself, skipping one event
+ * through the machine per chunk. Otherwise it returns -1 and the chunk goes as UPSTREAM_AUDIO,
+ * so the machine sees (and may refuse) every chunk that could change its state.
+ */
+export interface AudioLane {
+  pass(pcm: Int16Array): number;
+}
+
 /** What the upstream (synthesis) actor is started with, one per utterance. */
 export interface UpstreamInput {
+  sessionId: string;
+  /** This utterance's lane; closed for good once the utterance ends. */
+  lane: AudioLane;
   id: string;
   stream: number;
   voice: string;

@@ -1,6 +1,7 @@
 // Pure bookkeeping for a session's utterances: which are queued, which one plays,
 // which ids were used, and how an end record is built. No I/O, no XState.
 import type {
+  AudioLane,
   EndReason,
   EndRecord,
   ErrorCode,
@@ -34,18 +35,27 @@ export interface CurrentUtterance {
 }
 
 /**
- * The current utterance's per-chunk tallies. Deliberately mutable: audio arrives tens of
- * times a second per session, and copying the machine context for every chunk cost more
- * than the whole rest of the transition. Only the machine's `countChunk` and
- * `restartGapClock` actions write it, and it lives and dies with its utterance.
+ * The current utterance's per-chunk tallies, and its audio lane. Deliberately mutable: audio
+ * arrives tens of times a second per session, and copying the machine context for every chunk
+ * cost more than the whole rest of the transition. The machine's actions write it (`countChunk`,
+ * `restartGapClock`, `openAudioLane`, `closeAudioLane`); the one other writer is `pass`, which
+ * counts a chunk only while the machine holds the lane open. It lives and dies with its utterance.
  */
-export class AudioMeter {
+export class AudioMeter implements AudioLane {
   seq = 0;
   bytes = 0;
   samples = 0;
   firstAudioAt: number | null = null;
   /** When the upstream last showed life (a chunk, or the client draining): the gap clock's start. */
   quietSince = 0;
+  /**
+   * Open only while the utterance is in `streaming.flowing` or `streaming.paused`, the states
+   * where a chunk changes nothing but the tallies: the states' entry opens it and their exit
+   * closes it, so every transition that ends the utterance has closed it before its end goes out.
+   */
+  laneOpen = false;
+
+  constructor(private readonly now: () => number) {}
 
   count(pcm: Int16Array, now: number): void {
     this.seq++;
@@ -53,6 +63,13 @@ export class AudioMeter {
     this.samples += pcm.length;
     this.firstAudioAt ??= now;
     this.quietSince = now;
+  }
+
+  pass(pcm: Int16Array): number {
+    if (!this.laneOpen) return -1;
+    const seq = this.seq;
+    this.count(pcm, this.now());
+    return seq;
   }
 }
 
@@ -166,7 +183,7 @@ function tooLong(limits: SessionLimits): SpeakDecision {
   };
 }
 
-export function startCurrent(next: QueuedUtterance): CurrentUtterance {
+export function startCurrent(next: QueuedUtterance, now: () => number): CurrentUtterance {
   return {
     id: next.id,
     stream: next.stream,
@@ -176,7 +193,7 @@ export function startCurrent(next: QueuedUtterance): CurrentUtterance {
     final: next.final,
     acceptedAt: next.acceptedAt,
     ended: false,
-    meter: new AudioMeter(),
+    meter: new AudioMeter(now),
   };
 }
 

@@ -23,6 +23,11 @@ export interface SynthesisOptions {
   resolveVoice: (voiceId: string) => VoiceRoute | undefined;
   /** Duration of each audio frame on the wire (20–100 ms). */
   chunkMs: number;
+  /**
+   * Writes a chunk the utterance's lane passed (see AudioLane) to the session's transport.
+   * Without it, every chunk goes through the machine as UPSTREAM_AUDIO.
+   */
+  writeAudio?: (sessionId: string, stream: number, seq: number, pcm: Int16Array) => void;
   /** Observability hook: a provider failure (already mapped to a code). */
   onProviderError?: (provider: string, error: WireError) => void;
   /** A job started; `onJobGone` follows exactly once, when it was released and its provider let go. */
@@ -352,11 +357,17 @@ export class UtteranceJob {
   }
 
   private emitFrames(frames: Int16Array[]): void {
+    const { lane, sessionId, stream } = this.input;
+    const write = this.options.writeAudio;
     for (const pcm of frames) {
       if (this.abort.signal.aborted) return;
       if (pcm.length === 0) continue;
       this.audioSent = true;
-      this.sendBack({ type: 'UPSTREAM_AUDIO', stream: this.input.stream, pcm });
+      // Straight out while the session holds the lane open; as an event whenever the chunk could
+      // change its state (the first one, the first after a wait for text) or after its end.
+      const seq = write ? lane.pass(pcm) : -1;
+      if (seq >= 0) write!(sessionId, stream, seq, pcm);
+      else this.sendBack({ type: 'UPSTREAM_AUDIO', stream, pcm });
     }
   }
 

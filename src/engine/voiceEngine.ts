@@ -201,6 +201,7 @@ export class VoiceEngine extends EventEmitter<{
     const synthesis = createSynthesisLogic({
       resolveVoice: (id) => this.routes.get(id),
       chunkMs: this.options.chunkMs,
+      writeAudio: (sessionId, stream, seq, pcm) => this.sendAudio(sessionId, stream, seq, pcm),
       onProviderError: (provider, error) => this.emit('providerError', { provider, error }),
       // Count live upstream jobs so tests and metrics can see that nothing is left behind.
       onJobStart: () => this.liveJobs++,

@@ -20,6 +20,8 @@ export interface FakeUpstream {
   input: UpstreamInput;
   commands: UpstreamCommand['type'][];
   sendBack: (event: SessionEvent) => void;
+  /** A chunk the way the real upstream sends it: through the lane while open, else as UPSTREAM_AUDIO. */
+  write: (pcm: Int16Array) => void;
   cleanedUp: boolean;
 }
 
@@ -47,10 +49,14 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
   const overlaps: number[] = [];
   let liveWatchers = 0;
 
+  let laneChunks = 0;
+  const recordAudio = (stream: number, seq: number, pcm: Int16Array) =>
+    frames.push({ kind: 'audio', stream, seq, samples: pcm.length, marker: pcm[0] ?? -1 });
+
   const machine = sessionMachine.provide({
     actions: {
       sendMessage: (_, message) => frames.push({ kind: 'message', message }),
-      sendAudio: (_, a) => frames.push({ kind: 'audio', stream: a.stream, seq: a.seq, samples: a.pcm.length, marker: a.pcm[0] ?? -1 }),
+      sendAudio: (_, a) => recordAudio(a.stream, a.seq, a.pcm),
       closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
       utteranceEnded: (_, record) => ended.push(record),
     },
@@ -63,6 +69,12 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
           input,
           commands: [],
           sendBack: sendBack as (e: SessionEvent) => void,
+          write: (pcm) => {
+            const seq = input.lane.pass(pcm);
+            if (seq < 0) return sendBack({ type: 'UPSTREAM_AUDIO', stream: input.stream, pcm });
+            laneChunks++;
+            recordAudio(input.stream, seq, pcm);
+          },
           cleanedUp: false,
         };
         upstreams.push(upstream);
@@ -115,6 +127,8 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
     /** The upstream the session currently owns, if its actor is still running. */
     liveUpstream: () => upstreams.find((u) => !u.cleanedUp),
     counts: () => ({
+      /** Chunks that went through an open lane rather than as events. */
+      laneChunks,
       liveUpstreams,
       maxLiveUpstreams,
       liveWatchers,

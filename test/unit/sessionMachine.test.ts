@@ -69,6 +69,50 @@ describe('sessionMachine', () => {
     expect(h.frames.slice(before)).toHaveLength(3);
   });
 
+  it('a chunk skips the event only while the utterance streams: never the first, never after a wait for text, never after its end', () => {
+    const h = started();
+    speak(h, 'a', { final: false });
+    const up = h.liveUpstream()!;
+    const chunk = () => up.write(new Int16Array(480).fill(1));
+    chunk(); // the first chunk moves connecting → streaming: it must be an event
+    expect(h.counts().laneChunks).toBe(0);
+    chunk();
+    chunk();
+    expect(h.counts().laneChunks).toBe(2);
+    const streaming = (sub: string) => h.actor.getSnapshot().matches({ active: { live: { streaming: sub } } });
+    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    h.send({ type: 'CLIENT_BACKPRESSURE' }); // paused while the upstream waits for text
+    chunk(); // clears the wait: an event, so the drain resumes flowing, not awaitingText
+    expect(h.counts().laneChunks).toBe(2);
+    h.send({ type: 'CLIENT_DRAINED' });
+    expect(streaming('flowing')).toBe(true);
+    chunk();
+    expect(h.counts().laneChunks).toBe(3);
+    h.send({ type: 'CLIENT_BACKPRESSURE' });
+    chunk(); // audio in flight still goes out while paused
+    expect(h.counts().laneChunks).toBe(4);
+    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    chunk(); // clears the wait: an event
+    chunk();
+    expect(h.counts().laneChunks).toBe(5);
+    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    h.send({ type: 'CLIENT_DRAINED' });
+    expect(streaming('awaitingText')).toBe(true);
+    chunk(); // leaves awaitingText: an event again
+    expect(h.counts().laneChunks).toBe(5);
+    expect(streaming('flowing')).toBe(true);
+    h.send({ type: 'STOP' });
+    chunk();
+    chunk();
+    expect(h.counts().laneChunks).toBe(5);
+    // Every chunk before the end went out once, in order; none after it.
+    const audioFrames = h.frames.filter((f) => f.kind === 'audio');
+    expect(audioFrames.map((f) => (f.kind === 'audio' ? f.seq : -1))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const end = h.frames.findIndex((f) => f.kind === 'message' && f.message.type === 'speak.end');
+    expect(h.frames.slice(end).some((f) => f.kind === 'audio')).toBe(false);
+    expect(h.ended[0]!.stats).toMatchObject({ chunks: 9, bytes: 9 * 960 });
+  });
+
   it('STOP with the id of a queued utterance ends only that one; unknown ids are a no-op', () => {
     const h = started();
     speak(h, 'a');
