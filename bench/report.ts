@@ -9,7 +9,7 @@ export interface BenchResults {
   machine: { cpus: number; cpu?: string; memoryGB: number; node: string; os: string };
   firstByteDelayMs: number;
   contenders: ContenderName[];
-  sizes: { ttfa: number[]; ttfaRounds?: number[]; stop: number[]; capacity: number[]; idle: number; streaming: number; espeakSeq: number; espeakStreams: number; leakBatches: number; leakBatch: number };
+  sizes: { ttfa: number[]; ttfaRounds?: number[]; stop: number[]; capacity: number[]; capacityBisections?: number; idle: number; streaming: number; espeakSeq: number; espeakStreams: number; leakBatches: number; leakBatch: number };
   report: {
     ttfa: Record<string, Record<number, Summary>>;
     ttfaBaseline?: Record<string, Record<number, Summary>>;
@@ -72,6 +72,10 @@ export function renderReport(results: BenchResults): string {
     ...contenders.map((c) => `| ${c} | ${sizes.stop.map((n) => `${f(report.stop[c]![n]!.toEnd.p50)} / ${f(report.stop[c]![n]!.toEnd.p99)} | ${f(report.stop[c]![n]!.toRelease.p50)} / ${f(report.stop[c]![n]!.toRelease.p99)}`).join(' | ')} |`),
     '',
     '## 3. Capacity',
+    '',
+    'Loads double until one breaks (an underrun, or a stream that did not complete), then the range between the last load',
+    `sustained and the first that broke is bisected ${sizes.capacityBisections ?? 0} times (to 10 streams); the ramp lists loads in the order tried.`,
+    'CPU is the server process\'s, per audio-second delivered, at the highest load sustained.',
     '',
     '| contender | real-time streams without underrun | ratio to raw-ws | CPU ms per streamed audio-second | ramp (sessions: underruns) |',
     '|---|---|---|---|---|',

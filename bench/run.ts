@@ -27,8 +27,8 @@ const only = values.only ? new Set(values.only.split(',')) : null;
 const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
 const firstByteDelayMs = 20;
 const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
@@ -171,11 +171,13 @@ for (const contender of contenders) {
       report.stop[contender]![sessions] = { toEnd: summarize(r.stopToEnd.filter(Number.isFinite)), toRelease: summarize(toRelease) };
       log(`${contender}: stop @${sessions} end p99 ${report.stop[contender]![sessions]!.toEnd.p99.toFixed(2)} ms, release p99 ${report.stop[contender]![sessions]!.toRelease.p99.toFixed(2)} ms`);
     }
-    // 3. Capacity: ramp real-time streams until a client with a 200 ms jitter buffer underruns.
+    // 3. Capacity: ramp real-time streams until a client with a 200 ms jitter buffer underruns,
+    // then bisect between the last load sustained and the first that broke, so the figure
+    // resolves ratios like 0.9 × raw-ws instead of powers of two.
     const ramp: Array<{ sessions: number; underruns: number }> = [];
     let maxStreams = 0;
     let cpuMsPerAudioSecond = Number.NaN;
-    for (const sessions of runs('capacity') ? sizes.capacity : []) {
+    const sustains = async (sessions: number): Promise<boolean> => {
       await quiet();
       const before = await stats(server);
       const text = quick ? shortText : longText;
@@ -183,9 +185,23 @@ for (const contender of contenders) {
       const after = await stats(server);
       ramp.push({ sessions, underruns: r.underruns });
       log(`${contender}: capacity @${sessions}: ${r.underruns} underruns, ${r.completed} completed`);
-      if (r.underruns > 0 || r.completed < sessions) break;
-      maxStreams = sessions;
-      cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
+      if (r.underruns > 0 || r.completed < sessions) return false;
+      if (sessions > maxStreams) {
+        maxStreams = sessions;
+        cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
+      }
+      return true;
+    };
+    let broke = 0;
+    for (const sessions of runs('capacity') ? sizes.capacity : []) {
+      if (await sustains(sessions)) continue;
+      broke = sessions;
+      break;
+    }
+    for (let step = 0; step < sizes.capacityBisections && broke > 0 && maxStreams > 0; step++) {
+      const mid = Math.round((maxStreams + broke) / 2 / 10) * 10;
+      if (mid <= maxStreams || mid >= broke) break;
+      if (!(await sustains(mid))) broke = mid;
     }
     if (runs('capacity')) report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
     // The peak RSS of the figures above stays with the process (the allocator keeps its pages),
