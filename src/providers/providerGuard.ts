@@ -17,12 +17,12 @@ export interface ProviderGuardOptions {
   onStateChange?: (state: CircuitStateName) => void;
 }
 
-/** Thrown inside the breaker for outcomes that must count neither way (aborts, auth, bad input). */
-class NotCounted extends Error {
-  constructor(readonly original: unknown) {
-    super('not counted');
-  }
-}
+/**
+ * Thrown inside the breaker for outcomes that must count neither way (aborts, auth, bad input).
+ * One shared instance: only the breaker's filter sees it, and a new Error per stopped utterance
+ * would capture a stack trace each time.
+ */
+const notCounted = new Error('not counted');
 
 // Only failures of the upstream itself open the circuit; a bad key or a refused input
 // would fail the same way every time and is reported as what it is.
@@ -73,7 +73,7 @@ export class ProviderGuard {
     let admitted = false;
     let refused = false;
     const verdict = this.breaker.execute(() => {
-      if (refused) throw new NotCounted(null);
+      if (refused) throw notCounted;
       admitted = true;
       return outcome;
     });
@@ -89,10 +89,10 @@ export class ProviderGuard {
         if (error instanceof ProviderError && error.code === 'rate_limited' && error.retryAfterMs) {
           this.blockedUntil = Math.max(this.blockedUntil, Date.now() + error.retryAfterMs);
         }
-        settle(aborted || !counted(error) ? new NotCounted(error) : error);
+        settle(aborted || !counted(error) ? notCounted : error);
       },
       abandoned: () => {
-        if (!settled) settle(new NotCounted(null));
+        if (!settled) settle(notCounted);
       },
     };
   }
