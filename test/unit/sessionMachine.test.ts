@@ -79,7 +79,7 @@ describe('sessionMachine', () => {
     chunk();
     chunk();
     expect(h.counts().laneChunks).toBe(2);
-    const streaming = (sub: string) => h.actor.getSnapshot().matches({ active: { live: { streaming: sub } } });
+    const streaming = (sub: 'flowing' | 'paused' | 'awaitingText') => h.actor.getSnapshot().matches({ active: { live: { streaming: sub } } });
     up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
     h.send({ type: 'CLIENT_BACKPRESSURE' }); // paused while the upstream waits for text
     chunk(); // clears the wait: an event, so the drain resumes flowing, not awaitingText
