@@ -22,9 +22,9 @@ export class WavFormatError extends Error {
 }
 
 const WAVE_FORMAT_PCM = 1;
+const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const noBytes = new Uint8Array(0);
-const WAVE_FORMAT_EXTENSIBLE = 0xfffe;
 
 type Phase = 'riff' | 'chunkHeader' | 'fmt' | 'skip' | 'data' | 'trailer';
 
