@@ -5,6 +5,7 @@
 // wire header) from the network and the upstream, which cost every contender the same.
 import { VoiceEngine, type SessionTransport } from '../src/engine/voiceEngine.js';
 import type { PcmBlock, TtsProvider } from '../src/providers/types.js';
+import { percentile } from './common.js';
 
 const blocks = Number(process.argv[2] ?? 50_000);
 const block: PcmBlock = { samples: new Int16Array(480), sampleRate: 24_000 }; // 20 ms, as the emulator sends
@@ -57,15 +58,14 @@ function throughEngine(): Promise<number> {
 // Warm both paths, then take the median of five runs each.
 await floor();
 await throughEngine();
-const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f: number[] = [];
 const e: number[] = [];
 for (let i = 0; i < 5; i++) {
   f.push(await floor());
   e.push(await throughEngine());
 }
-const floorMs = median(f);
-const engineMs = median(e);
+const floorMs = percentile(f, 50);
+const engineMs = percentile(e, 50);
 process.stdout.write(
   JSON.stringify({ blocks, floorMs: +floorMs.toFixed(1), engineMs: +engineMs.toFixed(1), ratio: +(engineMs / floorMs).toFixed(1), perBlockUs: +(((engineMs - floorMs) / blocks) * 1000).toFixed(2), written: written > 0 }) + '\n',
 );

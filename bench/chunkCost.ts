@@ -4,6 +4,7 @@
 import { createActor, fromCallback } from 'xstate';
 import { sessionMachine } from '../machines/session.machine.js';
 import type { SessionEvent, UpstreamCommand, UpstreamInput } from '../machines/types.js';
+import { percentile } from './common.js';
 
 const chunks = Number(process.argv[2] ?? 200_000);
 const pcm = new Int16Array(960);
@@ -43,9 +44,8 @@ function throughMachine(): number {
 // Warm both paths, then take the median of five runs each.
 floor();
 throughMachine();
-const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const f = median(Array.from({ length: 5 }, floor));
-const m = median(Array.from({ length: 5 }, throughMachine));
+const f = percentile(Array.from({ length: 5 }, floor), 50);
+const m = percentile(Array.from({ length: 5 }, throughMachine), 50);
 const perChunkUs = ((m - f) / chunks) * 1000;
 process.stdout.write(
   JSON.stringify({ chunks, floorMs: +f.toFixed(1), machineMs: +m.toFixed(1), perChunkUs: +perChunkUs.toFixed(2), sent: sent > 0 }) + '\n',

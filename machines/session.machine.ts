@@ -166,10 +166,8 @@ const baseSetup = setup({
     utteranceEnded: (_, _record: EndRecord) => {},
     utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
     // The writers of the current utterance's meter (see AudioMeter for why it is mutable).
-    countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm, context.now()),
-    restartGapClock: ({ context }) => {
-      if (context.current) context.current.meter.quietSince = context.now();
-    },
+    countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm),
+    restartGapClock: ({ context }) => context.current?.meter.restartGapClock(),
     // Never while the upstream waits for text: the first chunk after the wait must come as an
     // event, to clear the flag (and leave awaitingText).
     openAudioLane: ({ context }) => {
@@ -315,7 +313,10 @@ export const sessionSetup = baseSetup.extend({
 
     clearCurrent: assign({ current: null, upstreamWaiting: false }),
 
-    /** Audio goes out through the machine, so nothing of an ended utterance can follow its end. */
+    /**
+     * A chunk that came as an event (the lane was closed): it goes out only while its utterance
+     * has not ended, so nothing of an ended utterance follows its end.
+     */
     sendChunk: baseSetup.enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== 'UPSTREAM_AUDIO' || !context.current || context.current.ended) return;
       const { stream, meter } = context.current;

@@ -55,9 +55,11 @@ export class AudioMeter implements AudioLane {
    */
   laneOpen = false;
 
+  /** The session's clock (the machine's `now`). */
   constructor(private readonly now: () => number) {}
 
-  count(pcm: Int16Array, now: number): void {
+  count(pcm: Int16Array): void {
+    const now = this.now();
     this.seq++;
     this.bytes += pcm.byteLength;
     this.samples += pcm.length;
@@ -65,10 +67,15 @@ export class AudioMeter implements AudioLane {
     this.quietSince = now;
   }
 
+  /** The gap clock starts over now. */
+  restartGapClock(): void {
+    this.quietSince = this.now();
+  }
+
   pass(pcm: Int16Array): number {
     if (!this.laneOpen) return -1;
     const seq = this.seq;
-    this.count(pcm, this.now());
+    this.count(pcm);
     return seq;
   }
 }

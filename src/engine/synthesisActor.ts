@@ -218,10 +218,9 @@ export class UtteranceJob {
             const taking = fetch.push(block);
             if (taking) await taking;
             // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
-            while (this.paused && !abort.signal.aborted) await this.sleep();
+            if (this.paused) await this.resumed(abort.signal);
           }
         });
-        fetch.finish();
       } catch (error) {
         fetch.finish(error);
       } finally {
@@ -249,7 +248,7 @@ export class UtteranceJob {
       if (this.abort.signal.aborted) return;
       const taking = take(block);
       if (taking) await taking;
-      while (this.paused && !this.abort.signal.aborted) await this.sleep();
+      if (this.paused) await this.resumed(this.abort.signal);
     }
     if (!this.abort.signal.aborted) await fetch.handTo(take);
   }
@@ -315,7 +314,7 @@ export class UtteranceJob {
       if (taking) await taking;
       afterBlock();
       // Backpressure: do not pull more from the provider while the client is not reading.
-      while (this.paused && !this.abort.signal.aborted) await this.sleep();
+      if (this.paused) await this.resumed(this.abort.signal);
     }
   }
 
@@ -369,6 +368,11 @@ export class UtteranceJob {
       if (seq >= 0) write!(sessionId, stream, seq, pcm);
       else this.sendBack({ type: 'UPSTREAM_AUDIO', stream, pcm });
     }
+  }
+
+  /** Backpressure: returns once the client reads again, or `signal` aborted. */
+  private async resumed(signal: AbortSignal): Promise<void> {
+    while (this.paused && !signal.aborted) await this.sleep();
   }
 
   /** Wait for any change (text, resume, cancel); callers re-check their own condition. */

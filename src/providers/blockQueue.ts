@@ -1,4 +1,4 @@
-// Audio handed from a producer (a synth worker, a WebSocket, an HTTP response) to the one
+// Audio handed from a producer (a synth worker, a WebSocket context) to the one
 // consumer that plays it: items in order, then the end or the failure, and a way to wake
 // the consumer so it can notice it was stopped.
 

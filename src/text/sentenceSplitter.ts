@@ -24,10 +24,9 @@ export class SentenceSplitter {
     this.extract(final);
   }
 
+  /** The text ended. */
   end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.extract(true);
+    this.push('', true);
   }
 
   /**
