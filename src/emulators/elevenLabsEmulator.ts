@@ -7,6 +7,7 @@
 // (`invalid_input_message`). Faults are taken one per context.
 import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { requestTarget } from '../server/requestTarget.js';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -75,9 +76,9 @@ export class ElevenLabsEmulator extends EventEmitter<{
     });
     this.wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
     this.http.on('upgrade', (req, socket, head) => {
-      const url = new URL(req.url ?? '/', 'http://x');
-      const match = /^\/v1\/text-to-speech\/([^/]+)\/multi-stream-input$/.exec(url.pathname);
-      if (!match) {
+      const url = requestTarget(req);
+      const match = url && /^\/v1\/text-to-speech\/([^/]+)\/multi-stream-input$/.exec(url.pathname);
+      if (!url || !match) {
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\n\r\n');
         return;
       }

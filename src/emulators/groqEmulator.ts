@@ -117,7 +117,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     }
     let body: Record<string, unknown>;
     try {
-      body = JSON.parse(await readBody(req, 64 * 1024)) as Record<string, unknown>;
+      body = JSON.parse(await readBody(req, 64 * 1024, 10_000)) as Record<string, unknown>;
     } catch {
       return apiError(res, 400, 'request body must be JSON', 'invalid_request_error');
     }
@@ -254,7 +254,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
 
   private async controlFaults(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      const body = JSON.parse(await readBody(req, 16 * 1024)) as { push?: unknown[]; always?: unknown; clear?: boolean };
+      const body = JSON.parse(await readBody(req, 16 * 1024, 10_000)) as { push?: unknown[]; always?: unknown; clear?: boolean };
       if (body.clear) this.faults.clear();
       for (const f of body.push ?? []) if (isUpstreamFault(f)) this.faults.push(f);
       if (body.always === null || isUpstreamFault(body.always)) this.faults.always(body.always);

@@ -1,20 +1,20 @@
 // The voice engine: turns each WebSocket connection into a session actor and wires the
 // actor's actions to the socket. It owns the providers and the set of live sessions.
-import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import { TokenBucket } from 'limiter';
 import { createActor, fromCallback, type ActorRefFrom } from 'xstate';
 import type { WebSocket } from 'ws';
 import { sessionMachine } from '../../machines/session.machine.js';
 import { sessionPhase } from '../../machines/sessionPhase.js';
-import type { EndRecord, ServerMessage, SessionLimits, VoiceInfo, WireError } from '../../machines/types.js';
+import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
 import type { SessionInspector } from '../observability/inspector.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
+import { Admission, type AdmissionPolicy, type ConnectionLimiter, type Lease } from './admission.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -39,28 +39,14 @@ export interface VoiceEngineOptions {
   inspector?: SessionInspector;
   /** Per-connection and per-key limits against floods and runaway clients. */
   abuse?: Partial<AbuseLimits>;
+  /** Concurrent connections (WebSockets and speech requests) per client IP (default 256). */
+  maxConnectionsPerIp?: number;
+  /** Browser origins allowed to open sessions on any transport; others get 403. Clients that send no Origin (servers, CLIs) are not affected. */
+  allowedOrigins?: string[];
 }
 
-export interface AbuseLimits {
-  /** Client frames per second a connection may send (token bucket refill)… */
-  messagesPerSecond: number;
-  /** …with bursts up to this many. A frame over the limit gets `rate_limited` and is dropped. */
-  messageBurst: number;
-  /** Rejected frames in a row after which the connection is closed (1008): a flooder is cut off alone. */
-  maxRejectedInARow: number;
-  /** Characters of speak text a connection may send per minute (also the burst). */
-  textCharsPerMinute: number;
-  /** Concurrent sessions per API key (when keys are configured). */
-  maxSessionsPerKey: number;
-}
-
-export const defaultAbuseLimits: AbuseLimits = {
-  messagesPerSecond: 50,
-  messageBurst: 100,
-  maxRejectedInARow: 50,
-  textCharsPerMinute: 60_000,
-  maxSessionsPerKey: 100,
-};
+/** The per-client limits of the admission policy (./admission.ts has their meaning and defaults). */
+export type AbuseLimits = Pick<AdmissionPolicy, 'messagesPerSecond' | 'messageBurst' | 'maxRejectedInARow' | 'textCharsPerMinute' | 'maxSessionsPerKey'>;
 
 export interface EngineStats {
   sessions: number;
@@ -112,8 +98,8 @@ interface SessionIO {
   actor: SessionActor;
   /** The client asked for `session.state` messages (session.start `observe: true`). */
   observe: boolean;
-  /** Digest of the key this session authenticated with (for the per-key cap). */
-  keyId?: string;
+  /** The session's place under its key's cap, given back when the session ends. */
+  keyLease?: Lease;
 }
 
 export interface SessionHandle {
@@ -140,9 +126,12 @@ export class VoiceEngine extends EventEmitter<{
   readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
-  private readonly options: Required<Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse'>> &
+  private readonly options: Required<
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins'>
+  > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
-  private readonly keyDigests: Buffer[];
+  /** Who may open a session and how much each may send, for every transport. */
+  readonly admission: Admission;
   private draining = false;
   private liveJobs = 0;
   private counters = {
@@ -150,13 +139,7 @@ export class VoiceEngine extends EventEmitter<{
     ended: 0,
     byReason: {} as Record<string, number>,
     backpressurePauses: 0,
-    authFailures: 0,
-    rateLimited: 0,
-    floodCutoffs: 0,
-    refused: {} as Record<string, number>,
   };
-  private readonly abuse: AbuseLimits;
-  private readonly sessionsPerKey = new Map<string, number>();
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
 
@@ -174,8 +157,12 @@ export class VoiceEngine extends EventEmitter<{
       inspector: options.inspector,
     };
     if (this.options.chunkMs < 20 || this.options.chunkMs > 100) throw new RangeError('chunkMs must be within 20..100');
-    this.keyDigests = (options.apiKeys ?? []).map(digest);
-    this.abuse = { ...defaultAbuseLimits, ...options.abuse };
+    this.admission = new Admission({
+      ...options.abuse,
+      ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
+      ...(options.maxConnectionsPerIp !== undefined ? { maxConnectionsPerIp: options.maxConnectionsPerIp } : {}),
+      ...(options.allowedOrigins ? { allowedOrigins: options.allowedOrigins } : {}),
+    });
     // `provider:voice` always names one provider's voice; a bare voice id goes to the
     // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];
@@ -269,10 +256,10 @@ export class VoiceEngine extends EventEmitter<{
       utterancesEnded: this.counters.ended,
       endedByReason: { ...this.counters.byReason },
       backpressurePauses: this.counters.backpressurePauses,
-      authFailures: this.counters.authFailures,
-      rateLimited: this.counters.rateLimited,
-      floodCutoffs: this.counters.floodCutoffs,
-      refusedConnections: { ...this.counters.refused },
+      authFailures: this.admission.counters.authFailures,
+      rateLimited: this.admission.counters.rateLimited,
+      floodCutoffs: this.admission.counters.floodCutoffs,
+      refusedConnections: { ...this.admission.counters.refused },
     };
   }
 
@@ -294,30 +281,23 @@ export class VoiceEngine extends EventEmitter<{
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
   handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
     this.startHeartbeat();
-    // Each connection gets its own buckets: one client's flood never spends another's budget.
-    const frames = new TokenBucket({ bucketSize: this.abuse.messageBurst, tokensPerInterval: this.abuse.messagesPerSecond, interval: 'second' });
-    const chars = new TokenBucket({ bucketSize: this.abuse.textCharsPerMinute, tokensPerInterval: this.abuse.textCharsPerMinute, interval: 'minute' });
-    frames.content = frames.bucketSize; // limiter's buckets start empty; a new connection starts with its full burst
-    chars.content = chars.bucketSize;
-    let rejectedInARow = 0;
+    const limiter = this.admission.connectionLimiter();
     let cutOff = false;
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (cutOff) return; // frames already in flight from a client being closed
-      if (!frames.tryRemoveTokens(1)) {
-        this.counters.rateLimited++;
-        if (++rejectedInARow >= this.abuse.maxRejectedInARow) {
-          cutOff = true;
-          this.counters.floodCutoffs++;
-          transport.send({ type: 'error', code: 'rate_limited', message: 'too many frames; closing' });
-          ws.close(1008, 'rate_limited');
-          return;
-        }
-        transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.abuse.messagesPerSecond} frames per second; frame dropped` });
+      const verdict = limiter.admitFrame();
+      if (verdict === 'cut') {
+        cutOff = true;
+        transport.send({ type: 'error', code: 'rate_limited', message: 'too many frames; closing' });
+        ws.close(1008, 'rate_limited');
         return;
       }
-      rejectedInARow = 0;
+      if (verdict === 'drop') {
+        transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.admission.policy.messagesPerSecond} frames per second; frame dropped` });
+        return;
+      }
       try {
-        this.onClientFrame(session, data, isBinary, chars);
+        this.onClientFrame(session, data, isBinary, limiter);
       } catch {
         // A frame handler must never throw into ws (it would be an uncaught exception).
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
@@ -358,11 +338,7 @@ export class VoiceEngine extends EventEmitter<{
     };
     const finish = () => {
       if (!this.sessions.delete(sessionId)) return;
-      if (io.keyId !== undefined) {
-        const left = (this.sessionsPerKey.get(io.keyId) ?? 1) - 1;
-        if (left > 0) this.sessionsPerKey.set(io.keyId, left);
-        else this.sessionsPerKey.delete(io.keyId);
-      }
+      io.keyLease?.release();
       this.options.inspector?.sessionEnded(sessionId);
       onEnd?.();
       this.emit('sessionEnded', { sessionId });
@@ -387,28 +363,32 @@ export class VoiceEngine extends EventEmitter<{
     return { sessionId, send, actor };
   }
 
-  /** Count a connection refused before it became a session (for metrics). */
-  countRefusal(reason: string): void {
-    this.counters.refused[reason] = (this.counters.refused[reason] ?? 0) + 1;
-  }
-
   /** Whether `voice` (an id or `provider:id`) is offered. */
   hasVoice(voice: string): boolean {
     return this.routes.has(voice);
   }
 
-  /** Whether `token` is accepted (always true when no API keys are configured). Constant time. */
-  authorized(token: string | undefined): boolean {
-    if (this.keyDigests.length === 0) return true;
-    if (token === undefined) return false;
-    const d = digest(token);
-    // Compare fixed-length digests in constant time; check every key so timing does not tell which matched.
-    let ok = false;
-    for (const key of this.keyDigests) ok = timingSafeEqual(d, key) || ok;
-    return ok;
+  /** Most characters one utterance may hold. */
+  get maxTextChars(): number {
+    return this.options.limits?.maxTextChars ?? defaultSessionLimits.maxTextChars;
   }
 
-  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, chars?: TokenBucket): void {
+  /**
+   * Place `sessionId` under its key's cap (auth and the per-key session cap). The lease is
+   * given back when the session ends; false when the session is gone already.
+   */
+  holdKeyLease(sessionId: string, lease: Lease): boolean {
+    const io = this.sessions.get(sessionId);
+    if (!io) {
+      lease.release();
+      return false;
+    }
+    io.keyLease?.release();
+    io.keyLease = lease;
+    return true;
+  }
+
+  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, limiter: ConnectionLimiter): void {
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');
     const sessionId = session.sessionId;
@@ -442,41 +422,45 @@ export class VoiceEngine extends EventEmitter<{
           const io = this.sessions.get(sessionId);
           if (io) io.observe = true;
         }
-        if (!this.authorized(message.token)) {
-          this.counters.authFailures++;
-          send({ type: 'BAD_START', code: 'unauthorized', message: 'a valid token is required in session.start' });
+        const admitted = this.admission.admitSession(message.token);
+        if (!admitted.ok) {
+          const { code, message: text } = admitted.refusal;
+          send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
           return;
         }
-        if (this.keyDigests.length > 0 && message.token !== undefined) {
-          const keyId = digest(message.token).toString('hex');
-          const open = this.sessionsPerKey.get(keyId) ?? 0;
-          if (open >= this.abuse.maxSessionsPerKey) {
-            send({ type: 'BAD_START', code: 'too_many_sessions', message: `this key already has ${open} open sessions` });
-            return;
-          }
-          this.sessionsPerKey.set(keyId, open + 1);
-          const io = this.sessions.get(sessionId);
-          if (io) io.keyId = keyId;
-        }
+        if (!this.holdKeyLease(sessionId, admitted.value)) return;
         send({
           type: 'START',
           sampleRate: message.sampleRate ?? this.sampleRates[0]!,
           ...(message.voice !== undefined ? { voice: message.voice } : {}),
         });
         return;
-      case 'speak':
-        if (chars && !inHandshake && !chars.tryRemoveTokens(Math.max(1, message.request.text.length))) {
-          this.counters.rateLimited++;
+      case 'speak': {
+        const chars = message.request.text.length;
+        // Text that can never fit is text_too_long (from the machine, which owns that rule), not
+        // rate_limited: a retry could never succeed.
+        const fits = chars <= this.maxTextChars && chars <= this.admission.policy.textCharsPerMinute;
+        if (fits && !inHandshake && !limiter.admitText(chars)) {
           this.sendJson(sessionId, {
             type: 'error',
             code: 'rate_limited',
-            message: `over ${this.abuse.textCharsPerMinute} characters of text per minute`,
+            message: `over ${this.admission.policy.textCharsPerMinute} characters of text per minute`,
+            id: message.request.id,
+          });
+          return;
+        }
+        if (!fits && chars <= this.maxTextChars) {
+          this.sendJson(sessionId, {
+            type: 'error',
+            code: 'text_too_long',
+            message: `a speak frame may hold at most ${this.admission.policy.textCharsPerMinute} characters (the per-minute text budget)`,
             id: message.request.id,
           });
           return;
         }
         send({ type: 'SPEAK', request: message.request });
         return;
+      }
       case 'stop':
         // The machine announces the ends inside this send; note when the STOP arrived for metrics.
         this.stopArrivedAt.set(sessionId, performance.now());
@@ -585,8 +569,4 @@ function webSocketTransport(ws: WebSocket): SessionTransport {
       if (ws.readyState === ws.OPEN) ws.ping();
     },
   };
-}
-
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'utf8').digest();
 }

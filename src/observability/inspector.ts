@@ -10,6 +10,8 @@ import { sessionMachine } from '../../machines/session.machine.js';
 import { statePath } from '../../machines/sessionPhase.js';
 import { machineToDot } from './statechartDoc.js';
 import { renderSvg } from './statechartRegistry.js';
+import { requestTarget } from '../server/requestTarget.js';
+
 
 /** What leaves the process about a session: names only. */
 export type InspectionRecord =
@@ -23,12 +25,30 @@ export class SessionInspector {
   private svg: Promise<string> | null = null;
   private readonly keep: number;
 
-  constructor(options: { keepPerSession?: number; keepSessions?: number } = {}) {
+  private readonly keepSessions: number;
+  private readonly maxUnreadBytes: number;
+  private readonly maxViewers: number;
+
+  constructor(
+    options: {
+      keepPerSession?: number;
+      keepSessions?: number;
+      /** Bytes a viewer may leave unread before it is dropped: one that stops reading costs this, not the whole stream (1 MiB). */
+      maxUnreadBytes?: number;
+      /** Viewers at once; more get 503: the inspector is for people, not fleets (16). */
+      maxViewers?: number;
+    } = {},
+  ) {
     this.keep = options.keepPerSession ?? 200;
     this.keepSessions = options.keepSessions ?? 50;
+    this.maxUnreadBytes = options.maxUnreadBytes ?? 1024 * 1024;
+    this.maxViewers = options.maxViewers ?? 16;
   }
 
-  private readonly keepSessions: number;
+  /** Event-stream viewers connected now. */
+  get viewers(): number {
+    return this.clients.size;
+  }
 
   /** The `inspect` observer for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void {
@@ -51,7 +71,8 @@ export class SessionInspector {
 
   /** Serves /inspect (page), /inspect/events (SSE) and /inspect/statechart.svg. */
   handle(req: IncomingMessage, res: ServerResponse): boolean {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const path = requestTarget(req)?.pathname;
+    if (path === undefined) return false;
     if (path === '/inspect') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' });
       res.end(inspectorPage);
@@ -71,9 +92,25 @@ export class SessionInspector {
       return true;
     }
     if (path === '/inspect/events') {
+      if (this.clients.size >= this.maxViewers) {
+        res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '5' }).end('too many inspector viewers');
+        return true;
+      }
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
-      res.write(': voxline inspection stream\n\n'); // sends the headers now
-      for (const records of this.recent.values()) for (const r of records) res.write(`data: ${JSON.stringify(r)}\n\n`);
+      // The headers and the recent history, newest last, no more than half the unread allowance.
+      const history: string[] = [];
+      let bytes = 0;
+      const sessions = [...this.recent.values()];
+      outer: for (let s = sessions.length - 1; s >= 0; s--) {
+        const records = sessions[s]!;
+        for (let i = records.length - 1; i >= 0; i--) {
+          const line = `data: ${JSON.stringify(records[i])}\n\n`;
+          bytes += line.length;
+          if (bytes > this.maxUnreadBytes / 2) break outer;
+          history.push(line);
+        }
+      }
+      res.write(': voxline inspection stream\n\n' + history.reverse().join(''));
       this.clients.add(res);
       res.once('close', () => this.clients.delete(res));
       return true;
@@ -97,8 +134,17 @@ export class SessionInspector {
     }
     list.push(record);
     if (list.length > this.keep) list.splice(0, list.length - this.keep);
+    if (this.clients.size === 0) return;
     const line = `data: ${JSON.stringify(record)}\n\n`;
-    for (const c of this.clients) c.write(line);
+    for (const c of this.clients) {
+      if (c.writableLength > this.maxUnreadBytes) {
+        // A viewer that stopped reading is dropped; the page reconnects by itself (EventSource).
+        this.clients.delete(c);
+        c.destroy();
+        continue;
+      }
+      c.write(line);
+    }
   }
 }
 

@@ -1,5 +1,7 @@
-// A request body as text, with a size limit: refused as soon as the declared or the actual
-// size passes it, and the rest is drained unread so a response can still be sent.
+// A request body as text, with a size limit and a deadline: refused as soon as the declared
+// or the actual size passes the limit, or the deadline passes before the body is complete.
+// Past the limit the rest is drained unread so a response can still be sent; past the
+// deadline the caller answers 408 with `Connection: close`, so the connection goes with it.
 import type { IncomingMessage } from 'node:http';
 
 export class BodyTooLargeError extends Error {
@@ -8,7 +10,13 @@ export class BodyTooLargeError extends Error {
   }
 }
 
-export function readBody(req: IncomingMessage, limit: number): Promise<string> {
+export class BodyTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`request body not complete within ${timeoutMs} ms`);
+  }
+}
+
+export function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -18,18 +26,39 @@ export function readBody(req: IncomingMessage, limit: number): Promise<string> {
     }
     const parts: Buffer[] = [];
     let size = 0;
+    const done = () => {
+      clearTimeout(deadline);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
-        req.off('data', onData);
+        done();
+        parts.length = 0;
         req.resume();
         reject(new BodyTooLargeError(limit));
         return;
       }
       parts.push(chunk);
     };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(parts).toString('utf8'));
+    };
+    const onError = (error: Error) => {
+      done();
+      reject(error);
+    };
+    const deadline = setTimeout(() => {
+      done();
+      parts.length = 0;
+      req.resume();
+      reject(new BodyTimeoutError(timeoutMs));
+    }, timeoutMs);
     req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(parts).toString('utf8')));
-    req.once('error', reject);
+    req.on('end', onEnd);
+    req.on('error', onError);
   });
 }

@@ -8,7 +8,10 @@ import { z } from 'zod';
 import type { ErrorCode, ServerMessage, WireError } from '../../machines/types.js';
 import { int16ToBytes, wavHeader } from '../audio/pcm.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
-import { BodyTooLargeError, readBody } from './readBody.js';
+import type { Lease } from '../engine/admission.js';
+import { httpStatus } from '../protocol/httpStatus.js';
+import { BodyTimeoutError, BodyTooLargeError, readBody } from './readBody.js';
+import { PacedEncoder } from './pacedEncoder.js';
 
 export const speechPaths = ['/v1/audio/speech', '/openai/v1/audio/speech'] as const;
 
@@ -56,6 +59,8 @@ const speechRequestSchema = z.object({
 export interface SpeechEndpointOptions {
   /** Largest request body accepted (413 above it). */
   maxBodyBytes: number;
+  /** The whole body must arrive within this long (408 after it). */
+  bodyTimeoutMs: number;
 }
 
 type ApiErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
@@ -75,18 +80,40 @@ class ApiError extends Error {
 
 export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpointOptions) {
   return async function handleSpeech(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Every lease this request holds (its place under the IP and key caps) goes back once, when the response is over.
+    const leases: Lease[] = [];
+    res.once('close', () => {
+      for (const lease of leases) lease.release();
+    });
     try {
       if (engine.isDraining) throw new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+      // The same admission as a WebSocket: Origin, the per-IP cap, the key and its session cap, the text budget.
+      const admission = engine.admission;
+      const ip = req.socket.remoteAddress ?? 'unknown';
+      const connection = admission.admitConnection(ip, req.headers.origin);
+      if (!connection.ok) throw refusal(connection.refusal.code, connection.refusal.message);
+      leases.push(connection.value);
       const token = bearer(req.headers.authorization);
-      if (!engine.authorized(token)) {
-        throw new ApiError(401, 'a valid API key is required in the Authorization header (Bearer)', 'invalid_request_error', null, 'invalid_api_key');
+      const session = admission.admitSession(token);
+      if (!session.ok) {
+        if (session.refusal.code === 'unauthorized') {
+          throw new ApiError(401, 'a valid API key is required in the Authorization header (Bearer)', 'invalid_request_error', null, 'invalid_api_key');
+        }
+        throw refusal(session.refusal.code, session.refusal.message);
       }
-      const body = speechRequestSchema.safeParse(await readJson(req, options.maxBodyBytes));
+      leases.push(session.value);
+      const body = speechRequestSchema.safeParse(await readJson(req, options.maxBodyBytes, options.bodyTimeoutMs));
       if (!body.success) {
         const issue = body.error.issues[0]!;
         throw new ApiError(400, issue.message, 'invalid_request_error', issue.path.join('.') || null);
       }
       const request = body.data;
+      if (request.input.length > engine.maxTextChars) {
+        throw new ApiError(400, `'input' may hold at most ${engine.maxTextChars} characters`, 'invalid_request_error', 'input', 'text_too_long');
+      }
+      if (!admission.admitRequestText(admission.clientOf(ip, token), request.input.length)) {
+        throw new ApiError(429, `over ${admission.policy.textCharsPerMinute} characters of text per minute`, 'rate_limit_error', null, 'rate_limited', 60_000);
+      }
       if (!(speechModels as readonly string[]).includes(request.model)) {
         throw new ApiError(400, `unknown model "${request.model}"; available: ${speechModels.join(', ')}`, 'invalid_request_error', 'model', 'model_not_found');
       }
@@ -139,16 +166,21 @@ function speak(
     // A streamed WAV cannot know its length: the sizes carry the streaming placeholder.
     if (request.format === 'wav') res.write(wavHeader(request.sampleRate));
   };
+  // mp3 is encoded off the hot path in short slices: minutes of audio arriving at once must not hold the loop.
+  const mp3 = request.mp3;
+  const paced = mp3
+    ? new PacedEncoder(
+        { encode: (pcm) => mp3.encodeBuffer(pcm), flush: () => mp3.flush() }, // Int8Arrays at run time, whatever the typings say
+        (bytes) => res.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
+      )
+    : null;
   const finish = (error?: WireError) => {
     if (done) return;
     done = true;
     if (!error) {
       startAudio(); // an utterance with no audio still answers with a valid, empty WAV
-      if (request.mp3) {
-        const tail = request.mp3.flush();
-        res.write(Buffer.from(tail.buffer, tail.byteOffset, tail.byteLength));
-      }
-      res.end();
+      if (paced) void paced.end().then(() => res.end());
+      else res.end();
     } else if (!started) {
       sendError(res, fromWireError(error));
     } else {
@@ -168,52 +200,39 @@ function speak(
     sendAudio(_stream, _seq, pcm) {
       if (done) return;
       startAudio();
-      if (request.mp3) {
-        const encoded = request.mp3.encodeBuffer(pcm); // an Int8Array at run time, whatever its typings say
-        if (encoded.length > 0) res.write(Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength));
-      } else res.write(int16ToBytes(pcm));
+      if (paced) paced.push(pcm);
+      else res.write(int16ToBytes(pcm));
     },
     close(_code, reason) {
       if (done) return;
       finish({ code: reason === 'shutting_down' ? 'shutting_down' : 'internal', message: `connection closed: ${reason}` });
     },
-    bufferedBytes: () => res.writableLength,
+    bufferedBytes: () => res.writableLength + (paced?.pendingBytes ?? 0),
     isOpen: () => !done && !res.destroyed,
   };
   const session: SessionHandle = engine.startSession(transport);
   // The client going away before the end is a STOP: the upstream is released at once.
   res.once('close', () => {
     done = true;
+    paced?.cancel();
     session.send({ type: 'CLIENT_GONE' });
   });
   session.send({ type: 'START', sampleRate: request.sampleRate });
   session.send({ type: 'SPEAK', request: { id: 'speech', text: request.text, voice: request.voice, final: true, mode: 'interrupt' } });
 }
 
-const statusOf: Partial<Record<ErrorCode, number>> = {
-  bad_request: 400,
-  text_too_long: 400,
-  unknown_voice: 400,
-  duplicate_id: 400,
-  unauthorized: 401,
-  payload_too_large: 413,
-  rate_limited: 429,
-  queue_full: 429,
-  provider_auth: 502,
-  provider_rejected: 502,
-  provider_unavailable: 503,
-  provider_busy: 503,
-  shutting_down: 503,
-  first_audio_timeout: 504,
-  upstream_stalled: 504,
-  utterance_timeout: 504,
-  provider_timeout: 504,
-};
-
 function fromWireError(error: WireError): ApiError {
-  const status = statusOf[error.code] ?? 500;
-  const type: ApiErrorType = status === 429 ? 'rate_limit_error' : status < 500 ? 'invalid_request_error' : 'server_error';
-  return new ApiError(status, error.message, type, null, error.code, error.retryAfterMs);
+  const status = httpStatus(error.code);
+  return new ApiError(status, error.message, apiErrorType(status), null, error.code, error.retryAfterMs);
+}
+
+function refusal(code: ErrorCode, message: string): ApiError {
+  const status = httpStatus(code);
+  return new ApiError(status, message, apiErrorType(status), null, code);
+}
+
+function apiErrorType(status: number): ApiErrorType {
+  return status === 429 ? 'rate_limit_error' : status < 500 ? 'invalid_request_error' : 'server_error';
 }
 
 function sendError(res: ServerResponse, error: ApiError): void {
@@ -222,6 +241,8 @@ function sendError(res: ServerResponse, error: ApiError): void {
     return;
   }
   const headers: Record<string, string> = { 'content-type': 'application/json' };
+  // A body left unread (too large, too slow) must not be parsed as the next request.
+  if (error.status === 408 || error.status === 413) headers.connection = 'close';
   if (error.retryAfterMs !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
   res.writeHead(error.status, headers);
   res.end(JSON.stringify({ error: { message: error.message, type: error.type, param: error.param, code: error.code } }));
@@ -232,12 +253,13 @@ function bearer(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readJson(req: IncomingMessage, limit: number, timeoutMs: number): Promise<unknown> {
   let text: string;
   try {
-    text = await readBody(req, limit);
+    text = await readBody(req, limit, timeoutMs);
   } catch (error) {
     if (error instanceof BodyTooLargeError) throw new ApiError(413, error.message, 'invalid_request_error', null, 'payload_too_large');
+    if (error instanceof BodyTimeoutError) throw new ApiError(408, error.message, 'invalid_request_error', null, 'request_timeout');
     throw new ApiError(400, 'the request body could not be read', 'invalid_request_error');
   }
   try {

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
@@ -12,6 +12,8 @@ import type { TtsProvider } from '../providers/types.js';
 import { createSpeechEndpoint, speechPaths } from './speechEndpoint.js';
 import { createEngineMetrics } from '../observability/metrics.js';
 import { SessionInspector } from '../observability/inspector.js';
+import { httpStatus, statusLine } from '../protocol/httpStatus.js';
+import { requestTarget } from './requestTarget.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -24,10 +26,12 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   metrics?: boolean;
   /** Live session inspector at /inspect (default off: it shows every session's states and event names). */
   inspect?: boolean;
-  /** Concurrent WebSocket connections per client IP (default 256); more get HTTP 429. */
-  maxConnectionsPerIp?: number;
-  /** Browser origins allowed to open sessions; when set, an upgrade with another `Origin` gets 403. Clients that send no Origin (servers, CLIs) are not affected. */
-  allowedOrigins?: string[];
+  /** Largest speech request body in bytes (default: enough for `maxTextChars` of text, 64 KiB at the default limits); larger gets 413. */
+  maxBodyBytes?: number;
+  /** A speech request body must arrive within this long (default 10 s); a slower one gets 408. */
+  bodyTimeoutMs?: number;
+  /** On close, how long sockets get to finish their close handshake before they are cut (default 2 s). */
+  closeGraceMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -77,6 +81,11 @@ function defaultProviders(options: VoxlineOptions): TtsProvider[] {
 
 /** Attach the voice engine to an existing http.Server (WebSocket upgrades on `path`). */
 export function attachVoxline(server: Server, options: VoxlineOptions = {}): AttachedVoxline {
+  return attach(server, options, false);
+}
+
+/** `ownsServer`: no one else handles this server's upgrades, so other paths get a 404. */
+function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): AttachedVoxline {
   const path = options.path ?? '/v1/voice';
   const inspector = options.inspect ? new SessionInspector() : undefined;
   const engine = new VoiceEngine({ ...options, providers: defaultProviders(options), ...(inspector ? { inspector } : {}) });
@@ -91,48 +100,45 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
   });
   wss.on('connection', (ws, req) => engine.handleConnection(ws, req));
 
-  const perIp = new Map<string, number>();
-  const maxPerIp = options.maxConnectionsPerIp ?? 256;
-  const origins = options.allowedOrigins ? new Set(options.allowedOrigins) : null;
-  const refuse = (socket: Duplex, status: string) => socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const admission = engine.admission;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    if (url.pathname !== path) return; // someone else's upgrade
+    const target = requestTarget(req);
+    if (target === null) return refuse(socket, 400);
+    if (target.pathname !== path) {
+      // Someone else's upgrade when attached to an embedder's server; a 404 when the server is ours.
+      if (ownsServer) refuse(socket, 404);
+      return;
+    }
     socket.on('error', () => {});
-    if (engine.isDraining) return refuse(socket, '503 Service Unavailable');
-    const origin = req.headers.origin;
-    if (origins && origin !== undefined && !origins.has(origin)) {
-      engine.countRefusal('origin');
-      return refuse(socket, '403 Forbidden');
-    }
-    const ip = req.socket.remoteAddress ?? 'unknown';
-    const open = perIp.get(ip) ?? 0;
-    if (open >= maxPerIp) {
-      engine.countRefusal('ip_cap');
-      return refuse(socket, '429 Too Many Requests');
-    }
-    perIp.set(ip, open + 1);
-    socket.once('close', () => {
-      const left = (perIp.get(ip) ?? 1) - 1;
-      if (left > 0) perIp.set(ip, left);
-      else perIp.delete(ip);
-    });
+    if (engine.isDraining) return refuse(socket, 503);
+    const admitted = admission.admitConnection(req.socket.remoteAddress ?? 'unknown', req.headers.origin);
+    if (!admitted.ok) return refuse(socket, httpStatus(admitted.refusal.code));
+    socket.once('close', () => admitted.value.release());
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
   };
   server.on('upgrade', onUpgrade);
 
-  const speech = createSpeechEndpoint(engine, { maxBodyBytes: options.maxFrameBytes ?? 1024 * 1024 });
+  const speech = createSpeechEndpoint(engine, {
+    // The body is JSON around at most maxTextChars of text (up to 4 bytes each when escaped
+    // as UTF-8; \uXXXX escapes are 6 of 2-byte UTF-16 units), plus the other fields.
+    maxBodyBytes: options.maxBodyBytes ?? Math.max(64 * 1024, engine.maxTextChars * 6 + 4096),
+    bodyTimeoutMs: options.bodyTimeoutMs ?? 10_000,
+  });
   let page: string | null = null;
   let client: string | null = null;
   const handleRequest = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const url = requestTarget(req);
+    if (url === null) {
+      json(res, 400, { error: { code: 'bad_request', message: 'the request target is not a valid URL' } });
+      return true;
+    }
     if ((speechPaths as readonly string[]).includes(url.pathname)) {
       if (req.method !== 'POST') {
         res.writeHead(405, { allow: 'POST', 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { message: 'use POST', type: 'invalid_request_error', param: null, code: null } }));
         return true;
       }
-      void speech(req, res);
+      speech(req, res).catch(() => json(res, 500, { error: { code: 'internal', message: 'internal error' } }));
       return true;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') return false;
@@ -186,7 +192,14 @@ export function attachVoxline(server: Server, options: VoxlineOptions = {}): Att
         inspector?.close();
         await engine.shutdown();
         metrics?.detach();
-        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        // Every session has ended and sent its close frame; a peer that does not answer the
+        // close handshake in time (one that stopped reading) is cut, so close never hangs on it.
+        const closed = new Promise<void>((resolve) => wss.close(() => resolve()));
+        const cut = setTimeout(() => {
+          for (const ws of wss.clients) ws.terminate();
+        }, options.closeGraceMs ?? 2_000);
+        await closed;
+        clearTimeout(cut);
       })();
       return closed;
     },
@@ -203,9 +216,21 @@ export interface VoxlineServer extends AttachedVoxline {
 export function createVoxlineServer(options: VoxlineOptions = {}): VoxlineServer {
   const server: Server = options.tls ? createTlsServer({ cert: options.tls.cert, key: options.tls.key }) : createServer();
   const scheme = options.tls ? 'https' : 'http';
-  const attached = attachVoxline(server, options);
+  const attached = attach(server, options, true);
   server.on('request', (req, res) => {
-    if (!attached.handleRequest(req, res)) json(res, 404, { error: { code: 'not_found', message: 'no such route' } });
+    try {
+      if (!attached.handleRequest(req, res)) json(res, 404, { error: { code: 'not_found', message: 'no such route' } });
+    } catch {
+      // A bug in one route must cost one request, never the process.
+      if (!res.headersSent) json(res, 500, { error: { code: 'internal', message: 'internal error' } });
+      else res.destroy();
+    }
+  });
+  // Every socket, upgraded or not, so a close never waits on a peer that went quiet.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
   });
   return {
     ...attached,
@@ -223,10 +248,25 @@ export function createVoxlineServer(options: VoxlineOptions = {}): VoxlineServer
     },
     async close() {
       await attached.close();
-      server.closeAllConnections?.();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Requests still running have had the drain; what is left of them now is cut.
+      const cut = setTimeout(() => {
+        server.closeAllConnections();
+        for (const socket of sockets) socket.destroy();
+      }, options.closeGraceMs ?? 2_000);
+      await closed;
+      clearTimeout(cut);
     },
   };
+}
+
+/** Answer an upgrade we will not take with a bare status, then let go of the socket. */
+function refuse(socket: Duplex, status: number): void {
+  socket.on('error', () => {});
+  // end() alone leaves the socket half-open for as long as the peer keeps its side open.
+  socket.end(`HTTP/1.1 ${statusLine(status)}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+  setTimeout(() => socket.destroy(), 1_000).unref(); // a peer that does not read cannot hold it
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

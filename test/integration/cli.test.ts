@@ -1,5 +1,4 @@
 // `voxline` as a user runs it: a real process, real files, real sockets.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,36 +9,9 @@ import { GroqEmulator } from '../../src/emulators/groqEmulator.js';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { TestVoiceClient } from '../support/voiceClient.js';
+import { voxline } from '../support/voxlineProcess.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'voxline-cli-'));
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Run the CLI from source; `until` resolves early (leaving it running) once stdout matches. */
-function voxline(args: string[], options: { env?: Record<string, string>; until?: RegExp; input?: string } = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
-    env: { ...process.env, GROQ_API_KEY: '', ELEVENLABS_API_KEY: '', ...options.env },
-    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-  });
-  if (options.input !== undefined) child.stdin!.end(options.input);
-  const run: Run = { code: null, stdout: '', stderr: '' };
-  child.stdout!.on('data', (d: Buffer) => (run.stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (run.stderr += d.toString()));
-  const exited = new Promise<Run>((resolve) => child.once('exit', (code) => resolve({ ...run, code })));
-  const ready = options.until
-    ? new Promise<void>((resolve, reject) => {
-        child.stdout!.on('data', () => {
-          if (options.until!.test(run.stdout)) resolve();
-        });
-        void exited.then((r) => reject(new Error(`exited ${r.code}: ${r.stderr}`)));
-      })
-    : Promise.resolve();
-  return { child, run, exited, ready };
-}
 
 function readWav(file: string) {
   const parser = new WavStreamParser();
