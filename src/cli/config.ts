@@ -4,7 +4,7 @@
 // they never show in a process list.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../config/providersFromEnv.js';
+import { ConfigError, providerEntry, providerNames } from '../config/providerRegistry.js';
 
 export { ConfigError };
 
@@ -61,7 +61,7 @@ serve options (each also from the environment):
   --log-level <level>   fatal error warn info debug trace silent (LOG_LEVEL, default info)
   --emulators           Groq and ElevenLabs voices from local emulators, offline (VOXLINE_EMULATORS=1)
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
-  --providers <list>    only these, comma-separated: espeak groq elevenlabs (VOXLINE_PROVIDERS;
+  --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
 
 say options:
@@ -161,9 +161,9 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   if (providerList) {
     providers = providerList.split(',').map((p) => p.trim()).filter(Boolean);
     for (const p of providers) {
-      if (!['espeak', 'groq', 'elevenlabs'].includes(p)) throw new ConfigError(`--providers: unknown provider "${p}" (espeak, groq, elevenlabs)`);
-      const key = p === 'groq' ? 'GROQ_API_KEY' : p === 'elevenlabs' ? 'ELEVENLABS_API_KEY' : null;
-      if (key && !env[key] && !emulators) throw new ConfigError(`--providers ${p} needs ${key} (or --emulators)`);
+      const entry = providerEntry(p);
+      if (!entry) throw new ConfigError(`--providers: unknown provider "${p}" (${providerNames.join(', ')})`);
+      if (entry.keyEnv && !env[entry.keyEnv] && !emulators) throw new ConfigError(`--providers ${p} needs ${entry.keyEnv} (or --emulators)`);
     }
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }

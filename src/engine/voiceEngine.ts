@@ -3,14 +3,13 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import { createActor, fromCallback, type ActorRefFrom } from 'xstate';
+import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import type { WebSocket } from 'ws';
 import { sessionMachine } from '../../machines/session.machine.js';
 import { sessionPhase } from '../../machines/sessionPhase.js';
 import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
-import type { SessionInspector } from '../observability/inspector.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
@@ -36,7 +35,7 @@ export interface VoiceEngineOptions {
   /** Circuit breaker of each provider (consecutive failures, open time). */
   circuitBreaker?: Omit<ProviderGuardOptions, 'onStateChange'>;
   /** Live inspection of every session (redacted); off unless given. */
-  inspector?: SessionInspector;
+  inspector?: SessionObserver;
   /** Per-connection and per-key limits against floods and runaway clients. */
   abuse?: Partial<AbuseLimits>;
   /** Concurrent connections (WebSockets and speech requests) per client IP (default 256). */
@@ -47,6 +46,16 @@ export interface VoiceEngineOptions {
 
 /** The per-client limits of the admission policy (./admission.ts has their meaning and defaults). */
 export type AbuseLimits = Pick<AdmissionPolicy, 'messagesPerSecond' | 'messageBurst' | 'maxRejectedInARow' | 'textCharsPerMinute' | 'maxSessionsPerKey'>;
+
+/**
+ * The port through which a session's inside can be watched (the inspector in
+ * src/observability implements it); the engine knows no concrete observer.
+ */
+export interface SessionObserver {
+  /** XState's `inspect` callback for one session actor. */
+  observe(sessionId: string): (event: InspectionEvent) => void;
+  sessionEnded(sessionId: string): void;
+}
 
 export interface EngineStats {
   sessions: number;
