@@ -31,7 +31,7 @@ const provider: TtsProvider = {
   isReady: () => true,
   close: () => Promise.resolve(),
 };
-const engine = new VoiceEngine({ providers: [provider], heartbeatIntervalMs: 0 });
+const engine = new VoiceEngine({ providers: [provider] });
 
 /** One utterance of `blocks` blocks through a session, from SPEAK to its speak.end. */
 function throughEngine(): Promise<number> {

@@ -2,18 +2,14 @@
 // actor's actions to the socket. It owns the providers and the set of live sessions.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { IncomingMessage } from 'node:http';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
-import type { WebSocket } from 'ws';
 import { sessionMachine } from '../../machines/session.machine.js';
 import { sessionPhase } from '../../machines/sessionPhase.js';
 import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
-import { encodeAudioFrame } from '../protocol/audioFrame.js';
-import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
-import { Admission, type AdmissionPolicy, type ConnectionLimiter, type Lease } from './admission.js';
+import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -28,8 +24,6 @@ export interface VoiceEngineOptions {
   highWaterBytes?: number;
   /** …and resume once it is back under this. */
   lowWaterBytes?: number;
-  /** WebSocket ping interval; a peer that missed one full interval is disconnected. */
-  heartbeatIntervalMs?: number;
   /** Optional API keys; when set, session.start must carry one as `token`. */
   apiKeys?: string[];
   /** Circuit breaker of each provider (consecutive failures, open time). */
@@ -65,6 +59,12 @@ export interface EngineStats {
   endedByReason: Record<string, number>;
   /** Times a session paused its upstream because the client was not reading. */
   backpressurePauses: number;
+  /**
+   * Audio bytes held in the server ahead of the sockets: the look-ahead pieces' buffers plus
+   * the providers' own queues (the embedded voice's per-job queues). Bounded per utterance
+   * (docs/operations.md, "Memory per session").
+   */
+  heldAudioBytes: number;
   /** session.start frames refused for a missing or wrong key. */
   authFailures: number;
   /** Client frames refused by the message or text rate limits. */
@@ -92,12 +92,6 @@ export interface SessionTransport {
   /** Bytes written but not yet taken by the peer (backpressure). */
   bufferedBytes(): number;
   isOpen(): boolean;
-  /**
-   * Liveness check of the peer, called once per heartbeat interval: cuts the connection (which
-   * ends the session through CLIENT_GONE) if the peer did not answer the previous probe;
-   * otherwise sends the next probe.
-   */
-  probe?(): void;
 }
 
 export type SessionActor = ActorRefFrom<typeof sessionMachine>;
@@ -116,6 +110,14 @@ export interface SessionHandle {
   /** Send an event to the session actor (ignored once it has ended). */
   send(event: Parameters<SessionActor['send']>[0]): void;
   actor: SessionActor;
+  /** Answer the client directly (errors outside the machine's rules, pong), if its transport is open. */
+  reply(message: ServerMessage): void;
+  /** Send the client `session.state` on every change of phase (session.start `observe: true`). */
+  watchState(): void;
+  /** Hold the session's place under its key's cap until it ends; false if it has ended already (the lease is released). */
+  holdKeyLease(lease: Lease): boolean;
+  /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
+  stop(id?: string): void;
 }
 
 const defaultRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
@@ -143,6 +145,8 @@ export class VoiceEngine extends EventEmitter<{
   readonly admission: Admission;
   private draining = false;
   private liveJobs = 0;
+  /** Bytes in the utterances' look-ahead buffers (the providers count their own). */
+  private lookAheadBytes = 0;
   private counters = {
     accepted: 0,
     ended: 0,
@@ -161,7 +165,6 @@ export class VoiceEngine extends EventEmitter<{
       chunkMs: options.chunkMs ?? 40,
       highWaterBytes: options.highWaterBytes ?? 256 * 1024,
       lowWaterBytes: options.lowWaterBytes ?? 64 * 1024,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
       limits: options.limits,
       inspector: options.inspector,
     };
@@ -202,6 +205,7 @@ export class VoiceEngine extends EventEmitter<{
       // Count live upstream jobs so tests and metrics can see that nothing is left behind.
       onJobStart: () => this.liveJobs++,
       onJobGone: () => this.liveJobs--,
+      onHeldAudio: (delta) => (this.lookAheadBytes += delta),
     });
     this.machine = sessionMachine.provide({
       actions: {
@@ -265,62 +269,12 @@ export class VoiceEngine extends EventEmitter<{
       utterancesEnded: this.counters.ended,
       endedByReason: { ...this.counters.byReason },
       backpressurePauses: this.counters.backpressurePauses,
+      heldAudioBytes: this.lookAheadBytes + this.options.providers.reduce((sum, p) => sum + (p.poolStats?.().bufferedBytes ?? 0), 0),
       authFailures: this.admission.counters.authFailures,
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
       refusedConnections: { ...this.admission.counters.refused },
     };
-  }
-
-  /**
-   * One heartbeat for every connection (ws's own recommended pattern), owned by the engine:
-   * started with the first WebSocket session, cleared by shutdown(). A timer per session
-   * would cost every idle session a timer, a closure and (as an actor) about 2 KB.
-   */
-  private heartbeat: ReturnType<typeof setInterval> | null = null;
-
-  private startHeartbeat(): void {
-    if (this.heartbeat || this.draining) return;
-    this.heartbeat = setInterval(() => {
-      for (const io of this.sessions.values()) io.transport.probe?.();
-    }, this.options.heartbeatIntervalMs);
-    this.heartbeat.unref();
-  }
-
-  /** Take over an accepted WebSocket: one session actor for its lifetime. */
-  handleConnection(ws: WebSocket, _request?: IncomingMessage): void {
-    this.startHeartbeat();
-    const limiter = this.admission.connectionLimiter();
-    let cutOff = false;
-    const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
-      if (cutOff) return; // frames already in flight from a client being closed
-      const verdict = limiter.admitFrame();
-      if (verdict === 'cut') {
-        cutOff = true;
-        transport.send({ type: 'error', code: 'rate_limited', message: 'too many frames; closing' });
-        ws.close(1008, 'rate_limited');
-        return;
-      }
-      if (verdict === 'drop') {
-        transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.admission.policy.messagesPerSecond} frames per second; frame dropped` });
-        return;
-      }
-      try {
-        this.onClientFrame(session, data, isBinary, limiter);
-      } catch {
-        // A frame handler must never throw into ws (it would be an uncaught exception).
-        transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
-      }
-    };
-    const transport = webSocketTransport(ws);
-    const session = this.startSession(transport, () => {
-      ws.off('message', onMessage);
-      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
-    });
-    ws.on('message', onMessage);
-    ws.on('error', () => {}); // 'close' follows every socket error
-    ws.once('close', () => session.send({ type: 'CLIENT_GONE' }));
-    if (ws.readyState !== ws.OPEN) session.send({ type: 'CLIENT_GONE' });
   }
 
   /**
@@ -369,7 +323,25 @@ export class VoiceEngine extends EventEmitter<{
     });
     this.emit('sessionStarted', { sessionId });
     actor.start();
-    return { sessionId, send, actor };
+    return {
+      sessionId,
+      send,
+      actor,
+      reply: (message) => this.sendJson(sessionId, message),
+      watchState: () => {
+        io.observe = true;
+      },
+      holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
+      stop: (id) => {
+        // The machine announces the ends inside this send; note when the STOP arrived for metrics.
+        this.stopArrivedAt.set(sessionId, performance.now());
+        try {
+          send(id !== undefined ? { type: 'STOP', id } : { type: 'STOP' });
+        } finally {
+          this.stopArrivedAt.delete(sessionId);
+        }
+      },
+    };
   }
 
   /** Whether `voice` (an id or `provider:id`) is offered. */
@@ -382,11 +354,8 @@ export class VoiceEngine extends EventEmitter<{
     return this.options.limits?.maxTextChars ?? defaultSessionLimits.maxTextChars;
   }
 
-  /**
-   * Place `sessionId` under its key's cap (auth and the per-key session cap). The lease is
-   * given back when the session ends; false when the session is gone already.
-   */
-  holdKeyLease(sessionId: string, lease: Lease): boolean {
+  /** Place `sessionId` under its key's cap; the lease is given back when the session ends. */
+  private holdKeyLease(sessionId: string, lease: Lease): boolean {
     const io = this.sessions.get(sessionId);
     if (!io) {
       lease.release();
@@ -395,98 +364,6 @@ export class VoiceEngine extends EventEmitter<{
     io.keyLease?.release();
     io.keyLease = lease;
     return true;
-  }
-
-  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, limiter: ConnectionLimiter): void {
-    const send = session.send;
-    const inHandshake = session.actor.getSnapshot().matches('handshake');
-    const sessionId = session.sessionId;
-    const reject = (error: ProtocolError) => {
-      if (inHandshake) send({ type: 'BAD_START', code: error.code, message: error.message });
-      else
-        this.sendJson(sessionId, {
-          type: 'error',
-          code: error.code,
-          message: error.message,
-          ...(error.id !== undefined ? { id: error.id } : {}),
-        });
-    };
-    if (isBinary) {
-      reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
-      return;
-    }
-    const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
-    const message = parseClientMessage(text);
-    if (message instanceof ProtocolError) {
-      reject(message);
-      return;
-    }
-    switch (message.type) {
-      case 'session.start':
-        if (!inHandshake) {
-          reject(new ProtocolError('bad_request', 'session already started'));
-          return;
-        }
-        if (message.observe) {
-          const io = this.sessions.get(sessionId);
-          if (io) io.observe = true;
-        }
-        const admitted = this.admission.admitSession(message.token);
-        if (!admitted.ok) {
-          const { code, message: text } = admitted.refusal;
-          send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
-          return;
-        }
-        if (!this.holdKeyLease(sessionId, admitted.value)) return;
-        send({
-          type: 'START',
-          sampleRate: message.sampleRate ?? this.sampleRates[0]!,
-          ...(message.voice !== undefined ? { voice: message.voice } : {}),
-        });
-        return;
-      case 'speak': {
-        const chars = message.request.text.length;
-        // Text that can never fit is text_too_long (from the machine, which owns that rule), not
-        // rate_limited: a retry could never succeed.
-        const fits = chars <= this.maxTextChars && chars <= this.admission.policy.textCharsPerMinute;
-        if (fits && !inHandshake && !limiter.admitText(chars)) {
-          this.sendJson(sessionId, {
-            type: 'error',
-            code: 'rate_limited',
-            message: `over ${this.admission.policy.textCharsPerMinute} characters of text per minute`,
-            id: message.request.id,
-          });
-          return;
-        }
-        if (!fits && chars <= this.maxTextChars) {
-          this.sendJson(sessionId, {
-            type: 'error',
-            code: 'text_too_long',
-            message: `a speak frame may hold at most ${this.admission.policy.textCharsPerMinute} characters (the per-minute text budget)`,
-            id: message.request.id,
-          });
-          return;
-        }
-        send({ type: 'SPEAK', request: message.request });
-        return;
-      }
-      case 'stop':
-        // The machine announces the ends inside this send; note when the STOP arrived for metrics.
-        this.stopArrivedAt.set(sessionId, performance.now());
-        try {
-          send(message.id !== undefined ? { type: 'STOP', id: message.id } : { type: 'STOP' });
-        } finally {
-          this.stopArrivedAt.delete(sessionId);
-        }
-        return;
-      case 'ping':
-        if (inHandshake) {
-          reject(new ProtocolError('bad_request', 'the first frame must be session.start'));
-          return;
-        }
-        this.sendJson(sessionId, { type: 'pong' });
-        return;
-    }
   }
 
   private sendJson(sessionId: string, message: ServerMessage): void {
@@ -537,8 +414,6 @@ export class VoiceEngine extends EventEmitter<{
    */
   async shutdown(timeoutMs = 5_000): Promise<void> {
     this.draining = true;
-    if (this.heartbeat) clearInterval(this.heartbeat);
-    this.heartbeat = null;
     for (const io of [...this.sessions.values()]) {
       if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
     }
@@ -551,31 +426,4 @@ export class VoiceEngine extends EventEmitter<{
     this.sessions.clear();
     await Promise.all(this.options.providers.map((p) => p.close()));
   }
-}
-
-/** The WebSocket side of a session: JSON text frames, binary audio frames, ws-level pings. */
-function webSocketTransport(ws: WebSocket): SessionTransport {
-  // Answered the last ping; the listener lives as long as the socket.
-  let answered = true;
-  ws.on('pong', () => {
-    answered = true;
-  });
-  return {
-    send: (message) => ws.send(JSON.stringify(message)),
-    sendAudio: (stream, seq, pcm) => ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true }),
-    close: (code, reason) => {
-      if (ws.readyState === ws.OPEN) ws.close(code, reason);
-      else ws.terminate();
-    },
-    bufferedBytes: () => ws.bufferedAmount,
-    isOpen: () => ws.readyState === ws.OPEN,
-    probe: () => {
-      if (!answered) {
-        ws.terminate();
-        return;
-      }
-      answered = false;
-      if (ws.readyState === ws.OPEN) ws.ping();
-    },
-  };
 }

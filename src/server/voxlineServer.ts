@@ -14,6 +14,7 @@ import { createEngineMetrics } from '../observability/metrics.js';
 import { SessionInspector } from '../observability/inspector.js';
 import { httpStatus, statusLine } from '../protocol/httpStatus.js';
 import { requestTarget } from './requestTarget.js';
+import { WebSocketSessions } from './webSocketSessions.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -30,6 +31,8 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   maxBodyBytes?: number;
   /** A speech request body must arrive within this long (default 10 s); a slower one gets 408. */
   bodyTimeoutMs?: number;
+  /** WebSocket ping interval; a peer that missed one full interval is disconnected (default 15 s). */
+  heartbeatIntervalMs?: number;
   /** On close, how long sockets get to finish their close handshake before they are cut (default 2 s). */
   closeGraceMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
@@ -98,7 +101,8 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     maxPayload: options.maxFrameBytes ?? 1024 * 1024,
     perMessageDeflate: false, // PCM does not compress; deflate only costs CPU and memory
   });
-  wss.on('connection', (ws, req) => engine.handleConnection(ws, req));
+  const webSockets = new WebSocketSessions(engine, { heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000 });
+  wss.on('connection', (ws) => webSockets.handleConnection(ws));
 
   const admission = engine.admission;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -190,6 +194,7 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
       closed ??= (async () => {
         server.off('upgrade', onUpgrade);
         inspector?.close();
+        webSockets.close();
         await engine.shutdown();
         metrics?.detach();
         // Every session has ended and sent its close frame; a peer that does not answer the
