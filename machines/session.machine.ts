@@ -629,6 +629,22 @@ export const sessionMachine = sessionSetup.createMachine({
                       target: 'awaitingText',
                       actions: assign({ upstreamWaiting: true }),
                     },
+                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued' },
+                    CLIENT_BACKPRESSURE: 'paused',
+                  },
+                },
+                queued: {
+                  // The next piece waits its turn for a provider slot (every synth worker busy): not a
+                  // stall, so no chunk-gap timer here. The utterance's own time limit still bounds it,
+                  // and the provider refuses new utterances (provider_busy) before its queue gets long.
+                  on: {
+                    UPSTREAM_DEQUEUED: { guard: 'isCurrentStream', target: 'flowing', actions: 'restartGapClock' },
+                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
+                    UPSTREAM_WAITING_TEXT: {
+                      guard: 'isCurrentStream',
+                      target: 'awaitingText',
+                      actions: assign({ upstreamWaiting: true }),
+                    },
                     CLIENT_BACKPRESSURE: 'paused',
                   },
                 },
@@ -638,6 +654,8 @@ export const sessionMachine = sessionSetup.createMachine({
                   },
                   on: {
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
+                    // Text came and its piece waits for a provider slot: waiting its turn, not for text.
+                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued', actions: assign({ upstreamWaiting: false }) },
                     SPEAK: {
                       guard: 'speakIsAppendToCurrent',
                       target: 'awaitingText',

@@ -37,7 +37,7 @@ export type ErrorCode =
 export interface WireError {
   code: ErrorCode;
   message: string;
-  /** With `rate_limited`: how long the upstream asked to wait. */
+  /** With `rate_limited` or `provider_busy`: how long to wait before trying again. */
   retryAfterMs?: number;
 }
 
@@ -170,7 +170,11 @@ export type UpstreamEvent =
   | { type: 'UPSTREAM_WAITING_TEXT'; stream: number }
   | { type: 'UPSTREAM_DONE'; stream: number }
   | { type: 'UPSTREAM_ERROR'; stream: number; reason: 'failed' | 'timeout'; error: WireError }
-  | { type: 'UPSTREAM_RELEASED'; stream: number };
+  | { type: 'UPSTREAM_RELEASED'; stream: number }
+  /** After audio started: the next piece waits for a provider slot (busy worker pool). Not a stall. */
+  | { type: 'UPSTREAM_QUEUED'; stream: number }
+  /** …and got one: from here the chunk-gap clock runs again. */
+  | { type: 'UPSTREAM_DEQUEUED'; stream: number };
 
 /** Events the transport (socket side) sends into the session. */
 export type ClientEvent =

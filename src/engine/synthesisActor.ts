@@ -33,7 +33,18 @@ export interface SynthesisOptions {
   /** A job started; `onJobGone` follows exactly once, when it was released and its provider let go. */
   onJobStart?: () => void;
   onJobGone?: () => void;
+  /**
+   * Most bytes of provider audio a piece waiting for its turn (the look-ahead) keeps in memory;
+   * past it, nothing more is pulled until its turn and the provider holds the rest (default
+   * `defaultLookAheadBytes`).
+   */
+  lookAheadBytes?: number;
+  /** Observability hook: audio held in look-ahead buffers grew (positive) or shrank (negative) by this many bytes. */
+  onHeldAudio?: (deltaBytes: number) => void;
 }
+
+/** 256 KiB: over 5 s of 24 kHz speech ready at a sentence boundary, far more than a first-byte wait. */
+export const defaultLookAheadBytes = 256 * 1024;
 
 type SendBack = (event: UpstreamEvent) => void;
 
@@ -67,6 +78,10 @@ export class UtteranceJob {
   private releasedSent = false;
   private releaseCalled = false;
   private goneReported = false;
+  /** The piece being played (whose audio the session waits for). */
+  private playing: PieceFetch | null = null;
+  /** The session was told (UPSTREAM_QUEUED) that the playing piece waits for a provider slot. */
+  private queuedReported = false;
 
   constructor(
     private readonly input: UpstreamInput,
@@ -88,9 +103,11 @@ export class UtteranceJob {
         return;
       case 'PAUSE':
         this.paused = true;
+        this.reportQueued();
         return;
       case 'RESUME':
         this.paused = false;
+        this.reportQueued();
         this.wake();
         return;
       case 'CANCEL':
@@ -192,6 +209,8 @@ export class UtteranceJob {
         } catch (error) {
           following?.cancel();
           throw error;
+        } finally {
+          current.drop(); // what a stopped piece kept for its turn
         }
         current = following;
       }
@@ -203,22 +222,39 @@ export class UtteranceJob {
 
   private readonly fetches = new Set<Promise<void>>();
 
-  /** Start one piece's request now; its audio waits in memory until its turn, then goes straight through. */
+  /**
+   * Start one piece's request now; its audio waits in memory (up to the look-ahead bound) until
+   * its turn, then goes straight through.
+   */
   private fetchPiece(text: string): PieceFetch {
     const route = this.route!;
     const abort = new AbortController();
     const onAbort = () => abort.abort(releasedReason);
     this.abort.signal.addEventListener('abort', onAbort, { once: true });
-    const fetch = new PieceFetch(abort);
+    const fetch = new PieceFetch(abort, this.options.onHeldAudio);
+    const lookAheadBytes = this.options.lookAheadBytes ?? defaultLookAheadBytes;
     const done = (async () => {
       try {
         await this.guarded(abort.signal, async () => {
-          for await (const block of route.provider.synthesize({ text, voice: route.providerVoice, signal: abort.signal })) {
+          const request = {
+            text,
+            voice: route.providerVoice,
+            signal: abort.signal,
+            // Once audio went out, the utterance has started: a provider never refuses it for load.
+            continuation: this.audioSent,
+            onQueued: (queued: boolean) => {
+              fetch.queued = queued;
+              this.reportQueued();
+            },
+          };
+          for await (const block of route.provider.synthesize(request)) {
             if (abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
             const taking = fetch.push(block);
             if (taking) await taking;
-            // Backpressure reaches the provider: nothing more is pulled while the client is not reading.
+            // Backpressure reaches the provider: nothing more is pulled while the client is not reading,
+            // nor while a piece waiting for its turn holds its share.
             if (this.paused) await this.resumed(abort.signal);
+            if (fetch.heldBytes >= lookAheadBytes) await fetch.turn(abort.signal);
           }
         });
       } catch (error) {
@@ -239,6 +275,8 @@ export class UtteranceJob {
    * request loop with no queue in between. Resolves when the piece's audio ends; throws its failure.
    */
   private async play(fetch: PieceFetch, afterBlock: () => void): Promise<void> {
+    this.playing = fetch;
+    this.reportQueued();
     const take = (block: PcmBlock): void | Promise<void> => {
       const taking = this.take(block);
       if (taking) return taking.then(afterBlock);
@@ -388,6 +426,19 @@ export class UtteranceJob {
     for (const w of wakers) w();
   }
 
+  /**
+   * Tell the session whether the piece it waits for waits for a provider slot (a busy worker
+   * pool), so it does not take the wait for a stalled upstream. Only once audio started (before,
+   * the first-audio deadline applies) and not while paused (the session is not timing the
+   * upstream then; RESUME reports again).
+   */
+  private reportQueued(): void {
+    const queued = this.audioSent && !this.paused && this.playing?.queued === true && !this.abort.signal.aborted;
+    if (queued === this.queuedReported) return;
+    this.queuedReported = queued;
+    this.sendBack({ type: queued ? 'UPSTREAM_QUEUED' : 'UPSTREAM_DEQUEUED', stream: this.input.stream });
+  }
+
   private maybeReportReleased(): void {
     if (this.cancelRequested && this.settled && !this.releasedSent) {
       this.releasedSent = true;
@@ -404,14 +455,22 @@ type Take = (block: PcmBlock) => void | Promise<void>;
  */
 class PieceFetch {
   private readonly early: PcmBlock[] = [];
+  /** Bytes in `early`. */
+  heldBytes = 0;
+  /** The request waits for a provider slot (reported by the provider). */
+  queued = false;
   private taker: Take | null = null;
   private ended = false;
   private end!: (failure?: unknown) => void;
   private readonly over = new Promise<void>((resolve, reject) => {
     this.end = (failure) => (failure === undefined ? resolve() : reject(failure));
   });
+  private turnWaiter: (() => void) | null = null;
 
-  constructor(private readonly abort: AbortController) {
+  constructor(
+    private readonly abort: AbortController,
+    private readonly onHeld: ((deltaBytes: number) => void) | undefined,
+  ) {
     this.over.catch(() => {}); // observed by whoever plays the piece; a piece cancelled unplayed has no one
   }
 
@@ -420,16 +479,34 @@ class PieceFetch {
     if (this.ended) return;
     if (this.taker) return this.taker(block);
     this.early.push(block);
+    this.hold(block.samples.byteLength);
   }
 
   /** The next block that arrived before the piece's turn. */
   shift(): PcmBlock | undefined {
-    return this.early.shift();
+    const block = this.early.shift();
+    if (block) this.hold(-block.samples.byteLength);
+    return block;
+  }
+
+  /** Resolves once the piece is playing (or over, or `signal` aborted). */
+  turn(signal: AbortSignal): Promise<void> {
+    if (this.taker || this.ended || signal.aborted) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        this.turnWaiter = null;
+        resolve();
+      };
+      this.turnWaiter = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   /** From now on, blocks go straight to `take`. Resolves when the request ends; rejects with its failure. */
   handTo(take: Take): Promise<void> {
     if (!this.ended) this.taker = take;
+    this.turnWaiter?.();
     return this.over;
   }
 
@@ -438,12 +515,26 @@ class PieceFetch {
     if (this.ended) return;
     this.ended = true;
     this.taker = null;
+    this.turnWaiter?.();
     this.end(failure ?? undefined);
   }
 
   cancel(): void {
     this.abort.abort(releasedReason);
     this.finish();
+    this.drop();
+  }
+
+  /** Let go of what was kept for a turn that will not come. */
+  drop(): void {
+    this.early.length = 0;
+    this.hold(-this.heldBytes);
+  }
+
+  private hold(deltaBytes: number): void {
+    if (deltaBytes === 0) return;
+    this.heldBytes += deltaBytes;
+    this.onHeld?.(deltaBytes);
   }
 }
 

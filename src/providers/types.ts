@@ -14,6 +14,17 @@ export interface SynthesisRequest {
   voice: string;
   /** Aborted when the utterance is stopped or superseded: stop work, release what you hold. */
   signal: AbortSignal;
+  /**
+   * The piece continues an utterance whose audio already started. A provider with a bounded
+   * queue of its own (the embedded voice's worker pool) never refuses such a piece for load; it
+   * refuses only pieces that would start an utterance.
+   */
+  continuation?: boolean;
+  /**
+   * Providers with a queue of their own call this with true when the request has to wait for
+   * a free slot, and with false once it got one. Waiting one's turn is not a stalled upstream.
+   */
+  onQueued?: (queued: boolean) => void;
 }
 
 /**
@@ -55,7 +66,7 @@ export interface TtsProvider {
   /** Release everything. Idempotent. */
   close(): Promise<void>;
   /** Optional worker-pool figures for metrics (the embedded voice has them). */
-  poolStats?(): { size: number; warm: number; busy: number; waiting: number; restarts: number };
+  poolStats?(): { size: number; warm: number; busy: number; waiting: number; restarts: number; bufferedBytes?: number; refusedBusy?: number };
 }
 
 /** A typed provider failure the engine maps onto a speak.end error. */

@@ -29,7 +29,7 @@ export class EspeakProvider implements TtsProvider {
   }
 
   synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
-    return this.pool.synthesize(request.text, request.voice, request.signal);
+    return this.pool.synthesize(request.text, request.voice, request.signal, request);
   }
 
   close(): Promise<void> {

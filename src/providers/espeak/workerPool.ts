@@ -1,6 +1,20 @@
 // A pool of pre-warmed eSpeak NG child processes. The pool owns the processes; a job owns
 // its worker from acquire until the worker reported the job finished (or died), so a
 // worker is never shared by two jobs. Crashed or hung workers are replaced.
+//
+// Memory: a job's audio waits in a queue bounded in bytes. Past the bound the pool stops
+// reading that worker's stdout until the consumer took the queue back to half, so a consumer
+// that stops pulling (its client stopped reading) stops its producer instead of piling audio
+// up in the server. The worker then holds what it still writes in its own process (Node's
+// pipe writes are asynchronous), which is bounded by the piece's audio; the worker stays
+// this job's until the job is consumed or abandoned. A worker held back longer than
+// `maxHeldMs` while other requests wait is taken back: the job keeps what it queued, then
+// fails with `client_stalled`, so a client that stops reading never keeps a worker from others.
+//
+// Load: requests wait for a worker in arrival order. A request that starts an utterance is
+// refused at once (`provider_busy`, with a retry-after estimate) when too many already wait;
+// one that continues an utterance whose audio started always waits its turn, and says so
+// (`onQueued`) so the session does not take the wait for a stalled upstream.
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +30,16 @@ const HEADER = 9;
 
 export interface WorkerPoolOptions {
   size: number;
+  /**
+   * Bytes of audio one job may hold in the server before its worker's output stops being read
+   * (1 MiB: about 24 s of speech, more than a whole prose piece, so a piece the consumer has
+   * stopped pulling usually finishes and frees its worker anyway).
+   */
+  maxJobBufferBytes: number;
+  /** Requests that start an utterance are refused while this many requests per worker already wait. */
+  maxWaitingPerWorker: number;
+  /** A worker held back for a job that is not consumed is taken back after this long if others wait for one. */
+  maxHeldMs: number;
   /** A job with no output for this long is declared hung: its worker is killed and replaced. */
   jobStallMs: number;
   /** A worker that is not warm after this long is killed and replaced. */
@@ -23,7 +47,22 @@ export interface WorkerPoolOptions {
   workerPath?: string;
 }
 
-export const defaultWorkerPoolOptions: WorkerPoolOptions = { size: 2, jobStallMs: 5_000, startTimeoutMs: 15_000 };
+export const defaultWorkerPoolOptions: WorkerPoolOptions = {
+  size: 2,
+  maxJobBufferBytes: 1024 * 1024,
+  maxWaitingPerWorker: 16,
+  maxHeldMs: 2_000,
+  jobStallMs: 5_000,
+  startTimeoutMs: 15_000,
+};
+
+/** How one request joins the queue for a worker. */
+export interface JobRequestOptions {
+  /** The request continues an utterance whose audio started: it is never refused for load. */
+  continuation?: boolean;
+  /** Called with true when the request has to wait for a worker, with false once it has one. */
+  onQueued?: (queued: boolean) => void;
+}
 
 type Proc = ChildProcessByStdio<Writable, Readable, Readable>;
 
@@ -32,6 +71,11 @@ interface Job {
   audio: BlockQueue<PcmBlock>;
   settled: Promise<void>;
   settle: () => void;
+  /** The consumer left: what the worker still makes for this job is dropped. */
+  abandoned: boolean;
+  startedAt: number;
+  /** Its worker's output was held back at some point (its duration says nothing about the work). */
+  wasHeld: boolean;
 }
 
 interface Worker {
@@ -43,6 +87,11 @@ interface Worker {
   job: Job | null;
   stallTimer: NodeJS.Timeout | null;
   buffer: Buffer;
+  /** Its stdout is paused because its job's queue is full. */
+  held: boolean;
+  /** Runs while held; once it fired, the worker is taken back as soon as another request waits. */
+  holdTimer: NodeJS.Timeout | null;
+  heldTooLong: boolean;
 }
 
 export interface WorkerPoolStats {
@@ -51,6 +100,18 @@ export interface WorkerPoolStats {
   busy: number;
   waiting: number;
   restarts: number;
+  /** Audio bytes queued in the server for jobs and not yet taken by their consumers. */
+  bufferedBytes: number;
+  /** Requests refused with `provider_busy` because too many were waiting. */
+  refusedBusy: number;
+}
+
+interface Waiter {
+  resolve: (w: Worker) => void;
+  reject: (e: Error) => void;
+  signal: AbortSignal;
+  onAbort: () => void;
+  onQueued: ((queued: boolean) => void) | undefined;
 }
 
 export function defaultWorkerPath(): string {
@@ -64,7 +125,12 @@ export class EspeakWorkerPool {
   private readonly options: WorkerPoolOptions;
   private readonly workers = new Set<Worker>();
   private readonly idle: Worker[] = [];
-  private readonly waiters: Array<{ resolve: (w: Worker) => void; reject: (e: Error) => void; signal: AbortSignal; onAbort: () => void }> = [];
+  private readonly waiters: Waiter[] = [];
+  /** Jobs whose consumer has not let go yet (their queues are the pool's share of memory). */
+  private readonly jobs = new Set<Job>();
+  private refusedBusy = 0;
+  /** Running estimate of one job's time on a worker, for the retry-after of a refusal. */
+  private jobMsEstimate = 100;
   private nextJobId = 1;
   private restarts = 0;
   private closed = false;
@@ -100,6 +166,8 @@ export class EspeakWorkerPool {
       busy: all.filter((w) => w.job !== null).length,
       waiting: this.waiters.length,
       restarts: this.restarts,
+      bufferedBytes: [...this.jobs].reduce((sum, job) => sum + job.audio.bytes, 0),
+      refusedBusy: this.refusedBusy,
     };
   }
 
@@ -109,8 +177,8 @@ export class EspeakWorkerPool {
   }
 
   /** Synthesize one piece. The worker is held until it reported the job over, even if the caller stops early. */
-  async *synthesize(text: string, voice: string, signal: AbortSignal): AsyncGenerator<PcmBlock> {
-    const worker = await this.acquire(signal);
+  async *synthesize(text: string, voice: string, signal: AbortSignal, request: JobRequestOptions = {}): AsyncGenerator<PcmBlock> {
+    const worker = await this.acquire(signal, request);
     const job = this.beginJob(worker, text, voice);
     const onAbort = () => job.audio.wake();
     signal.addEventListener('abort', onAbort);
@@ -118,8 +186,12 @@ export class EspeakWorkerPool {
       yield* job.audio.drain(() => signal.aborted);
     } finally {
       signal.removeEventListener('abort', onAbort);
-      // The worker finishes the piece it is on (tens of ms) or is killed by the stall watchdog.
+      // Nobody takes the rest: drop it, and let a worker held back for this job go on. It
+      // finishes the piece it is on (tens of ms) or is killed by the stall watchdog.
+      job.abandoned = true;
+      job.audio.clear();
       await job.settled;
+      this.jobs.delete(job);
     }
   }
 
@@ -142,16 +214,26 @@ export class EspeakWorkerPool {
     await Promise.all(exits);
   }
 
-  private acquire(signal: AbortSignal): Promise<Worker> {
+  private acquire(signal: AbortSignal, request: JobRequestOptions): Promise<Worker> {
     if (this.closed) return Promise.reject(new ProviderError('provider_unavailable', 'the embedded voice is shut down'));
     if (signal.aborted) return Promise.reject(new ProviderError('provider_unavailable', 'aborted'));
     const free = this.idle.shift();
     if (free) return Promise.resolve(free);
+    const maxWaiting = this.options.maxWaitingPerWorker * this.options.size;
+    if (!request.continuation && this.waiters.length >= maxWaiting) {
+      // Refused now rather than left to time out in the queue; started utterances keep their turns.
+      this.refusedBusy++;
+      const retryAfterMs = Math.max(100, Math.ceil((this.waiters.length / this.options.size) * this.jobMsEstimate));
+      return Promise.reject(
+        new ProviderError('provider_busy', `every synth worker is busy and ${this.waiters.length} requests are waiting`, retryAfterMs),
+      );
+    }
     return new Promise<Worker>((resolve, reject) => {
-      const waiter = {
+      const waiter: Waiter = {
         resolve,
         reject,
         signal,
+        onQueued: request.onQueued,
         onAbort: () => {
           const i = this.waiters.indexOf(waiter);
           if (i >= 0) this.waiters.splice(i, 1);
@@ -160,6 +242,8 @@ export class EspeakWorkerPool {
       };
       signal.addEventListener('abort', waiter.onAbort, { once: true });
       this.waiters.push(waiter);
+      request.onQueued?.(true);
+      this.takeBackHeldWorkers();
     });
   }
 
@@ -168,6 +252,7 @@ export class EspeakWorkerPool {
     const waiter = this.waiters.shift();
     if (waiter) {
       waiter.signal.removeEventListener('abort', waiter.onAbort);
+      waiter.onQueued?.(false);
       waiter.resolve(worker);
     } else {
       this.idle.push(worker);
@@ -179,7 +264,22 @@ export class EspeakWorkerPool {
     const settled = new Promise<void>((resolve) => {
       settle = resolve;
     });
-    const job: Job = { id: this.nextJobId++, audio: new BlockQueue<PcmBlock>(), settled, settle };
+    const job: Job = {
+      id: this.nextJobId++,
+      audio: new BlockQueue<PcmBlock>({
+        sizeOf: (block) => block.samples.byteLength,
+        maxBytes: this.options.maxJobBufferBytes,
+        onDrained: () => {
+          if (worker.job === job) this.readOn(worker);
+        },
+      }),
+      settled,
+      settle,
+      abandoned: false,
+      startedAt: performance.now(),
+      wasHeld: false,
+    };
+    this.jobs.add(job);
     worker.job = job;
     this.armStallTimer(worker);
     worker.proc.stdin.write(`${JSON.stringify({ op: 'synth', job: job.id, text, voice })}\n`);
@@ -192,9 +292,63 @@ export class EspeakWorkerPool {
     worker.job = null;
     if (worker.stallTimer) clearTimeout(worker.stallTimer);
     worker.stallTimer = null;
+    // All of the job's output is read; its queue holds the rest, and the worker can take the next job.
+    if (worker.held) {
+      this.endHold(worker);
+      if (!worker.dead) worker.proc.stdout.resume();
+    }
+    if (!error && !job.wasHeld) this.jobMsEstimate += (performance.now() - job.startedAt - this.jobMsEstimate) * 0.1;
     job.audio.finish(error);
     job.settle();
     this.release(worker);
+  }
+
+  /** The job's queue is full: stop reading the worker (its pipe fills, its writes wait in its own process). */
+  private holdBack(worker: Worker, job: Job): void {
+    if (worker.held || worker.dead) return;
+    worker.held = true;
+    job.wasHeld = true;
+    // Not hung, held: the stall watchdog waits until the worker's output is read again.
+    if (worker.stallTimer) clearTimeout(worker.stallTimer);
+    worker.stallTimer = null;
+    worker.proc.stdout.pause();
+    worker.holdTimer = setTimeout(() => {
+      worker.holdTimer = null;
+      worker.heldTooLong = true;
+      this.takeBackHeldWorkers();
+    }, this.options.maxHeldMs);
+  }
+
+  /** The job's queue drained (or was dropped): read the worker again. */
+  private readOn(worker: Worker): void {
+    if (!worker.held || worker.dead) return;
+    this.endHold(worker);
+    this.armStallTimer(worker);
+    worker.proc.stdout.resume();
+  }
+
+  private endHold(worker: Worker): void {
+    worker.held = false;
+    worker.heldTooLong = false;
+    if (worker.holdTimer) clearTimeout(worker.holdTimer);
+    worker.holdTimer = null;
+  }
+
+  /**
+   * Others wait: workers held too long for jobs nobody consumes go back to work. The job keeps
+   * what it queued and then fails; the rest of its output is dropped as the worker finishes it.
+   */
+  private takeBackHeldWorkers(): void {
+    if (this.waiters.length === 0) return;
+    for (const worker of this.workers) {
+      const job = worker.job;
+      if (!worker.heldTooLong || !job) continue;
+      job.abandoned = true;
+      job.audio.finish(
+        new ProviderError('client_stalled', 'the client stopped reading while its synthesis held a worker others were waiting for'),
+      );
+      this.readOn(worker);
+    }
   }
 
   private armStallTimer(worker: Worker): void {
@@ -220,6 +374,9 @@ export class EspeakWorkerPool {
       job: null,
       stallTimer: null,
       buffer: Buffer.alloc(0),
+      held: false,
+      holdTimer: null,
+      heldTooLong: false,
     };
     this.workers.add(worker);
     const startTimer = setTimeout(() => proc.kill('SIGKILL'), this.options.startTimeoutMs);
@@ -235,6 +392,7 @@ export class EspeakWorkerPool {
     proc.on('error', () => {}); // spawn failure is followed by 'exit' / 'close'
     proc.once('exit', (code, sig) => {
       clearTimeout(startTimer);
+      this.endHold(worker);
       worker.dead = true;
       this.workers.delete(worker);
       const i = this.idle.indexOf(worker);
@@ -283,10 +441,11 @@ export class EspeakWorkerPool {
       const job = worker.job;
       if (!job || job.id !== jobId) continue; // output of a job nobody waits for any more
       if (kind === KIND_AUDIO) {
-        this.armStallTimer(worker);
+        if (!worker.held) this.armStallTimer(worker);
+        if (job.abandoned) continue; // nobody takes it; the worker is read on until it reports the job done
         const samples = new Int16Array(payload.byteLength / 2);
         Buffer.from(samples.buffer).set(payload.subarray(0, samples.byteLength));
-        job.audio.push({ samples, sampleRate: worker.sampleRate });
+        if (!job.audio.push({ samples, sampleRate: worker.sampleRate })) this.holdBack(worker, job);
       } else if (kind === KIND_DONE) {
         this.finishJob(worker, null);
       } else if (kind === KIND_ERROR) {
