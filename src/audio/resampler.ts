@@ -6,6 +6,15 @@ const { create, ConverterType } = libsamplerate;
 
 type Src = Awaited<ReturnType<typeof create>>;
 
+/**
+ * Converters at rest, by rate pair. libsamplerate-js builds a whole WASM instance per
+ * `create()`, synchronously (~100 ms of held event loop on these machines, and tens of MB),
+ * so a converter is reset and reused instead of made per utterance. Bounded per pair.
+ */
+const idle = new Map<string, Src[]>();
+const maxIdlePerPair = 4;
+const pairKey = (fromRate: number, toRate: number) => `${fromRate}>${toRate}`;
+
 export class StreamResampler {
   private inFrames = 0;
   private outFrames = 0;
@@ -18,6 +27,12 @@ export class StreamResampler {
   ) {}
 
   static async create(fromRate: number, toRate: number): Promise<StreamResampler> {
+    const reused = idle.get(pairKey(fromRate, toRate))?.pop();
+    if (reused) {
+      // The library's rate setter re-initialises the converter: a fresh filter state, same rates.
+      reused.inputSampleRate = fromRate;
+      return new StreamResampler(reused, fromRate, toRate);
+    }
     const src = await create(1, fromRate, toRate, { converterType: ConverterType.SRC_SINC_FASTEST });
     return new StreamResampler(src, fromRate, toRate);
   }
@@ -47,10 +62,17 @@ export class StreamResampler {
     return concatInt16(parts);
   }
 
-  /** Idempotent. */
+  /** Idempotent. The converter goes back to the pool of its rate pair (or is freed when that is full). */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.src.destroy();
+    const key = pairKey(this.fromRate, this.toRate);
+    const rest = idle.get(key) ?? [];
+    if (rest.length >= maxIdlePerPair) {
+      this.src.destroy();
+      return;
+    }
+    rest.push(this.src);
+    idle.set(key, rest);
   }
 }

@@ -7,6 +7,7 @@ import { fromCallback } from 'xstate';
 import type { UpstreamCommand, UpstreamEvent, UpstreamInput, WireError } from '../../machines/types.js';
 import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
+import { loopTurn } from './loopBudget.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
 import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
@@ -251,6 +252,8 @@ export class UtteranceJob {
             if (abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
             const taking = fetch.push(block);
             if (taking) await taking;
+            const turn = loopTurn();
+            if (turn) await turn;
             // Backpressure reaches the provider: nothing more is pulled while the client is not reading,
             // nor while a piece waiting for its turn holds its share.
             if (this.paused) await this.resumed(abort.signal);
@@ -286,6 +289,8 @@ export class UtteranceJob {
       if (this.abort.signal.aborted) return;
       const taking = take(block);
       if (taking) await taking;
+      const turn = loopTurn();
+      if (turn) await turn;
       if (this.paused) await this.resumed(this.abort.signal);
     }
     if (!this.abort.signal.aborted) await fetch.handTo(take);
@@ -351,6 +356,8 @@ export class UtteranceJob {
       const taking = this.take(block);
       if (taking) await taking;
       afterBlock();
+      const turn = loopTurn();
+      if (turn) await turn;
       // Backpressure: do not pull more from the provider while the client is not reading.
       if (this.paused) await this.resumed(this.abort.signal);
     }

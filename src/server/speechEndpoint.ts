@@ -79,6 +79,8 @@ class ApiError extends Error {
 }
 
 export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpointOptions) {
+  // Loading the encoder evaluates a large module synchronously: do it now, not inside someone's request.
+  void loadMp3();
   return async function handleSpeech(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // Every lease this request holds (its place under the IP and key caps) goes back once, when the response is over.
     const leases: Lease[] = [];

@@ -225,22 +225,41 @@ describe('text that can never fit', () => {
 });
 
 describe('mp3 encoding does not hold the event loop', () => {
-  it('a long mp3 request leaves a WebSocket neighbour’s round trips within a few milliseconds', async () => {
+  it('minutes of audio arriving at once never hold the loop for more than a few milliseconds, and a neighbour keeps its round trips', async () => {
     // The embedded voice makes audio ~200x faster than real time, out of process: what holds the loop is ours.
     const server = createVoxlineServer({ espeakWorkers: 1 });
     servers.push(server);
     const { url: http } = await server.listen(0, '127.0.0.1');
     await server.engine.ready();
     const neighbour = await TestVoiceClient.start(`${http.replace(/^http/, 'ws')}/v1/voice`);
-    const worst = { ms: 0 };
+    // One short request first: what a running server has already done once (the converter, the encoder's first frames).
+    const warm = await fetch(`${http}/v1/audio/speech`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'voxline', voice: 'en-us', response_format: 'mp3', input: 'Warm.' }),
+    });
+    await warm.arrayBuffer();
+    // The loop is held when a 5 ms timer fires late *and* the process spent that time on the
+    // CPU; a late timer with little CPU is the noisy machine preempting us, not a blocked loop.
+    let worstHeldMs = 0;
+    let lastWall = performance.now();
+    let lastCpu = process.cpuUsage();
+    const probe = setInterval(() => {
+      const wall = performance.now();
+      const cpu = process.cpuUsage();
+      const cpuMs = (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000;
+      worstHeldMs = Math.max(worstHeldMs, Math.min(wall - lastWall, cpuMs) - 5);
+      lastWall = wall;
+      lastCpu = cpu;
+    }, 5);
+    let pings = 0;
     let pinging = true;
     const pinger = (async () => {
       while (pinging) {
         const before = neighbour.messages().filter((m) => m.type === 'pong').length;
-        const t = performance.now();
         neighbour.send({ type: 'ping' });
         await neighbour.waitFor(() => neighbour.messages().filter((m) => m.type === 'pong').length > before || undefined);
-        worst.ms = Math.max(worst.ms, performance.now() - t);
+        pings++;
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -251,12 +270,13 @@ describe('mp3 encoding does not hold the event loop', () => {
     });
     expect(response.status).toBe(200);
     const mp3 = Buffer.from(await response.arrayBuffer());
+    clearInterval(probe);
     pinging = false;
     await pinger;
-    expect(mp3.length).toBeGreaterThan(10_000);
-    // Synchronous encoding of the whole utterance held the loop for hundreds of milliseconds.
-    console.log("worst neighbour round trip", worst.ms);
-    expect(worst.ms).toBeLessThan(100);
+    expect(mp3.length).toBeGreaterThan(100_000); // minutes of speech at 64 kbit/s
+    expect(pings).toBeGreaterThan(10);
+    // Encoding (and resampling) the whole utterance as it arrived held the loop for hundreds of milliseconds.
+    expect(worstHeldMs).toBeLessThan(100);
     neighbour.ws.close();
   });
 });

@@ -48,6 +48,26 @@ describe('StreamResampler', () => {
     r.destroy();
     expect(() => r.process(new Int16Array(10))).toThrow();
   });
+
+  it('reuses a released converter of the same rates, reset: its output is sample-identical to a fresh one', async () => {
+    const input = Int16Array.from({ length: 4_410 }, (_, i) => Math.round(8_000 * Math.sin((2 * Math.PI * 300 * i) / 22_050)));
+    const run = (r: StreamResampler) => {
+      const out = [r.process(input.subarray(0, 2_205)), r.process(input.subarray(2_205)), r.flush()];
+      return Int16Array.from(out.flatMap((p) => Array.from(p)));
+    };
+    const first = await StreamResampler.create(22_050, 24_000);
+    const firstSrc = (first as unknown as { src: unknown }).src;
+    const expected = run(first);
+    first.destroy();
+    const second = await StreamResampler.create(22_050, 24_000);
+    // The same WASM instance (making one holds the event loop for ~100 ms), with none of the last stream's filter state.
+    expect((second as unknown as { src: unknown }).src).toBe(firstSrc);
+    expect(Array.from(run(second))).toEqual(Array.from(expected));
+    second.destroy();
+    const otherRates = await StreamResampler.create(16_000, 24_000);
+    expect((otherRates as unknown as { src: unknown }).src).not.toBe(firstSrc);
+    otherRates.destroy();
+  });
 });
 
 describe('SentenceSplitter', () => {
