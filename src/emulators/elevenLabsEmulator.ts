@@ -1,10 +1,15 @@
 // A local stand-in for ElevenLabs' multi-context TTS WebSocket
 // (/v1/text-to-speech/{voice}/multi-stream-input): `xi-api-key` auth, contexts opened by
-// a first text message, flush / close_context / close_socket, base64 PCM with `contextId`,
-// `isFinal` after a closed context's audio, and the service's own rules enforced with its
-// 1008 closes: at most 5 contexts (`max_active_conversations`), an inactivity timeout
+// a first text message, flush / close_context / close_socket, base64 PCM with `contextId`
+// in chunks of odd byte length (a sample split across two messages, as the service does),
+// audio after `close_context` for text flushed before it (unflushed text is dropped),
+// `isFinal` only after `close_context`, and the service's own rules enforced with its 1008
+// closes (an error message naming the rule, then the close whose reason is the service's
+// sentence cut to 123 bytes): at most 5 contexts (`max_active_conversations`), an
+// inactivity timeout counted from the client's last message, pings aside
 // (`input_timeout_exceeded`), and no flush or close of a context never opened
-// (`invalid_input_message`). Faults are taken one per context.
+// (`invalid_input_message`). Faults are taken one per context; `closeOvertakesText` and
+// `failContextWhen` model what the service does under load and to a context it rejects.
 import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { requestTarget } from '../server/requestTarget.js';
@@ -24,6 +29,11 @@ export interface ElevenLabsEmulatorOptions {
   /** 0: as fast as possible; 1: real time. */
   realtime?: number;
   maxContexts?: number;
+  /**
+   * The service under load: a `close_context` that arrives before the context's first audio
+   * is honoured at once; its text is dropped and `isFinal` comes with no audio.
+   */
+  closeOvertakesText?: boolean;
 }
 
 export interface ElevenLabsEmulatorStats {
@@ -48,6 +58,19 @@ interface EmulatedContext {
   sentAudio: boolean;
 }
 
+/** The service's own words for its 1008 closes. */
+const policyMessages = {
+  max_active_conversations: (max: number) =>
+    `Maximum simultaneous contexts per WebSocket connection exceeded (${max}). Please close an existing context before opening a new one.`,
+  input_timeout_exceeded: (seconds: number) =>
+    `Have not received a new text input within the timeout of ${seconds} seconds. Streaming input terminated. Please make sure to either feed the input in the timely manner, or to send the end of input text (empty string "") when done.`,
+};
+
+/** A WebSocket close reason holds at most 123 bytes; the service cuts its sentence there. */
+function closeReason(message: string): string {
+  return Buffer.from(message, 'utf8').subarray(0, 123).toString('utf8').replace(/\uFFFD$/, '');
+}
+
 export class ElevenLabsEmulator extends EventEmitter<{
   contextClosed: [{ at: number; contextId: string }];
   text: [{ contextId: string; text: string }];
@@ -55,6 +78,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
   readonly faults = new FaultSchedule();
   /** Samples sent per context (for exact comparison in tests). */
   readonly sent = new Map<string, Int16Array[]>();
+  private readonly contextFailures = new Set<string>();
   private readonly http: Server;
   private readonly wss: WebSocketServer;
   private readonly live = new Set<WebSocket>();
@@ -70,6 +94,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
       firstByteDelayMs: options.firstByteDelayMs ?? 0,
       realtime: options.realtime ?? 0,
       maxContexts: options.maxContexts ?? 5,
+      closeOvertakesText: options.closeOvertakesText ?? false,
     };
     this.http = createServer((_req, res) => {
       res.writeHead(404).end();
@@ -108,6 +133,14 @@ export class ElevenLabsEmulator extends EventEmitter<{
     return this.url;
   }
 
+  /**
+   * The first context whose text contains `marker` is rejected on its own: an error message
+   * naming the context, the context let go (no longer counted), the socket left open.
+   */
+  failContextWhen(marker: string): void {
+    this.contextFailures.add(marker);
+  }
+
   stats(): ElevenLabsEmulatorStats {
     return { connections: this.live.size, ...this.counters, policyCloses: { ...this.counters.policyCloses } };
   }
@@ -127,11 +160,14 @@ export class ElevenLabsEmulator extends EventEmitter<{
   private serve(ws: WebSocket, sampleRate: number, inactivityS: number): void {
     this.live.add(ws);
     const contexts = new Map<string, EmulatedContext>();
+    /** Contexts the service rejected: later messages for them are ignored. */
+    const rejected = new Set<string>();
     let open = true;
     let inactivity: NodeJS.Timeout;
+    // Counted from the client's last message; ws pings are not messages.
     const touch = () => {
       clearTimeout(inactivity);
-      inactivity = setTimeout(() => policyClose('input_timeout_exceeded', `Have not received new text for ${inactivityS} seconds`), inactivityS * 1000);
+      inactivity = setTimeout(() => policyClose('input_timeout_exceeded', policyMessages.input_timeout_exceeded(inactivityS)), inactivityS * 1000);
     };
     const send = (message: unknown) => {
       if (open) ws.send(typeof message === 'string' ? message : JSON.stringify(message));
@@ -148,7 +184,7 @@ export class ElevenLabsEmulator extends EventEmitter<{
       if (!open) return;
       this.counters.policyCloses[error] = (this.counters.policyCloses[error] ?? 0) + 1;
       send({ message, error, code: 1008 });
-      ws.close(1008, error);
+      ws.close(1008, closeReason(message));
       open = false;
     };
     touch();
@@ -167,18 +203,22 @@ export class ElevenLabsEmulator extends EventEmitter<{
       if (fault === 'stall_before_first_byte') return new Promise<void>(() => {}); // never
       if (this.options.firstByteDelayMs > 0 && !ctx.sentAudio) await sleep(this.options.firstByteDelayMs);
       const cut = fault === 'error_mid_stream' || fault === 'stall_mid_stream' || fault === 'no_final_marker' ? Math.floor(samples.length / 3) : samples.length;
+      const bytes = Buffer.from(int16ToBytes(samples.subarray(0, cut)));
+      // Odd-sized messages: every other one ends in the middle of a sample.
+      const chunkBytes = (fault === 'slow_trickle' ? 240 : step) * 2 + 1;
       const paceStart = performance.now(); // paced against the clock: no drift behind real time
-      for (let at = 0; at < cut && open && !ctx.dead; ) {
-        const n = fault === 'slow_trickle' ? 240 : step;
-        const piece = samples.slice(at, Math.min(cut, at + n));
+      let whole = 0; // samples complete in what was sent
+      for (let at = 0; at < bytes.length && open && !ctx.dead; ) {
+        const piece = bytes.subarray(at, Math.min(bytes.length, at + chunkBytes));
         at += piece.length;
         ctx.sentAudio = true;
         const list = this.sent.get(ctx.id) ?? [];
-        list.push(piece);
+        list.push(samples.slice(whole, Math.floor(at / 2)));
+        whole = Math.floor(at / 2);
         this.sent.set(ctx.id, list);
-        send({ audio: Buffer.from(int16ToBytes(piece)).toString('base64'), isFinal: null, normalizedAlignment: null, alignment: null, contextId: ctx.id });
+        send({ audio: piece.toString('base64'), isFinal: null, normalizedAlignment: null, alignment: null, contextId: ctx.id });
         if (fault === 'slow_trickle') await sleep(2);
-        else if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / sampleRate) * 1000) * this.options.realtime - performance.now()));
+        else if (this.options.realtime > 0) await sleep(Math.max(0, paceStart + ((at / 2 / sampleRate) * 1000) * this.options.realtime - performance.now()));
         else await new Promise((r) => setImmediate(r));
       }
       if (!open || ctx.dead) return;
@@ -219,13 +259,14 @@ export class ElevenLabsEmulator extends EventEmitter<{
       }
       const id = msg.context_id;
       if (typeof id !== 'string' || id.length === 0) return policyClose('invalid_input_message', 'context_id is required');
+      if (rejected.has(id)) return;
       let ctx = contexts.get(id);
       if (!ctx) {
         if (msg.flush === true || msg.close_context === true || typeof msg.text !== 'string') {
           return policyClose('invalid_input_message', `context ${id} was never initialised`);
         }
         if (contexts.size >= this.options.maxContexts) {
-          return policyClose('max_active_conversations', `Maximum simultaneous contexts per WebSocket connection exceeded (${this.options.maxContexts}).`);
+          return policyClose('max_active_conversations', policyMessages.max_active_conversations(this.options.maxContexts));
         }
         ctx = { id, buffer: '', fault: undefined, chain: Promise.resolve(), closing: false, dead: false, sentAudio: false };
         contexts.set(id, ctx);
@@ -235,6 +276,15 @@ export class ElevenLabsEmulator extends EventEmitter<{
       }
       if (ctx.closing) return policyClose('invalid_input_message', `context ${id} is closing`);
       if (ctx.fault === undefined && typeof msg.text === 'string' && msg.text.trim().length > 0) {
+        const text = msg.text;
+        const marker = [...this.contextFailures].find((m) => text.includes(m));
+        if (marker !== undefined) {
+          this.contextFailures.delete(marker);
+          rejected.add(id);
+          forget(ctx);
+          send({ message: 'An error occurred while generating audio for this context.', error: 'context_failed', contextId: id });
+          return;
+        }
         ctx.fault = this.faults.next(msg.text);
         // Faults that hit the whole connection the moment the context gets text.
         switch (ctx.fault) {
@@ -266,8 +316,15 @@ export class ElevenLabsEmulator extends EventEmitter<{
       if (msg.close_context === true) {
         ctx.closing = true;
         const closing = ctx;
-        generate(closing);
-        // What was queued before the close is still spoken (a client must drop it), then isFinal.
+        // Text never flushed is not spoken.
+        closing.buffer = '';
+        if (this.options.closeOvertakesText && !closing.sentAudio) {
+          // Under load the close is honoured before synthesis began: no audio, then isFinal.
+          send({ isFinal: true, contextId: closing.id });
+          forget(closing);
+          return;
+        }
+        // What was flushed before the close is still spoken (a client must drop it), then isFinal.
         const finalize = () => {
           if (closing.dead || !open) return;
           send({ isFinal: true, contextId: closing.id });

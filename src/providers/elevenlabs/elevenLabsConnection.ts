@@ -2,6 +2,9 @@
 // its keepalive ping and idle timer, and routes audio to the contexts registered on it.
 // A context keeps its slot until the service confirms it closed (isFinal) or a grace
 // period passes, because the service counts it until then and closes the socket at 5.
+// A context the service failed with an error gives its slot back at once: the service
+// no longer counts it.
+import { performance } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { ProviderError } from '../types.js';
 
@@ -16,7 +19,11 @@ export interface ConnectionOptions {
   url: string;
   apiKey: string;
   connectTimeoutMs: number;
-  /** Close an idle connection ourselves after this long, before the service's inactivity timeout does. */
+  /**
+   * Close an idle connection ourselves once this long has passed since the last text message
+   * we sent: the service counts its inactivity timeout from our last message (pings do not
+   * count), not from its own last audio.
+   */
   idleCloseMs: number;
   /** How long a closed context holds its slot waiting for the service's isFinal. */
   closeGraceMs: number;
@@ -36,6 +43,8 @@ export class ElevenLabsConnection {
   private readonly pingTimer: NodeJS.Timeout;
   private readonly connectTimer: NodeJS.Timeout;
   private lastUpstreamError: { error?: string; message?: string } | null = null;
+  /** When we last sent a text message (or opened): where the service's inactivity clock starts. */
+  private lastTextAt = performance.now();
   private failure: ProviderError | null = null;
   readonly opened: Promise<void>;
   closed = false;
@@ -66,6 +75,7 @@ export class ElevenLabsConnection {
     }, options.pingIntervalMs);
     this.ws.on('open', () => {
       clearTimeout(this.connectTimer);
+      this.lastTextAt = performance.now();
       this.armIdle();
     });
     this.ws.on('unexpected-response', (_request, response) => {
@@ -132,6 +142,7 @@ export class ElevenLabsConnection {
   send(message: Record<string, unknown>): boolean {
     if (!this.isOpen) return false;
     this.ws.send(JSON.stringify(message));
+    if (typeof message.text === 'string') this.lastTextAt = performance.now();
     return true;
   }
 
@@ -160,8 +171,15 @@ export class ElevenLabsConnection {
         ...(typeof message.error === 'string' ? { error: message.error } : {}),
         ...(typeof message.message === 'string' ? { message: message.message } : {}),
       };
-      if (contextId === null) this.fail(closeError(1008, message.error as string | undefined, this.lastUpstreamError));
-      else this.contexts.get(contextId)?.onFail(closeError(1008, message.error as string | undefined, this.lastUpstreamError));
+      const error = closeError(1008, message.error as string | undefined, this.lastUpstreamError);
+      if (contextId === null) {
+        this.fail(error);
+        return;
+      }
+      // The service let go of that context: its slot is free now, whatever happens to the sink.
+      const sink = this.contexts.get(contextId);
+      this.forget(contextId);
+      sink?.onFail(error);
       return;
     }
     if (contextId === null) return; // nothing we act on
@@ -224,24 +242,34 @@ export class ElevenLabsConnection {
     this.armIdle();
   }
 
+  /**
+   * With no context left, close `idleCloseMs` after the last text we sent (at once if that
+   * moment already passed while a context was still speaking).
+   */
   private armIdle(): void {
     if (this.closed || this.contexts.size > 0 || this.idleTimer) return;
     if (this.tainted) {
       this.close();
       return;
     }
+    const left = this.lastTextAt + this.options.idleCloseMs - performance.now();
+    if (left <= 0) {
+      this.close();
+      return;
+    }
     this.idleTimer = setTimeout(() => {
       this.idleTimer = null;
       if (this.contexts.size === 0) this.close();
-    }, this.options.idleCloseMs);
+    }, left);
   }
 }
 
 /** The service's close codes and error names, as the engine's typed codes. */
 export function closeError(code: number, reason: string | undefined, upstream: { error?: string; message?: string } | null): ProviderError {
+  // The close reason carries the service's sentence (cut to 123 bytes), the message before it the error's name.
   const name = `${upstream?.error ?? ''} ${reason ?? ''}`;
-  if (name.includes('input_timeout_exceeded')) return new ProviderError('provider_timeout', 'elevenlabs closed the context after waiting too long for text');
-  if (name.includes('max_active_conversations')) return new ProviderError('provider_busy', 'elevenlabs has too many open contexts on this connection');
+  if (name.includes('input_timeout_exceeded') || name.includes('Have not received a new text input')) return new ProviderError('provider_timeout', 'elevenlabs closed the context after waiting too long for text');
+  if (name.includes('max_active_conversations') || name.includes('Maximum simultaneous contexts')) return new ProviderError('provider_busy', 'elevenlabs has too many open contexts on this connection');
   if (name.includes('invalid_input_message')) return new ProviderError('provider_rejected', 'elevenlabs rejected a message');
   if (/invalid_api_key|unauthori[sz]ed|authentication|quota_exceeded/.test(name)) return new ProviderError('provider_auth', 'elevenlabs refused the credentials');
   if (/too_many_concurrent_requests|rate_limit/.test(name)) return new ProviderError('rate_limited', 'elevenlabs rate limit reached');

@@ -3,6 +3,9 @@
 // (the voice is part of the URL) with at most 4 contexts each; the service closes a
 // socket that opens a 5th. STOP is local: the utterance ends at once, `close_context`
 // goes upstream after, and audio arriving later for that context is dropped.
+// At the end of an utterance `close_context` waits for the context's first audio: under
+// load the service honours a close that overtakes its text and answers isFinal with no
+// audio at all (what Pipecat saw in production, pipecat-ai/pipecat#4681, #5271).
 import type { VoiceInfo } from '../../../machines/types.js';
 import { BlockQueue } from '../blockQueue.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TextStream, type TtsProvider } from '../types.js';
@@ -38,6 +41,16 @@ export interface ElevenLabsProviderOptions {
   maxConnections?: number;
   /** The service's inactivity timeout we ask for, in seconds (default 180, its maximum). */
   inactivityTimeoutS?: number;
+  /**
+   * An idle connection is closed by us this long before the service's inactivity timeout
+   * would close it, counted from the last text message sent (default 10 s; at least 1 s after it).
+   */
+  idleMarginMs?: number;
+  /**
+   * The longest `close_context` waits for the context's first audio (default 5 s). After it
+   * the close goes anyway, so a service that never speaks still ends the context.
+   */
+  closeDeferMs?: number;
   connectTimeoutMs?: number;
   closeGraceMs?: number;
   /** Largest message accepted from the service (default 4 MiB); larger closes the socket. */
@@ -54,6 +67,7 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
   const inactivityS = Math.min(180, Math.max(5, options.inactivityTimeoutS ?? 180));
   const baseURL = (options.baseURL ?? 'wss://api.elevenlabs.io').replace(/\/+$/, '');
   const modelId = options.modelId ?? 'eleven_flash_v2_5';
+  const closeDeferMs = options.closeDeferMs ?? 5_000;
   const pools = new Map<string, ElevenLabsConnection[]>();
   let closed = false;
 
@@ -72,7 +86,7 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
         apiKey: options.apiKey,
         connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
         // Leave well before the service would close an idle socket on its own.
-        idleCloseMs: Math.max(1_000, inactivityS * 1000 - 10_000),
+        idleCloseMs: Math.max(1_000, inactivityS * 1000 - (options.idleMarginMs ?? 10_000)),
         closeGraceMs: options.closeGraceMs ?? 3_000,
         maxPayloadBytes: options.maxPayloadBytes ?? 4 * 1024 * 1024,
         pingIntervalMs: options.pingIntervalMs ?? 15_000,
@@ -98,7 +112,7 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
     } catch (error) {
       return failedStream(error as ProviderError);
     }
-    return new ElevenLabsContext(connection, sampleRate, signal);
+    return new ElevenLabsContext(connection, sampleRate, signal, closeDeferMs);
   }
 
   return {
@@ -130,6 +144,9 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
 
 let nextContext = 0;
 
+/** Text the service should make audio for (not only spaces and punctuation). */
+const speakable = /[\p{L}\p{N}]/u;
+
 /** One utterance's context on a connection. */
 class ElevenLabsContext implements TextStream, ContextSink {
   readonly id = `vx${(nextContext++).toString(36)}`;
@@ -140,12 +157,19 @@ class ElevenLabsContext implements TextStream, ContextSink {
   private closeSent = false;
   private ended = false;
   private released = false;
+  /** Some written text should make audio. */
+  private speaks = false;
+  /** The service sent audio for this context (even a single byte). */
+  private heard = false;
+  /** The end's `close_context`, held until the first audio or `closeDeferMs`. */
+  private closeDeferTimer: NodeJS.Timeout | null = null;
   private readonly onAbort = () => this.close();
 
   constructor(
     private readonly connection: ElevenLabsConnection,
     private readonly sampleRate: number,
     private readonly signal: AbortSignal,
+    private readonly closeDeferMs: number,
   ) {
     connection.register(this);
     signal.addEventListener('abort', this.onAbort, { once: true });
@@ -162,6 +186,7 @@ class ElevenLabsContext implements TextStream, ContextSink {
 
   write(text: string): void {
     if (text.length === 0) return;
+    if (speakable.test(text)) this.speaks = true;
     // The service expects each text message to end with a space.
     this.post({ text: text.endsWith(' ') ? text : `${text} `, context_id: this.id });
   }
@@ -174,7 +199,19 @@ class ElevenLabsContext implements TextStream, ContextSink {
     if (this.ended) return;
     this.ended = true;
     this.post({ context_id: this.id, flush: true });
-    this.post({ context_id: this.id, close_context: true });
+    // Sent with its text, the close may overtake it: wait until the service is speaking.
+    if (this.heard || !this.speaks) this.sendClose();
+    else this.closeDeferTimer = setTimeout(() => this.sendClose(), this.closeDeferMs);
+  }
+
+  private sendClose(): void {
+    this.cancelDeferredClose();
+    if (!this.closeSent) this.post({ context_id: this.id, close_context: true });
+  }
+
+  private cancelDeferredClose(): void {
+    if (this.closeDeferTimer) clearTimeout(this.closeDeferTimer);
+    this.closeDeferTimer = null;
   }
 
   get audio(): AsyncIterable<PcmBlock> {
@@ -190,10 +227,16 @@ class ElevenLabsContext implements TextStream, ContextSink {
   close(): void {
     if (this.released) return;
     this.released = true;
+    this.cancelDeferredClose();
     this.signal.removeEventListener('abort', this.onAbort);
     this.queue.clear();
     this.queue.wake();
-    if (this.queue.finished) return; // the service already let go of it
+    if (this.queue.finished) {
+      // The service already let go of it (isFinal, its error, the connection's end); the
+      // connection forgot it then, and forgetting again is harmless.
+      this.connection.unregister(this.id);
+      return;
+    }
     if (!this.initialised) {
       // Nothing reached the service for this context: never flush or close it there.
       this.connection.unregister(this.id);
@@ -204,15 +247,22 @@ class ElevenLabsContext implements TextStream, ContextSink {
   }
 
   onAudio(pcm: Int16Array): void {
+    this.heard = true;
+    if (this.ended && !this.closeSent && !this.released) this.sendClose();
     if (this.released || pcm.length === 0) return;
     this.queue.push(pcm);
   }
 
   onFinal(): void {
-    this.queue.finish(this.ended ? null : new ProviderError('provider_unavailable', 'elevenlabs ended the context before its text was complete'));
+    this.cancelDeferredClose();
+    if (!this.ended) this.queue.finish(new ProviderError('provider_unavailable', 'elevenlabs ended the context before its text was complete'));
+    // `completed` means the text was spoken; the service dropped it (under load, or out of quota).
+    else if (this.speaks && !this.heard) this.queue.finish(new ProviderError('provider_unavailable', 'elevenlabs ended the context without audio for its text'));
+    else this.queue.finish(null);
   }
 
   onFail(error: ProviderError): void {
+    this.cancelDeferredClose();
     this.queue.finish(error);
   }
 
