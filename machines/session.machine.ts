@@ -211,6 +211,7 @@ const baseSetup = setup({
         : Math.max(0, context.limits.chunkGapTimeoutMs - (context.now() - context.current.meter.quietSince)),
     utterance: ({ context }) => context.limits.utteranceTimeoutMs,
     textIdle: ({ context }) => context.limits.textIdleTimeoutMs,
+    textQuiet: ({ context }) => context.limits.textQuietMs,
     release: ({ context }) => context.limits.releaseTimeoutMs,
     writeStall: ({ context }) => context.limits.writeStallTimeoutMs,
   },
@@ -328,6 +329,7 @@ export const sessionSetup = baseSetup.extend({
     }),
 
     cancelUpstream: sendTo('upstream', { type: 'CANCEL' } satisfies UpstreamCommand),
+    flushUpstream: sendTo('upstream', { type: 'FLUSH' } satisfies UpstreamCommand),
     pauseUpstream: sendTo('upstream', { type: 'PAUSE' } satisfies UpstreamCommand),
     resumeUpstream: sendTo('upstream', { type: 'RESUME' } satisfies UpstreamCommand),
   },
@@ -593,6 +595,9 @@ export const sessionMachine = sessionSetup.createMachine({
                 },
                 awaitingText: {
                   after: {
+                    // Text held for its sentence's end is spoken after a quiet while (targetless: the
+                    // text-idle clock keeps running from the last text).
+                    textQuiet: { actions: 'flushUpstream' },
                     textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
                   },
                   on: {
@@ -650,6 +655,9 @@ export const sessionMachine = sessionSetup.createMachine({
                 },
                 awaitingText: {
                   after: {
+                    // Text held for its sentence's end is spoken after a quiet while (targetless: the
+                    // text-idle clock keeps running from the last text).
+                    textQuiet: { actions: 'flushUpstream' },
                     textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
                   },
                   on: {

@@ -112,6 +112,12 @@ export interface SessionLimits {
   chunkGapTimeoutMs: number;
   utteranceTimeoutMs: number;
   textIdleTimeoutMs: number;
+  /**
+   * An open utterance's text that ends mid-sentence (no terminator and whitespace yet) is spoken
+   * once no more text came for this long: a client that waits for audio before sending more
+   * still hears it.
+   */
+  textQuietMs: number;
   releaseTimeoutMs: number;
   writeStallTimeoutMs: number;
   maxTextChars: number;
@@ -126,6 +132,7 @@ export const defaultSessionLimits: SessionLimits = {
   chunkGapTimeoutMs: 10_000,
   utteranceTimeoutMs: 300_000,
   textIdleTimeoutMs: 30_000,
+  textQuietMs: 750,
   releaseTimeoutMs: 2_000,
   writeStallTimeoutMs: 15_000,
   maxTextChars: 10_000,
@@ -160,6 +167,8 @@ export interface UpstreamInput {
 /** Commands the session sends to its upstream actor. */
 export type UpstreamCommand =
   | { type: 'TEXT'; text: string; final: boolean }
+  /** No more text came for a while: speak the text held for its sentence's end as it is. */
+  | { type: 'FLUSH' }
   | { type: 'PAUSE' }
   | { type: 'RESUME' }
   | { type: 'CANCEL' };

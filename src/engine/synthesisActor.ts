@@ -102,6 +102,10 @@ export class UtteranceJob {
         this.splitter?.push(cmd.text, cmd.final);
         this.wake();
         return;
+      case 'FLUSH':
+        this.splitter?.flush();
+        this.wake();
+        return;
       case 'PAUSE':
         this.paused = true;
         this.reportQueued();

@@ -1,11 +1,41 @@
 // Incremental text → synthesis pieces. Sentence boundaries come from ICU (Intl.Segmenter),
-// which handles English and Arabic punctuation alike. A sentence is complete once text
-// after it arrived (or the text ended). Pieces longer than a provider accepts are cut at
-// a clause boundary, else a word boundary, else hard.
+// which handles English and Arabic punctuation alike (. ! ? … ؟ ۔ and the rest of UAX #29's
+// terminators). A sentence is complete once it ends in a terminator followed by whitespace,
+// unless the word before the full stop is an abbreviation ("Dr. ", "e.g. ", "U.S. "); a
+// sentence without one waits for more text, the end of the text, or `flush` (the session's
+// quiet period). Pieces longer than a provider accepts are cut at a clause boundary, else a
+// word boundary, else hard.
 
 const sentenceSegmenter = new Intl.Segmenter(undefined, { granularity: 'sentence' });
 const wordSegmenter = new Intl.Segmenter(undefined, { granularity: 'word' });
 const clauseBreak = /[,;:،؛\u2013\u2014]\s/gu;
+
+/**
+ * Appended to unfinished text before segmenting: an upper-case letter, the start of a new
+ * sentence, after which ICU breaks behind every terminator it knows (and behind none where
+ * the text simply stops), so the one pass also says whether the last sentence is complete.
+ */
+const probe = 'A';
+
+/** Words whose full stop does not end a sentence (compared lower-case, without the stop). */
+const abbreviations = new Set([
+  'mr', 'mrs', 'ms', 'mx', 'dr', 'prof', 'sr', 'jr', 'st', 'mt', 'vs', 'etc', 'cf', 'al', 'approx',
+  'fig', 'vol', 'inc', 'ltd', 'corp', 'dept', 'lt', 'col', 'capt', 'sgt', 'rev', 'hon', 'ave', 'blvd',
+  'jan', 'feb', 'apr', 'jun', 'jul', 'aug', 'sep', 'sept', 'oct', 'nov', 'dec',
+]);
+/** The last word of a sentence when it ends in a full stop: a word, or dotted letters ("J.", "U.S.", "e.g."). */
+const lastWordWithStop = /(?:^|[^\p{L}\p{N}.'’])((?:\p{L}\.)+|\p{L}+\.)\s*$/u;
+const endsInStop = /\.\s*$/u;
+const endsInWhitespace = /\s$/u;
+
+/** True when `sentence` ends in an abbreviation, so ICU's break after it is no sentence end. */
+export function endsInAbbreviation(sentence: string): boolean {
+  if (!endsInStop.test(sentence)) return false;
+  const word = lastWordWithStop.exec(sentence)?.[1];
+  if (word === undefined) return false;
+  // Dotted letters are initials or short forms; a longer word must be a known abbreviation.
+  return word.length === 2 || word.charAt(word.length - 3) === '.' || abbreviations.has(word.slice(0, -1).toLowerCase());
+}
 
 export class SentenceSplitter {
   private tail = '';
@@ -27,6 +57,16 @@ export class SentenceSplitter {
   /** The text ended. */
   end(): void {
     this.push('', true);
+  }
+
+  /**
+   * No more text came for a while: what is held (a sentence without its terminator, or one
+   * ending in an abbreviation) becomes a piece now. Text that follows starts a new piece.
+   */
+  flush(): void {
+    if (this.ended) return;
+    this.emit(this.tail);
+    this.tail = '';
   }
 
   /**
@@ -57,10 +97,22 @@ export class SentenceSplitter {
   }
 
   private extract(all: boolean): void {
-    const segments = Array.from(sentenceSegmenter.segment(this.tail), (s) => s.segment);
-    const complete = all ? segments.length : Math.max(0, segments.length - 1);
-    for (let i = 0; i < complete; i++) this.emit(segments[i]!);
-    let rest = all ? '' : (segments[segments.length - 1] ?? '');
+    // One segmentation pass: of the whole text when it ended, else of the text and the probe.
+    const text = all ? this.tail : this.tail + probe;
+    const held = all ? text.length : this.tail.length;
+    let start = 0;
+    for (const { index, segment } of sentenceSegmenter.segment(text)) {
+      const end = index + segment.length;
+      if (end > held) break; // the probe's sentence: the text's last one is unfinished
+      // The sentence before the probe is complete only if whitespace followed its terminator
+      // (a client may still be sending "!!" or a closing quote).
+      if (!all && end === held && !endsInWhitespace.test(segment)) break;
+      // "Dr. " joins the sentence after it (and waits for it at the end of unfinished text).
+      if (end < text.length && endsInAbbreviation(segment)) continue;
+      this.emit(text.slice(start, end));
+      start = end;
+    }
+    let rest = all ? '' : this.tail.slice(start);
     // An unfinished sentence longer than a piece can hold need not wait for its end.
     while (rest.length > this.maxPieceChars) {
       const cut = cutPoint(rest, this.maxPieceChars);

@@ -277,7 +277,7 @@ describe('elevenlabs multi-context websocket against the emulator', () => {
     const opened = elevenEmu.stats().contextsOpened;
     const c = await TestVoiceClient.start(url);
     c.send({ type: 'speak', id: 'inc', text: 'First part of the answer.', voice: 'sarah', final: false });
-    // The splitter releases a sentence once the next one starts (it cannot know it ended before).
+    // The splitter releases a sentence once whitespace or the next one follows its full stop.
     c.send({ type: 'speak', id: 'inc', text: ' Second part, a moment later. Third', final: false });
     await c.waitFor(() => c.frames.find((f) => f.kind === 'audio'));
     await new Promise((r) => setTimeout(r, 100));

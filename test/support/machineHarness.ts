@@ -31,6 +31,7 @@ export const testLimits: SessionLimits = {
   chunkGapTimeoutMs: 800,
   utteranceTimeoutMs: 6_000,
   textIdleTimeoutMs: 1_500,
+  textQuietMs: 300,
   releaseTimeoutMs: 300,
   writeStallTimeoutMs: 2_000,
   maxTextChars: 200,

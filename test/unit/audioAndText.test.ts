@@ -83,6 +83,63 @@ describe('SentenceSplitter', () => {
     expect(s.done).toBe(true);
   });
 
+  it('releases a sentence that ends in a terminator and whitespace without waiting for more text', () => {
+    const s = new SentenceSplitter(300);
+    s.push('The first sentence is complete. ');
+    expect(s.next()).toBe('The first sentence is complete.');
+    s.push('Is this one? ');
+    expect(s.next()).toBe('Is this one?');
+    s.push('She said "stop!"\n');
+    expect(s.next()).toBe('She said "stop!"');
+    s.push('It cost 3.5 dollars. ');
+    expect(s.next()).toBe('It cost 3.5 dollars.');
+    // Arabic question mark, Arabic full stop, and a Latin full stop in Arabic text.
+    s.push('مرحبا بكم؟ كيف حالك۔ هذا جيد. ');
+    expect([s.next(), s.next(), s.next(), s.next()]).toEqual(['مرحبا بكم؟', 'كيف حالك۔', 'هذا جيد.', null]);
+    expect(s.done).toBe(false);
+  });
+
+  it('holds a sentence without a terminator and whitespace, or ending in an abbreviation, until more text or the end', () => {
+    const s = new SentenceSplitter(300);
+    for (const held of ['Hello there', ' and goodbye.']) {
+      s.push(held);
+      expect(s.next()).toBeNull();
+    }
+    s.push(' ');
+    expect(s.next()).toBe('Hello there and goodbye.');
+    for (const held of ['We met Dr. ', 'Smith, e.g. ', 'in the U.S. ', 'at 5 p.m. ', 'with J. ', 'R. R. Tolkien at 3.']) {
+      s.push(held);
+      expect(s.next()).toBeNull();
+    }
+    s.push(' Then');
+    expect(s.next()).toBe('We met Dr. Smith, e.g. in the U.S. at 5 p.m. with J. R. R. Tolkien at 3.');
+    expect(s.next()).toBeNull();
+    s.end();
+    expect([s.next(), s.done]).toEqual(['Then', true]);
+  });
+
+  it('does not split after an abbreviation inside the text', () => {
+    const s = new SentenceSplitter(300);
+    s.push('Dr. Smith lives in the U.S. now. Mr. Jones, e.g. his friend, does too.', true);
+    expect([s.next(), s.next(), s.next()]).toEqual(['Dr. Smith lives in the U.S. now.', 'Mr. Jones, e.g. his friend, does too.', null]);
+  });
+
+  it('flush releases the held text as a piece; text after it starts a new piece, and nothing is spoken twice', () => {
+    const s = new SentenceSplitter(300);
+    s.push('Hello there');
+    expect(s.next()).toBeNull();
+    s.flush();
+    expect(s.next()).toBe('Hello there');
+    s.flush(); // nothing held: nothing to speak
+    expect(s.next()).toBeNull();
+    s.push(', and welcome. More');
+    expect(s.next()).toBe(', and welcome.');
+    s.push(' to come', true);
+    expect([s.next(), s.next(), s.done]).toEqual(['More to come', null, true]);
+    s.flush(); // after the end: nothing
+    expect(s.next()).toBeNull();
+  });
+
   it('splits Arabic sentences', () => {
     const s = new SentenceSplitter(300);
     s.push('مرحبا بكم. كيف حالك؟');
@@ -106,6 +163,30 @@ describe('SentenceSplitter', () => {
       expect(squash(pieces.join(''))).toBe(squash(parts.join('')));
     },
   );
+});
+
+describe('SentenceSplitter with quiet-period flushes', () => {
+  test.prop([
+    fc.array(fc.tuple(fc.oneof(fc.string({ maxLength: 40 }), fc.constantFrom('Dr. ', 'e.g. ', '3.5 ', '. ', '? ', '؟ ', '۔ ', '!')), fc.boolean()), { maxLength: 16 }),
+    fc.integer({ min: 20, max: 200 }),
+  ])('speaks every word exactly once, in order, whenever the flushes come', (parts, max) => {
+    const s = new SentenceSplitter(max);
+    const pieces: string[] = [];
+    const take = () => {
+      for (let x = s.next(); x !== null; x = s.next()) pieces.push(x);
+    };
+    for (const [text, flush] of parts) {
+      s.push(text);
+      if (flush) s.flush();
+      take();
+    }
+    s.end();
+    take();
+    expect(s.done).toBe(true);
+    for (const p of pieces) expect(p.length).toBeLessThanOrEqual(max);
+    const squash = (t: string) => t.replace(/\s+/gu, '');
+    expect(squash(pieces.join(''))).toBe(squash(parts.map(([t]) => t).join('')));
+  });
 });
 
 describe('SentenceSplitter packing', () => {

@@ -223,7 +223,8 @@ describe('sessionMachine', () => {
     h.clock.increment(testLimits.textIdleTimeoutMs - 100); // reset by the append
     expect(h.messages().some((m) => m.type === 'speak.end')).toBe(false);
     speak(h, 'a', { text: ' Bye.', final: true });
-    expect(up.commands).toEqual(['TEXT', 'TEXT']);
+    // Each wait past textQuietMs also asked the upstream to speak the text it held (FLUSH).
+    expect(up.commands).toEqual(['FLUSH', 'TEXT', 'FLUSH', 'TEXT']);
     speak(h, 'a', { text: 'more' });
     expect(h.messages().at(-1)).toMatchObject({ type: 'error', code: 'duplicate_id', id: 'a' });
   });
