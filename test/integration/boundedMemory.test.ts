@@ -85,8 +85,10 @@ it('clients that stop reading hold at most the high-water mark plus the bounded 
 
   // Watch what the server holds while the clients stay stalled (well inside the write-stall timeout).
   let maxHeld = 0;
+  // At least 6 s, and until every stalled client has paused its upstream (slower when the machine is busy).
   const watchUntil = Date.now() + 6_000;
-  while (Date.now() < watchUntil) {
+  const deadline = Date.now() + 30_000;
+  while ((Date.now() < watchUntil || voxline.engine.stats().backpressurePauses < stalled) && Date.now() < deadline) {
     maxHeld = Math.max(maxHeld, voxline.engine.stats().heldAudioBytes);
     await sleep(20);
   }
