@@ -9,6 +9,17 @@ export const espeakVoices: VoiceInfo[] = [
   { id: 'ar', language: 'ar', provider: 'espeak' },
 ];
 
+/**
+ * eSpeak's own name for each advertised voice. eSpeak selects by voice file name, and its
+ * British English ("English (Great Britain)", language tag en-gb) is the file `en`; there is
+ * no voice named `en-gb`, so that id would fail every time.
+ */
+export const espeakVoiceNames: ReadonlyMap<string, string> = new Map([
+  ['en-us', 'en-us'],
+  ['en-gb', 'en'],
+  ['ar', 'ar'],
+]);
+
 export class EspeakProvider implements TtsProvider {
   readonly name = 'espeak';
   readonly voices = espeakVoices;
@@ -29,7 +40,8 @@ export class EspeakProvider implements TtsProvider {
   }
 
   synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
-    return this.pool.synthesize(request.text, request.voice, request.signal, request);
+    const voice = espeakVoiceNames.get(request.voice) ?? request.voice;
+    return this.pool.synthesize(request.text, voice, request.signal, request);
   }
 
   close(): Promise<void> {

@@ -450,12 +450,16 @@ export class EspeakWorkerPool {
         this.finishJob(worker, null);
       } else if (kind === KIND_ERROR) {
         let message = 'synthesis failed';
+        let code: 'provider_unavailable' | 'provider_rejected' = 'provider_unavailable';
         try {
-          message = (JSON.parse(payload.toString('utf8')) as { message: string }).message;
+          const reported = JSON.parse(payload.toString('utf8')) as { message: string; code?: string };
+          message = reported.message;
+          // The text's own fault (too much audio for its length): not a failing voice, so it must not feed the breaker.
+          if (reported.code === 'provider_rejected') code = 'provider_rejected';
         } catch {
           /* keep the generic message */
         }
-        this.finishJob(worker, new ProviderError('provider_unavailable', message));
+        this.finishJob(worker, new ProviderError(code, message));
       }
     }
   }
