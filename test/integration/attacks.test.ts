@@ -5,37 +5,19 @@ import { createServer, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { generate } from 'selfsigned';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import type { InspectionEvent } from 'xstate';
 import { ElevenLabsEmulator } from '../../src/emulators/elevenLabsEmulator.js';
-import { GroqEmulator } from '../../src/emulators/groqEmulator.js';
 import { SessionInspector } from '../../src/observability/inspector.js';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
-import { attachVoxline, createVoxlineServer, type VoxlineOptions, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import { attachVoxline, createVoxlineServer } from '../../src/server/voxlineServer.js';
+import { useGroqServers } from '../support/groqServers.js';
 import { settle } from '../support/settle.js';
 import { TestVoiceClient } from '../support/voiceClient.js';
 import { voxline } from '../support/voxlineProcess.js';
 
-let emu: GroqEmulator;
-const servers: VoxlineServer[] = [];
-
-beforeAll(async () => {
-  emu = new GroqEmulator({ apiKey: 'upstream' });
-  await emu.listen();
-});
-
-afterAll(async () => {
-  for (const s of servers) await s.close();
-  await emu?.close();
-});
-
-async function start(options: VoxlineOptions = {}) {
-  const server = createVoxlineServer({ providers: [groqProvider({ apiKey: 'upstream', baseURL: emu.url })], ...options });
-  servers.push(server);
-  const { url, port } = await server.listen(0, '127.0.0.1');
-  return { server, http: url, port, ws: `${url.replace(/^http/, 'ws')}/v1/voice` };
-}
+const { start, emulator, track } = useGroqServers();
 
 /** Send raw bytes and collect what comes back until the server closes or `ms` pass. */
 async function raw(port: number, request: string, ms = 3_000, tls = false): Promise<{ reply: string; closedByServer: boolean }> {
@@ -81,7 +63,7 @@ describe('a request target that is not a URL (GET //:99999)', () => {
     expect((await raw(port, 'GET //:99999 HTTP/1.1\r\nHost: x\r\n\r\n', 3_000, true)).reply).toMatch(/^HTTP\/1\.1 400/);
     expect((await raw(port, `GET //:99999 HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`, 3_000, true)).reply).toMatch(/^HTTP\/1\.1 400/);
 
-    const groqPort = Number(new URL(emu.url).port);
+    const groqPort = Number(new URL(emulator().url).port);
     expect((await raw(groqPort, 'POST //:99999 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n')).reply).toMatch(/^HTTP\/1\.1 4\d\d/);
     const eleven = new ElevenLabsEmulator();
     const elevenUrl = await eleven.listen();
@@ -104,7 +86,7 @@ describe('upgrades to other paths', () => {
 
   it("attached to an embedder's server, the embedder's own upgrade handlers keep their paths", async () => {
     const server: Server = createServer();
-    const attached = attachVoxline(server, { providers: [groqProvider({ apiKey: 'upstream', baseURL: emu.url })], metrics: false });
+    const attached = attachVoxline(server, { providers: [groqProvider({ apiKey: 'upstream', baseURL: emulator().url })], metrics: false });
     const theirs = new WebSocketServer({ noServer: true });
     server.on('upgrade', (req, socket, head) => {
       if (req.url === '/theirs') theirs.handleUpgrade(req, socket, head, (ws) => ws.send('hello from the embedder'));
@@ -228,7 +210,7 @@ describe('mp3 encoding does not hold the event loop', () => {
   it('minutes of audio arriving at once never hold the loop for more than a few milliseconds, and a neighbour keeps its round trips', async () => {
     // The embedded voice makes audio ~200x faster than real time, out of process: what holds the loop is ours.
     const server = createVoxlineServer({ espeakWorkers: 1 });
-    servers.push(server);
+    track(server);
     const { url: http } = await server.listen(0, '127.0.0.1');
     await server.engine.ready();
     const neighbour = await TestVoiceClient.start(`${http.replace(/^http/, 'ws')}/v1/voice`);

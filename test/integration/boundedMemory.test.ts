@@ -87,8 +87,8 @@ it('clients that stop reading hold at most the high-water mark plus the bounded 
   let maxHeld = 0;
   // At least 6 s, and until every stalled client has paused its upstream (slower when the machine is busy).
   const watchUntil = Date.now() + 6_000;
-  const deadline = Date.now() + 30_000;
-  while ((Date.now() < watchUntil || voxline.engine.stats().backpressurePauses < stalled) && Date.now() < deadline) {
+  const watchDeadline = Date.now() + 30_000;
+  while ((Date.now() < watchUntil || voxline.engine.stats().backpressurePauses < stalled) && Date.now() < watchDeadline) {
     maxHeld = Math.max(maxHeld, voxline.engine.stats().heldAudioBytes);
     await sleep(20);
   }

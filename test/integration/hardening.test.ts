@@ -1,33 +1,13 @@
 // Limits, auth, liveness and shutdown of the real server on 127.0.0.1.
 import { generate } from 'selfsigned';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { FaultProxy } from '../../src/emulators/faultProxy.js';
-import { GroqEmulator } from '../../src/emulators/groqEmulator.js';
-import { groqProvider } from '../../src/providers/groq/groqProvider.js';
-import { createVoxlineServer, type VoxlineOptions, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import { useGroqServers } from '../support/groqServers.js';
 import { settle } from '../support/settle.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
-let emu: GroqEmulator;
-const servers: VoxlineServer[] = [];
-
-beforeAll(async () => {
-  emu = new GroqEmulator({ apiKey: 'upstream' });
-  await emu.listen();
-});
-
-afterAll(async () => {
-  for (const s of servers) await s.close();
-  await emu?.close();
-});
-
-async function start(options: VoxlineOptions = {}) {
-  const server = createVoxlineServer({ providers: [groqProvider({ apiKey: 'upstream', baseURL: emu.url })], ...options });
-  servers.push(server);
-  const { url } = await server.listen(0, '127.0.0.1');
-  return { server, http: url, ws: `${url.replace(/^http/, 'ws')}/v1/voice` };
-}
+const { start, emulator, track } = useGroqServers();
 
 /** The HTTP status of a refused upgrade, or 101 when it opened. */
 function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ws?: WebSocket }> {
@@ -122,7 +102,7 @@ describe('liveness and shutdown', () => {
     try {
       const ends: string[] = [];
       server.engine.on('utteranceEnded', (e) => ends.push(`${e.reason}/${e.cause}`));
-      emu.configure({ realtime: 1 });
+      emulator().configure({ realtime: 1 });
       const c = await TestVoiceClient.start(`ws://127.0.0.1:${proxy.port}/v1/voice`);
       c.send({ type: 'speak', id: 'h', text: 'This long utterance is cut off by a network that silently stops forwarding.' });
       await c.waitFor(() => c.frames.find((f) => f.kind === 'audio'));
@@ -132,14 +112,14 @@ describe('liveness and shutdown', () => {
       expect(c.ws.readyState).toBe(WebSocket.OPEN); // the client's side never heard a thing
       c.ws.terminate();
     } finally {
-      emu.configure({ realtime: 0 });
+      emulator().configure({ realtime: 0 });
       await proxy.close();
     }
   });
 
   it('shutdown ends every live utterance once (failed, shutting_down), closes with 1001 and refuses new sessions', async () => {
     const { server, ws } = await start();
-    emu.configure({ realtime: 1 });
+    emulator().configure({ realtime: 1 });
     try {
       const c = await TestVoiceClient.start(ws);
       c.send({ type: 'speak', id: 'live', text: 'Still speaking when the server is told to stop, and that is fine.' });
@@ -152,7 +132,7 @@ describe('liveness and shutdown', () => {
       await stopping;
       expect(server.engine.stats()).toMatchObject({ sessions: 0, upstreamJobs: 0 });
     } finally {
-      emu.configure({ realtime: 0 });
+      emulator().configure({ realtime: 0 });
     }
   });
 
