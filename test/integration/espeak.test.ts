@@ -76,6 +76,15 @@ describe('client text is spoken literally by the embedded voice', () => {
     c.close();
   });
 
+  it('reads an entity as its characters: "&amp;" is not decoded to "&"', async () => {
+    const c = await TestVoiceClient.start(url);
+    const entity = await speak(c, 'Tom &amp; Jerry');
+    const ampersand = await speak(c, 'Tom & Jerry');
+    expect(entity.end.reason).toBe('completed');
+    expect(entity.samples).toBeGreaterThan(ampersand.samples * 1.3);
+    c.close();
+  });
+
   it('a job after a hostile one sounds as it would on a fresh worker', async () => {
     const c = await TestVoiceClient.start(url);
     const probe = 'The quick brown fox jumps over the lazy dog.';
