@@ -248,17 +248,17 @@ describe('mp3 encoding does not hold the event loop', () => {
     const response = await fetch(`${http}/v1/audio/speech`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'voxline', voice: 'en-us', response_format: 'mp3', input: 'Minutes of speech arrive at once here. '.repeat(200) }),
+      body: JSON.stringify({ model: 'voxline', voice: 'en-us', response_format: 'mp3', input: 'Minutes of speech arrive at once here. '.repeat(60) }),
     });
     expect(response.status).toBe(200);
     const mp3 = Buffer.from(await response.arrayBuffer());
     clearInterval(probe);
     pinging = false;
     await pinger;
-    expect(mp3.length).toBeGreaterThan(100_000); // minutes of speech at 64 kbit/s
-    expect(pings).toBeGreaterThan(10);
+    expect(mp3.length).toBeGreaterThan(500_000); // minutes of speech at 64 kbit/s
     // Encoding (and resampling) the whole utterance as it arrived held the loop for hundreds of milliseconds.
     expect(worstHeldMs).toBeLessThan(100);
+    expect(pings).toBeGreaterThan(10);
     neighbour.ws.close();
   });
 });
