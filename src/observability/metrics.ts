@@ -91,6 +91,14 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       }
     },
   });
+  new Gauge({
+    name: 'voxline_held_audio_bytes',
+    help: 'Audio held inside the server for clients not reading yet (look-ahead pieces and synthesis job queues).',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().heldAudioBytes);
+    },
+  });
   /**
    * A counter fed at scrape time from totals the engine keeps, one per label value: it adds
    * what each total grew by since the last scrape.
@@ -120,6 +128,12 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
   fromTotals('voxline_flood_cutoffs_total', 'Connections closed for flooding.', null, total(() => engine.stats().floodCutoffs));
   fromTotals('voxline_connections_refused_total', 'WebSocket upgrades refused before a session existed, by reason.', 'reason', () =>
     Object.entries(engine.stats().refusedConnections),
+  );
+  fromTotals('voxline_provider_busy_refusals_total', 'New utterances refused at once because too many requests already wait for a provider (provider_busy).', 'provider', () =>
+    engine.providers.flatMap((p) => {
+      const s = p.poolStats?.();
+      return s?.refusedBusy !== undefined ? [[p.name, s.refusedBusy] as [string, number]] : [];
+    }),
   );
   fromTotals('voxline_synth_worker_restarts_total', 'Embedded-voice workers replaced after a crash or a hang.', 'provider', () =>
     engine.providers.flatMap((p) => {

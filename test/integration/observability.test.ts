@@ -116,6 +116,8 @@ describe('prometheus metrics at /metrics', () => {
     expect(value(/^voxline_audio_bytes_sent_total (\d+)$/m)).toBeGreaterThan(10_000);
     expect(value(/^voxline_synth_workers\{provider="espeak",state="warm"\} (\d+)$/m)).toBe(1);
     expect(text).toMatch(/^voxline_backpressure_pauses_total \d+$/m);
+    expect(value(/^voxline_held_audio_bytes (\d+)$/m)).toBe(0); // nothing held once every session ended
+    expect(value(/^voxline_provider_busy_refusals_total\{provider="espeak"\} (\d+)$/m)).toBe(0);
     expect(text).toMatch(/^voxline_process_cpu_seconds_total /m);
     expect(text).not.toContain(secretText);
   });
