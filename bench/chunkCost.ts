@@ -2,8 +2,9 @@
 // as a ratio to handing the same chunk straight to the transport (the floor). Pure CPU, one
 // process, no sockets: it isolates the machine's per-chunk work from everything else.
 import { createActor, fromCallback } from 'xstate';
-import { sessionMachine } from '../machines/session.machine.js';
-import type { SessionEvent, UpstreamCommand, UpstreamInput } from '../machines/types.js';
+import { connectionMachine } from '../machines/connection.machine.js';
+import { speakerMachine } from '../machines/speaker.machine.js';
+import type { UpstreamCommand, UpstreamEvent, UpstreamInput } from '../machines/types.js';
 import { percentile } from './common.js';
 
 const chunks = Number(process.argv[2] ?? 200_000);
@@ -20,16 +21,17 @@ function floor(): number {
 }
 
 function throughMachine(): number {
-  let upstream: ((e: SessionEvent) => void) | undefined;
-  const machine = sessionMachine.provide({
+  let upstream: ((e: UpstreamEvent) => void) | undefined;
+  const speaker = speakerMachine.provide({
     actions: { sendAudio: (_, a) => sink(a.stream, a.seq, a.pcm) },
     actors: {
       synthesis: fromCallback<UpstreamCommand, UpstreamInput>(({ sendBack }) => {
-        upstream = sendBack as (e: SessionEvent) => void;
+        upstream = sendBack as (e: UpstreamEvent) => void;
         return () => {};
       }),
     },
   });
+  const machine = connectionMachine.provide({ actors: { speaker } });
   const actor = createActor(machine, { input: { sessionId: 's', voices: [{ id: 'v', language: 'en', provider: 'p' }], defaultVoice: 'v', sampleRates: [24_000] } });
   actor.start();
   actor.send({ type: 'START', sampleRate: 24_000 });

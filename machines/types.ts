@@ -176,7 +176,7 @@ export type UpstreamCommand =
 /** Events the upstream actor reports back. Each carries its stream so stale ones are dropped. */
 export type UpstreamEvent =
   | { type: 'UPSTREAM_AUDIO'; stream: number; pcm: Int16Array }
-  | { type: 'UPSTREAM_WAITING_TEXT'; stream: number }
+  | { type: 'UPSTREAM_AWAITING_TEXT'; stream: number }
   | { type: 'UPSTREAM_DONE'; stream: number }
   | { type: 'UPSTREAM_ERROR'; stream: number; reason: 'failed' | 'timeout'; error: WireError }
   | { type: 'UPSTREAM_RELEASED'; stream: number }
@@ -185,15 +185,30 @@ export type UpstreamEvent =
   /** …and got one: from here the chunk-gap clock runs again. */
   | { type: 'UPSTREAM_DEQUEUED'; stream: number };
 
-/** Events the transport (socket side) sends into the session. */
-export type ClientEvent =
+type SpeakEvent = { type: 'SPEAK'; request: SpeakRequest };
+
+/**
+ * What the connection routes to its speaker unchanged: the client's speak and stop frames, and
+ * the socket's backpressure (CLIENT_DRAINED also comes from the speaker's own drain watcher).
+ */
+export type SpeakerCommand =
+  | SpeakEvent
+  | { type: 'STOP'; id?: string }
+  | { type: 'CLIENT_BACKPRESSURE' }
+  | { type: 'CLIENT_DRAINED' };
+
+/** Why a speaker is told to finish: everything it holds ends at once. */
+export type SpeakerFinish = { type: 'CLIENT_GONE' } | { type: 'SHUTDOWN' };
+
+/** The connection chart's events: from the transport (socket side) and the engine. */
+export type ConnectionEvent =
   | { type: 'START'; sampleRate: number; voice?: string }
   | { type: 'BAD_START'; code: ErrorCode; message: string }
-  | { type: 'SPEAK'; request: SpeakRequest }
-  | { type: 'STOP'; id?: string }
-  | { type: 'CLIENT_GONE' }
-  | { type: 'CLIENT_BACKPRESSURE' }
-  | { type: 'CLIENT_DRAINED' }
-  | { type: 'SHUTDOWN' };
+  | SpeakerCommand
+  | SpeakerFinish;
 
-export type SessionEvent = ClientEvent | UpstreamEvent;
+/** The speaker chart's events: routed by its connection, or reported by its upstream. */
+export type SpeakerEvent = SpeakerCommand | SpeakerFinish | UpstreamEvent;
+
+/** Why a speaker reached its end (its output): the connection closes accordingly. */
+export type SpeakerEndCause = 'client_gone' | 'shutdown' | 'client_stalled';

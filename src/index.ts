@@ -19,5 +19,7 @@ export { upstreamFaults, FaultSchedule } from './emulators/faults.js';
 export type { UpstreamFault } from './emulators/faults.js';
 export { encodeAudioFrame, decodeAudioFrame } from './protocol/audioFrame.js';
 export { parseClientMessage, ProtocolError } from './protocol/clientMessages.js';
-export { sessionMachine } from '../machines/session.machine.js';
+export { connectionMachine } from '../machines/connection.machine.js';
+export { speakerMachine } from '../machines/speaker.machine.js';
+export { errorTable, closeRequest, CloseCode, type CloseRequest, type ErrorSpec } from '../machines/errors.js';
 export * from '../machines/types.js';

@@ -70,7 +70,7 @@ export class UtteranceJob {
   private readonly chunker: PcmChunker;
   private resampler: StreamResampler | null = null;
   private paused = false;
-  private waitingText = false;
+  private awaitingText = false;
   private piecesSpoken = 0;
   private audioSent = false;
   private readonly wakers = new Set<() => void>();
@@ -192,7 +192,7 @@ export class UtteranceJob {
             if (splitter.done) break;
             // Everything given so far is spoken: let it play out, then wait for more text.
             this.emitFrames(this.drainTail(false));
-            this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream });
+            this.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream });
             await this.sleep();
             continue;
           }
@@ -303,7 +303,7 @@ export class UtteranceJob {
   /**
    * One upstream context for the whole utterance: text goes in as the client sends it,
    * audio comes out concurrently. When all text given so far is written and flushed, the
-   * session hears UPSTREAM_WAITING_TEXT after each audio block, so it sits in
+   * session hears UPSTREAM_AWAITING_TEXT after each audio block, so it sits in
    * `awaitingText` (text-idle timer) rather than mistaking the pause for a stalled upstream.
    */
   private async runTextStream(open: NonNullable<TtsProvider['openTextStream']>): Promise<void> {
@@ -326,10 +326,10 @@ export class UtteranceJob {
         }
         if (unflushed) text.flush();
         unflushed = false;
-        this.waitingText = true;
-        this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
+        this.awaitingText = true;
+        this.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: this.input.stream });
         await this.sleep();
-        this.waitingText = false;
+        this.awaitingText = false;
       }
     };
     const pump = pumpText();
@@ -337,9 +337,9 @@ export class UtteranceJob {
     try {
       await this.guarded(this.abort.signal, () =>
         this.consume(text.audio, () => {
-          if (!this.waitingText) return;
+          if (!this.awaitingText) return;
           this.emitFrames(this.drainTail(false));
-          this.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: this.input.stream });
+          this.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: this.input.stream });
         }),
       );
     } finally {

@@ -3,8 +3,10 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
-import { sessionMachine } from '../../machines/session.machine.js';
-import { sessionPhase } from '../../machines/sessionPhase.js';
+import { connectionMachine } from '../../machines/connection.machine.js';
+import { speakerMachine } from '../../machines/speaker.machine.js';
+import { closeRequest, type CloseRequest } from '../../machines/errors.js';
+import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
@@ -88,13 +90,14 @@ export interface UtteranceEndedEvent extends EndRecord {
 export interface SessionTransport {
   send(message: ServerMessage): void;
   sendAudio(stream: number, seq: number, pcm: Int16Array): void;
-  close(code: number, reason: string): void;
+  /** Close the connection; `close.error` says why (a transport maps it, never the reason text). */
+  close(close: CloseRequest): void;
   /** Bytes written but not yet taken by the peer (backpressure). */
   bufferedBytes(): number;
   isOpen(): boolean;
 }
 
-export type SessionActor = ActorRefFrom<typeof sessionMachine>;
+export type SessionActor = ActorRefFrom<typeof connectionMachine>;
 
 interface SessionIO {
   transport: SessionTransport;
@@ -207,14 +210,11 @@ export class VoiceEngine extends EventEmitter<{
       onJobGone: () => this.liveJobs--,
       onHeldAudio: (delta) => (this.lookAheadBytes += delta),
     });
-    this.machine = sessionMachine.provide({
+    // The speaker writes messages and audio straight to the transport; the connection owns the close.
+    const speaker = speakerMachine.provide({
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
-        closeConnection: ({ context }, close) => {
-          const io = this.sessions.get(context.sessionId);
-          if (io?.transport.isOpen()) io.transport.close(close.code, close.reason);
-        },
         utteranceEnded: ({ context }, record) => {
           this.counters.ended++;
           this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
@@ -240,6 +240,16 @@ export class VoiceEngine extends EventEmitter<{
           return () => clearInterval(timer);
         }),
       },
+    });
+    this.machine = connectionMachine.provide({
+      actions: {
+        sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
+        closeConnection: ({ context }, close) => {
+          const io = this.sessions.get(context.sessionId);
+          if (io?.transport.isOpen()) io.transport.close(close);
+        },
+      },
+      actors: { speaker },
     });
   }
 
@@ -296,6 +306,14 @@ export class VoiceEngine extends EventEmitter<{
     const io: SessionIO = { transport, actor, observe: false };
     this.sessions.set(sessionId, io);
     let lastPath = '';
+    let watchedSpeaker: unknown = null;
+    // The phase comes from the connection or its speaker: both are watched (only for observers).
+    const reportPhase = () => {
+      const phase = sessionPhase(actor.getSnapshot());
+      if (!phase || phase.path === lastPath) return;
+      lastPath = phase.path;
+      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+    };
     const send = (event: Parameters<SessionActor['send']>[0]) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     };
@@ -309,15 +327,18 @@ export class VoiceEngine extends EventEmitter<{
     actor.subscribe({
       next: (snapshot) => {
         if (!io.observe) return;
-        const phase = sessionPhase(snapshot);
-        if (phase.path === lastPath) return;
-        lastPath = phase.path;
-        if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+        const speaker = speakerOf(snapshot);
+        if (speaker && speaker !== watchedSpeaker) {
+          watchedSpeaker = speaker;
+          // A done speaker's phase is the connection's to report (after its close).
+          speaker.subscribe({ next: (s) => s.status === 'active' && reportPhase(), error: () => {} });
+        }
+        reportPhase();
       },
       complete: finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
-        transport.close(1011, 'internal');
+        transport.close(closeRequest('internal'));
         finish();
       },
     });
@@ -382,7 +403,7 @@ export class VoiceEngine extends EventEmitter<{
       if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_GONE' });
     });
     try {
-      io.transport.close(1011, 'internal');
+      io.transport.close(closeRequest('internal'));
     } catch {
       /* already broken */
     }
@@ -402,7 +423,8 @@ export class VoiceEngine extends EventEmitter<{
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();
         if (snapshot.status !== 'active') return;
-        if (!snapshot.matches({ active: { live: { streaming: 'paused' } } })) this.counters.backpressurePauses++;
+        const speaker = speakerOf(snapshot)?.getSnapshot();
+        if (!(speaker?.status === 'active' && speaker.matches({ active: { live: { streaming: 'paused' } } }))) this.counters.backpressurePauses++;
         io.actor.send({ type: 'CLIENT_BACKPRESSURE' });
       });
     }
@@ -421,7 +443,7 @@ export class VoiceEngine extends EventEmitter<{
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const io of [...this.sessions.values()]) {
       io.actor.stop();
-      io.transport.close(1001, 'shutting_down');
+      io.transport.close(closeRequest('shutting_down'));
     }
     this.sessions.clear();
     await Promise.all(this.options.providers.map((p) => p.close()));

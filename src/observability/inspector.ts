@@ -3,10 +3,12 @@
 // Inspection events are redacted at the source to event types and state paths: no event
 // payload (text, tokens, audio) and no context ever leaves this module. The page at
 // /inspect draws the chosen session's statechart (the generated SVG) with its current state
-// highlighted, and the event log beside it, from a Server-Sent Events stream.
+// highlighted, and the event log beside it, from a Server-Sent Events stream. A session is two
+// charts: the connection, and the speaker it invokes once open; each has its SVG and its states.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InspectionEvent } from 'xstate';
-import { sessionMachine } from '../../machines/session.machine.js';
+import { connectionMachine } from '../../machines/connection.machine.js';
+import { speakerMachine } from '../../machines/speaker.machine.js';
 import { statePath } from '../../machines/sessionPhase.js';
 import { machineToDot } from './statechartDoc.js';
 import { renderSvg } from './statechartRegistry.js';
@@ -16,13 +18,16 @@ import { requestTarget } from '../server/requestTarget.js';
 /** What leaves the process about a session: names only. */
 export type InspectionRecord =
   | { kind: 'session'; sessionId: string; at: number; status: 'started' | 'ended' }
-  | { kind: 'event'; sessionId: string; at: number; event: string; to: 'session' | 'upstream' | 'other' }
-  | { kind: 'state'; sessionId: string; at: number; state: string };
+  | { kind: 'event'; sessionId: string; at: number; event: string; to: 'session' | 'speaker' | 'upstream' | 'other' }
+  | { kind: 'state'; sessionId: string; at: number; chart: ChartName; state: string };
+
+export type ChartName = 'connection' | 'speaker';
+const chartMachines = { connection: connectionMachine, speaker: speakerMachine };
 
 export class SessionInspector {
   private readonly recent = new Map<string, InspectionRecord[]>();
   private readonly clients = new Set<ServerResponse>();
-  private svg: Promise<string> | null = null;
+  private readonly svgs = new Map<ChartName, Promise<string>>();
   private readonly keep: number;
 
   private readonly keepSessions: number;
@@ -53,13 +58,13 @@ export class SessionInspector {
   /** The `inspect` observer for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void {
     this.publish({ kind: 'session', sessionId, at: Date.now(), status: 'started' });
-    let lastState = '';
+    const lastState = { connection: '', speaker: '' };
     return (inspection) => {
       const record = redact(sessionId, inspection);
       if (!record) return;
       if (record.kind === 'state') {
-        if (record.state === lastState) return;
-        lastState = record.state;
+        if (record.state === lastState[record.chart]) return;
+        lastState[record.chart] = record.state;
       }
       this.publish(record);
     };
@@ -78,9 +83,11 @@ export class SessionInspector {
       res.end(inspectorPage);
       return true;
     }
-    if (path === '/inspect/statechart.svg') {
-      this.svg ??= renderSvg(machineToDot(sessionMachine));
-      this.svg.then(
+    const chart: ChartName | null = path === '/inspect/statechart.svg' ? 'connection' : path === '/inspect/speaker.svg' ? 'speaker' : null;
+    if (chart) {
+      let svg = this.svgs.get(chart);
+      if (!svg) this.svgs.set(chart, (svg = renderSvg(machineToDot(chartMachines[chart]))));
+      svg.then(
         (svg) => {
           res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'no-cache' });
           res.end(svg);
@@ -153,15 +160,17 @@ export function redact(sessionId: string, inspection: InspectionEvent): Inspecti
   const at = Date.now();
   const ref = inspection.actorRef as { id?: string; _parent?: unknown };
   const isSession = ref._parent === undefined;
+  const isSpeaker = !isSession && ref.id === 'speaker';
   if (inspection.type === '@xstate.snapshot') {
     const snapshot = inspection.snapshot as { value?: unknown; status?: string };
-    if (!isSession || snapshot.value === undefined) return null;
-    return { kind: 'state', sessionId, at, state: snapshot.status === 'done' ? 'ended' : statePath(snapshot.value) };
+    if (!(isSession || isSpeaker) || snapshot.value === undefined) return null;
+    const chart: ChartName = isSession ? 'connection' : 'speaker';
+    return { kind: 'state', sessionId, at, chart, state: snapshot.status === 'done' ? 'ended' : statePath(snapshot.value) };
   }
   if (inspection.type === '@xstate.event') {
     const type = (inspection.event as { type?: unknown }).type;
     if (typeof type !== 'string') return null;
-    return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to: isSession ? 'session' : ref.id === 'upstream' ? 'upstream' : 'other' };
+    return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to: isSession ? 'session' : isSpeaker ? 'speaker' : ref.id === 'upstream' ? 'upstream' : 'other' };
   }
   return null;
 }
@@ -176,54 +185,56 @@ const inspectorPage = `<!doctype html>
   h1 { font-size: 16px; margin: 0 0 12px; } h2 { font-size: 12px; text-transform: uppercase; color: #5d6780; letter-spacing: .08em; }
   .session { padding: 8px 10px; border-radius: 8px; cursor: pointer; font: 12px ui-monospace, monospace; margin-bottom: 4px; }
   .session:hover { background: #f1f4fe; } .session.sel { background: #3358e0; color: #fff; } .session.ended { opacity: .55; }
-  #chart svg { width: 100%; height: auto; background: #fff; border-radius: 12px; border: 1px solid #dfe3ec; }
-  #chart .on > path, #chart .on > polygon { stroke: #3358e0; stroke-width: 2.5px; fill: #e8edff; }
+  .chart svg { width: 100%; height: auto; background: #fff; border-radius: 12px; border: 1px solid #dfe3ec; }
+  .chart .on > path, .chart .on > polygon { stroke: #3358e0; stroke-width: 2.5px; fill: #e8edff; }
   #log { background: #fff; border-left: 1px solid #dfe3ec; font: 12px ui-monospace, monospace; }
   #log div { padding: 2px 0; border-bottom: 1px solid #f1f3f8; } #log .state { color: #3358e0; font-weight: 600; }
   #current { font: 13px ui-monospace, monospace; margin: 8px 0 12px; }
 </style></head>
 <body>
 <aside><h1>voxline inspector</h1><h2>Sessions</h2><div id="sessions"></div></aside>
-<section><h2>Statechart</h2><div id="current">select a session</div><div id="chart"></div></section>
+<section><h2>Statecharts</h2><div id="current">select a session</div><div class="chart" id="connection"></div><div class="chart" id="speaker"></div></section>
 <section id="log"><h2>Events</h2><div id="events"></div></section>
 <script type="module">
 const sessions = new Map(); let selected = null;
-const chart = document.getElementById('chart');
-chart.innerHTML = await (await fetch('/inspect/statechart.svg')).text();
-function highlight(path) {
-  for (const el of chart.querySelectorAll('.on')) el.classList.remove('on');
-  if (!path) return;
-  const parts = path.split('.');
-  for (let i = 1; i <= parts.length; i++) document.getElementById('state.' + parts.slice(0, i).join('.'))?.classList.add('on');
-  document.getElementById('current').textContent = path;
+const charts = { connection: document.getElementById('connection'), speaker: document.getElementById('speaker') };
+charts.connection.innerHTML = await (await fetch('/inspect/statechart.svg')).text();
+charts.speaker.innerHTML = await (await fetch('/inspect/speaker.svg')).text();
+function highlight(states) {
+  for (const [name, chart] of Object.entries(charts)) {
+    for (const el of chart.querySelectorAll('.on')) el.classList.remove('on');
+    const parts = (states?.[name] ?? '').split('.').filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) chart.querySelector('[id="state.' + parts.slice(0, i).join('.') + '"]')?.classList.add('on');
+  }
+  document.getElementById('current').textContent = states ? [states.connection, states.speaker].filter(Boolean).join(' / ') : '';
 }
 function renderList() {
   const box = document.getElementById('sessions'); box.replaceChildren();
   for (const [id, s] of [...sessions].reverse()) {
     const d = document.createElement('div'); d.className = 'session' + (id === selected ? ' sel' : '') + (s.ended ? ' ended' : '');
-    d.textContent = id.slice(0, 8) + '  ' + (s.state || ''); d.onclick = () => select(id); box.append(d);
+    d.textContent = id.slice(0, 8) + '  ' + (s.states.speaker || s.states.connection || ''); d.onclick = () => select(id); box.append(d);
   }
 }
 function renderLog() {
   const box = document.getElementById('events'); box.replaceChildren();
   for (const r of (sessions.get(selected)?.records ?? []).slice(-200).reverse()) {
     const d = document.createElement('div');
-    if (r.kind === 'state') { d.className = 'state'; d.textContent = '→ ' + r.state; }
+    if (r.kind === 'state') { d.className = 'state'; d.textContent = '→ ' + r.chart + ': ' + r.state; }
     else if (r.kind === 'event') d.textContent = r.event + (r.to === 'session' ? '' : '  → ' + r.to);
     else d.textContent = 'session ' + r.status;
     box.append(d);
   }
 }
-function select(id) { selected = id; highlight(sessions.get(id)?.state); renderList(); renderLog(); }
+function select(id) { selected = id; highlight(sessions.get(id)?.states); renderList(); renderLog(); }
 const source = new EventSource('/inspect/events');
 source.onmessage = (m) => {
   const r = JSON.parse(m.data);
-  const s = sessions.get(r.sessionId) ?? { records: [], state: '', ended: false };
+  const s = sessions.get(r.sessionId) ?? { records: [], states: { connection: '', speaker: '' }, ended: false };
   sessions.set(r.sessionId, s); s.records.push(r);
-  if (r.kind === 'state') s.state = r.state;
+  if (r.kind === 'state') s.states[r.chart] = r.state;
   if (r.kind === 'session' && r.status === 'ended') s.ended = true;
   if (!selected || (sessions.get(selected)?.ended && !s.ended)) selected = r.sessionId;
-  if (r.sessionId === selected) { highlight(s.state); renderLog(); }
+  if (r.sessionId === selected) { highlight(s.states); renderLog(); }
   renderList();
 };
 </script></body></html>`;

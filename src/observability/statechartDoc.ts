@@ -12,9 +12,29 @@ interface Transition {
 
 const nodeId = (node: AnyStateNode) => node.path.join('_') || 'root';
 
+/**
+ * The arguments of a parameterised action or guard, as the diagram shows them: its short
+ * values (codes, reasons, numbers), not free text (a message) or nested data; `…` when they
+ * are computed from the event.
+ */
+function describeParams(params: unknown): string {
+  if (params === undefined) return '';
+  if (typeof params === 'function') return '(…)';
+  if (params === null || typeof params !== 'object') return `(${String(params)})`;
+  const shown = Object.values(params as Record<string, unknown>).filter(
+    (v) => typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && !/\s/.test(v)),
+  );
+  // A value repeated (a timeout's code is also its cause) is shown once.
+  const distinct = [...new Set(shown)];
+  return distinct.length > 0 ? `(${distinct.join(', ')})` : '';
+}
+
 function describeAction(action: unknown): string {
   if (typeof action === 'string') return action;
-  if (action && typeof action === 'object' && 'type' in action) return String((action as { type: unknown }).type);
+  if (action && typeof action === 'object' && 'type' in action) {
+    const { type, params } = action as { type: unknown; params?: unknown };
+    return `${String(type)}${describeParams(params)}`;
+  }
   if (typeof action === 'function') {
     const name = (action as { type?: string; name?: string }).type ?? (action as { name?: string }).name;
     return name && !name.startsWith('xstate.') ? name : (name ?? 'inline');
@@ -25,7 +45,10 @@ function describeAction(action: unknown): string {
 function describeGuard(guard: unknown): string {
   if (!guard) return '';
   if (typeof guard === 'string') return guard;
-  if (typeof guard === 'object' && 'type' in (guard as object)) return String((guard as { type: unknown }).type);
+  if (typeof guard === 'object' && 'type' in (guard as object)) {
+    const { type, params } = guard as { type: unknown; params?: unknown };
+    return `${String(type)}${describeParams(params)}`;
+  }
   return 'inline';
 }
 

@@ -1,7 +1,9 @@
 // Every machine in machines/ and where its generated pages live: Markdown (Mermaid and
 // tables, rendered by code hosts) and an SVG rendered offline by Graphviz compiled to WASM.
 import { instance } from '@viz-js/viz';
-import { sessionMachine } from '../../machines/session.machine.js';
+import type { AnyStateMachine } from 'xstate';
+import { connectionMachine } from '../../machines/connection.machine.js';
+import { speakerMachine } from '../../machines/speaker.machine.js';
 import { machineToDot, statechartPage } from './statechartDoc.js';
 
 export async function renderSvg(dot: string): Promise<string> {
@@ -9,12 +11,19 @@ export async function renderSvg(dot: string): Promise<string> {
   return viz.renderString(dot, { format: 'svg' });
 }
 
+/** The charts, parent first: the connection invokes the speaker. */
+export const statecharts: ReadonlyArray<{ name: string; title: string; machine: AnyStateMachine; source: string }> = [
+  { name: 'connection', title: 'Connection statechart', machine: connectionMachine, source: 'machines/connection.machine.ts' },
+  { name: 'speaker', title: 'Speaker statechart', machine: speakerMachine, source: 'machines/speaker.machine.ts' },
+];
+
 export async function statechartDocs(): Promise<Array<{ file: string; content: string }>> {
-  return [
-    {
-      file: 'docs/statecharts/session.md',
-      content: statechartPage('Session statechart', sessionMachine, 'machines/session.machine.ts', 'session.svg'),
-    },
-    { file: 'docs/statecharts/session.svg', content: await renderSvg(machineToDot(sessionMachine)) },
-  ];
+  const docs: Array<{ file: string; content: string }> = [];
+  for (const chart of statecharts) {
+    docs.push(
+      { file: `docs/statecharts/${chart.name}.md`, content: statechartPage(chart.title, chart.machine, chart.source, `${chart.name}.svg`) },
+      { file: `docs/statecharts/${chart.name}.svg`, content: await renderSvg(machineToDot(chart.machine)) },
+    );
+  }
+  return docs;
 }

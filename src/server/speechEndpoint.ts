@@ -205,9 +205,9 @@ function speak(
       if (paced) paced.push(pcm);
       else res.write(int16ToBytes(pcm));
     },
-    close(_code, reason) {
+    close({ error, reason }) {
       if (done) return;
-      finish({ code: reason === 'shutting_down' ? 'shutting_down' : 'internal', message: `connection closed: ${reason}` });
+      finish({ code: error === 'shutting_down' ? 'shutting_down' : 'internal', message: `connection closed: ${reason}` });
     },
     bufferedBytes: () => res.writableLength + (paced?.pendingBytes ?? 0),
     isOpen: () => !done && !res.destroyed,

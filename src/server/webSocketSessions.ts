@@ -7,6 +7,7 @@ import type { ConnectionLimiter } from '../engine/admission.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import { CloseCode, closeRequest, wireError, type CloseRequest } from '../../machines/errors.js';
 
 export interface WebSocketSessionsOptions {
   /** WebSocket ping interval; a peer that missed one full interval is disconnected (0: no heartbeat). */
@@ -38,8 +39,9 @@ export class WebSocketSessions {
       const verdict = limiter.admitFrame();
       if (verdict === 'cut') {
         cutOff = true;
-        transport.send({ type: 'error', code: 'rate_limited', message: 'too many frames; closing' });
-        ws.close(1008, 'rate_limited');
+        transport.send({ type: 'error', ...wireError('rate_limited') });
+        const cut = closeRequest('rate_limited');
+        ws.close(cut.code, cut.reason);
         return;
       }
       if (verdict === 'drop') {
@@ -58,7 +60,7 @@ export class WebSocketSessions {
     const session = this.engine.startSession(transport, () => {
       this.transports.delete(transport);
       ws.off('message', onMessage);
-      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(1000);
+      if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CloseCode.normal);
     });
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
@@ -175,7 +177,7 @@ class WebSocketTransport implements SessionTransport {
     this.ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true });
   }
 
-  close(code: number, reason: string): void {
+  close({ code, reason }: CloseRequest): void {
     if (this.ws.readyState === this.ws.OPEN) this.ws.close(code, reason);
     else this.ws.terminate();
   }

@@ -128,9 +128,11 @@ describe('live inspector', () => {
     const records = inspection
       .split('\n\n')
       .filter((l) => l.startsWith('data: '))
-      .map((l) => JSON.parse(l.slice(6)) as { kind: string; state?: string; event?: string });
+      .map((l) => JSON.parse(l.slice(6)) as { kind: string; chart?: string; state?: string; event?: string });
     const states = records.filter((r) => r.kind === 'state').map((r) => r.state);
     for (const s of ['handshake', 'idle', 'active.live.connecting.synthesizing', 'active.live.streaming.flowing', 'ended']) expect(states).toContain(s);
+    const charted = records.filter((r) => r.kind === 'state').map((r) => `${r.chart}:${r.state}`);
+    for (const s of ['connection:handshake', 'connection:open.serving', 'connection:ended', 'speaker:idle', 'speaker:active.live.streaming.flowing']) expect(charted).toContain(s);
     const events = records.filter((r) => r.kind === 'event').map((r) => r.event);
     for (const e of ['START', 'SPEAK', 'STOP', 'UPSTREAM_AUDIO', 'UPSTREAM_ERROR', 'CLIENT_GONE']) expect(events).toContain(e);
   });
@@ -153,10 +155,12 @@ describe('live inspector', () => {
     expect(record).toEqual({ kind: 'event', sessionId: 's1', at: expect.any(Number), event: 'SPEAK', to: 'session' });
   });
 
-  it('serves the page and the statechart it highlights', async () => {
+  it('serves the page and the two statecharts it highlights (connection, speaker)', async () => {
     expect(await (await fetch(`${base}/inspect`)).text()).toContain('EventSource');
-    const svg = await (await fetch(`${base}/inspect/statechart.svg`)).text();
-    expect(svg).toContain('id="state.active.live.streaming.flowing"');
+    const connection = await (await fetch(`${base}/inspect/statechart.svg`)).text();
+    expect(connection).toContain('id="state.open.serving"');
+    const speaker = await (await fetch(`${base}/inspect/speaker.svg`)).text();
+    expect(speaker).toContain('id="state.active.live.streaming.flowing"');
   });
 
   it('is off unless asked for, and /metrics can be turned off', async () => {

@@ -95,7 +95,7 @@ function apply(h: Harness, cmd: Command): void {
       up?.write(new Int16Array(cmd.samples).fill(up.input.stream));
       return;
     case 'waiting':
-      up?.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: up.input.stream });
+      up?.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: up.input.stream });
       return;
     case 'finish':
       up?.sendBack({ type: 'UPSTREAM_DONE', stream: up.input.stream });
@@ -249,6 +249,6 @@ test.prop([fc.array(commandArb, { minLength: 1, maxLength: 40 }), fc.integer({ m
     expect(h.counts().liveUpstreams).toBe(0);
     expect(h.counts().liveWatchers).toBe(0);
     const state = h.actor.getSnapshot();
-    expect(state.status === 'done' || state.matches('idle')).toBe(true);
+    expect(state.status === 'done' || h.speakerIn('idle')).toBe(true);
   },
 );

@@ -1,12 +1,15 @@
-// Runs the pure session machine against a scripted upstream and XState's simulated clock,
+// Runs the pure session machines (the connection and the speaker it invokes) against a scripted upstream and XState's simulated clock,
 // recording every frame it would put on the wire. Used by unit and property tests.
-import { createActor, fromCallback, SimulatedClock } from 'xstate';
-import { sessionMachine } from '../../machines/session.machine.js';
+import { createActor, fromCallback, SimulatedClock, type StateValueFrom } from 'xstate';
+import { connectionMachine } from '../../machines/connection.machine.js';
+import { speakerMachine, type SpeakerMachine } from '../../machines/speaker.machine.js';
+import { speakerOf } from '../../machines/sessionPhase.js';
 import type {
+  ConnectionEvent,
   EndRecord,
   ServerMessage,
-  SessionEvent,
   SessionLimits,
+  UpstreamEvent,
   UpstreamCommand,
   UpstreamInput,
 } from '../../machines/types.js';
@@ -19,7 +22,7 @@ export type Frame =
 export interface FakeUpstream {
   input: UpstreamInput;
   commands: UpstreamCommand['type'][];
-  sendBack: (event: SessionEvent) => void;
+  sendBack: (event: UpstreamEvent) => void;
   /** A chunk the way the real upstream sends it: through the lane while open, else as UPSTREAM_AUDIO. */
   write: (pcm: Int16Array) => void;
   cleanedUp: boolean;
@@ -54,11 +57,10 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
   const recordAudio = (stream: number, seq: number, pcm: Int16Array) =>
     frames.push({ kind: 'audio', stream, seq, samples: pcm.length, marker: pcm[0] ?? -1 });
 
-  const machine = sessionMachine.provide({
+  const speaker = speakerMachine.provide({
     actions: {
       sendMessage: (_, message) => frames.push({ kind: 'message', message }),
       sendAudio: (_, a) => recordAudio(a.stream, a.seq, a.pcm),
-      closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
       utteranceEnded: (_, record) => ended.push(record),
     },
     actors: {
@@ -69,7 +71,7 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
         const upstream: FakeUpstream = {
           input,
           commands: [],
-          sendBack: sendBack as (e: SessionEvent) => void,
+          sendBack: sendBack as (e: UpstreamEvent) => void,
           write: (pcm) => {
             const seq = input.lane.pass(pcm);
             if (seq < 0) return sendBack({ type: 'UPSTREAM_AUDIO', stream: input.stream, pcm });
@@ -94,6 +96,14 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
         };
       }),
     },
+  });
+
+  const machine = connectionMachine.provide({
+    actions: {
+      sendMessage: (_, message) => frames.push({ kind: 'message', message }),
+      closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
+    },
+    actors: { speaker },
   });
 
   const actor = createActor(machine, {
@@ -122,8 +132,15 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
     upstreams,
     overlaps,
     errors,
-    send: (event: SessionEvent) => {
+    send: (event: ConnectionEvent) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
+    },
+    /** The running speaker's context (undefined before the handshake and after the end). */
+    speakerContext: () => speakerOf(actor.getSnapshot())?.getSnapshot().context,
+    /** Whether the connection is open and its speaker is in `state`. */
+    speakerIn: (state: StateValueFrom<SpeakerMachine>) => {
+      const snapshot = speakerOf(actor.getSnapshot())?.getSnapshot();
+      return snapshot?.status === 'active' && snapshot.matches(state);
     },
     /** The upstream the session currently owns, if its actor is still running. */
     liveUpstream: () => upstreams.find((u) => !u.cleanedUp),

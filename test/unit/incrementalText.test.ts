@@ -3,8 +3,10 @@
 // that waits for audio before sending more text must not wait forever.
 import { describe, expect, it } from 'vitest';
 import { createActor, SimulatedClock } from 'xstate';
-import { sessionMachine } from '../../machines/session.machine.js';
-import type { ServerMessage, SessionEvent } from '../../machines/types.js';
+import { connectionMachine } from '../../machines/connection.machine.js';
+import { speakerMachine } from '../../machines/speaker.machine.js';
+import { speakerOf } from '../../machines/sessionPhase.js';
+import type { ConnectionEvent, ServerMessage } from '../../machines/types.js';
 import { createSynthesisLogic } from '../../src/engine/synthesisActor.js';
 import type { PcmBlock, SynthesisRequest, TtsProvider } from '../../src/providers/types.js';
 import { createHarness, testLimits, type Harness } from '../support/machineHarness.js';
@@ -17,7 +19,7 @@ describe('the session machine while an open utterance waits for text', () => {
     const h = createHarness();
     h.send({ type: 'START', sampleRate: 24_000 });
     h.send({ type: 'SPEAK', request: { id: 'a', text: 'Hello there', final: false, mode: 'interrupt' } });
-    h.liveUpstream()!.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    h.liveUpstream()!.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     return h;
   }
   const commands = (h: Harness) => h.liveUpstream()!.commands;
@@ -53,8 +55,8 @@ describe('the session machine while an open utterance waits for text', () => {
     up.write(new Int16Array(480).fill(1)); // leaves connecting.awaitingText before the quiet period ended
     h.clock.increment(quiet * 2);
     expect(up.commands).toEqual([]);
-    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
-    expect(h.actor.getSnapshot().matches({ active: { live: { streaming: 'awaitingText' } } })).toBe(true);
+    up.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
+    expect(h.speakerIn({ active: { live: { streaming: 'awaitingText' } } })).toBe(true);
     h.clock.increment(quiet);
     expect(up.commands).toEqual(['FLUSH']);
     h.send({ type: 'STOP' });
@@ -88,13 +90,13 @@ class RecordingProvider implements TtsProvider {
   }
 }
 
-/** The session machine with the real synthesis job (splitter, pieces, chunker) over the recording provider. */
+/** The session machines with the real synthesis job (splitter, pieces, chunker) over the recording provider. */
 function withRealJob() {
   const provider = new RecordingProvider();
   const clock = new SimulatedClock();
   const messages: ServerMessage[] = [];
   let audioFrames = 0;
-  const machine = sessionMachine.provide({
+  const speaker = speakerMachine.provide({
     actions: {
       sendMessage: (_, message) => messages.push(message),
       sendAudio: () => audioFrames++,
@@ -105,6 +107,10 @@ function withRealJob() {
         chunkMs: 40,
       }),
     },
+  });
+  const machine = connectionMachine.provide({
+    actions: { sendMessage: (_, message) => messages.push(message) },
+    actors: { speaker },
   });
   const actor = createActor(machine, {
     clock,
@@ -118,11 +124,12 @@ function withRealJob() {
     },
   });
   actor.start();
-  const send = (event: SessionEvent) => actor.send(event);
+  const send = (event: ConnectionEvent) => actor.send(event);
   send({ type: 'START', sampleRate: 24_000 });
   const speak = (text: string, final: boolean) => send({ type: 'SPEAK', request: { id: 'u', text, final, mode: 'interrupt' } });
   const awaitingText = () => {
-    const s = actor.getSnapshot();
+    const s = speakerOf(actor.getSnapshot())?.getSnapshot();
+    if (s?.status !== 'active') return false;
     return s.matches({ active: { live: { connecting: 'awaitingText' } } }) || s.matches({ active: { live: { streaming: 'awaitingText' } } });
   };
   return { provider, clock, messages, actor, speak, awaitingText, audioFrames: () => audioFrames };

@@ -17,7 +17,7 @@ const upstream = (h: Harness) => h.liveUpstream()!;
 const queued = (h: Harness) => upstream(h).sendBack({ type: 'UPSTREAM_QUEUED', stream: upstream(h).input.stream });
 const dequeued = (h: Harness) => upstream(h).sendBack({ type: 'UPSTREAM_DEQUEUED', stream: upstream(h).input.stream });
 const ends = (h: Harness) => h.messages().filter((m) => m.type === 'speak.end');
-const inState = (h: Harness, sub: 'flowing' | 'queued' | 'awaitingText' | 'paused') => h.actor.getSnapshot().matches({ active: { live: { streaming: sub } } });
+const inState = (h: Harness, sub: 'flowing' | 'queued' | 'awaitingText' | 'paused') => h.speakerIn({ active: { live: { streaming: sub } } });
 
 describe('an upstream waiting for a provider slot', () => {
   it('is not a stall however long it waits, and the gap clock starts over once it has a slot', () => {
@@ -64,7 +64,7 @@ describe('an upstream waiting for a provider slot', () => {
 
   it('waiting for a slot after waiting for text leaves the text wait (no text-idle timeout)', () => {
     const h = streaming('a', false);
-    upstream(h).sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    upstream(h).sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     expect(inState(h, 'awaitingText')).toBe(true);
     h.send({ type: 'SPEAK', request: { id: 'a', text: ' More text.', final: true, mode: 'interrupt' } });
     queued(h);
@@ -73,7 +73,7 @@ describe('an upstream waiting for a provider slot', () => {
     expect(ends(h)).toEqual([]);
     upstream(h).write(new Int16Array(480).fill(2));
     expect(inState(h, 'flowing')).toBe(true);
-    expect(h.actor.getSnapshot().context.upstreamWaiting).toBe(false);
+    expect(h.speakerContext()?.upstreamAwaitingText).toBe(false);
   });
 
   it('backpressure while queued pauses; the wait report is ignored while paused, and a drain restarts the gap clock', () => {

@@ -41,7 +41,7 @@ describe('sessionMachine', () => {
     speak(h, 'b', { mode: 'enqueue' });
     audio(h);
     h.liveUpstream()!.sendBack({ type: 'UPSTREAM_DONE', stream: 1 });
-    expect(h.actor.getSnapshot().matches({ active: 'stopping' })).toBe(true);
+    expect(h.speakerIn({ active: 'stopping' })).toBe(true);
     expect(h.upstreams).toHaveLength(1); // b waits for a's release
     expect(h.upstreams[0]!.commands).toEqual(['CANCEL']);
     h.upstreams[0]!.sendBack({ type: 'UPSTREAM_RELEASED', stream: 1 });
@@ -79,8 +79,8 @@ describe('sessionMachine', () => {
     chunk();
     chunk();
     expect(h.counts().laneChunks).toBe(2);
-    const streaming = (sub: 'flowing' | 'paused' | 'awaitingText') => h.actor.getSnapshot().matches({ active: { live: { streaming: sub } } });
-    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    const streaming = (sub: 'flowing' | 'paused' | 'awaitingText') => h.speakerIn({ active: { live: { streaming: sub } } });
+    up.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     h.send({ type: 'CLIENT_BACKPRESSURE' }); // paused while the upstream waits for text
     chunk(); // clears the wait: an event, so the drain resumes flowing, not awaitingText
     expect(h.counts().laneChunks).toBe(2);
@@ -91,11 +91,11 @@ describe('sessionMachine', () => {
     h.send({ type: 'CLIENT_BACKPRESSURE' });
     chunk(); // audio in flight still goes out while paused
     expect(h.counts().laneChunks).toBe(4);
-    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    up.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     chunk(); // clears the wait: an event
     chunk();
     expect(h.counts().laneChunks).toBe(5);
-    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    up.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     h.send({ type: 'CLIENT_DRAINED' });
     expect(streaming('awaitingText')).toBe(true);
     chunk(); // leaves awaitingText: an event again
@@ -122,7 +122,7 @@ describe('sessionMachine', () => {
     h.send({ type: 'STOP', id: 'b' });
     const ends = h.messages().filter((m) => m.type === 'speak.end');
     expect(ends).toEqual([expect.objectContaining({ id: 'b', reason: 'stopped' })]);
-    expect(h.actor.getSnapshot().matches({ active: 'live' })).toBe(true);
+    expect(h.speakerIn({ active: 'live' })).toBe(true);
   });
 
   it('a new interrupt supersedes the playing and queued utterances', () => {
@@ -144,12 +144,12 @@ describe('sessionMachine', () => {
     audio(h); // connecting -> streaming
     audio(h, 1, 1); // flowing
     h.send({ type: 'CLIENT_BACKPRESSURE' });
-    expect(h.actor.getSnapshot().matches({ active: { live: { streaming: 'paused' } } })).toBe(true);
+    expect(h.speakerIn({ active: { live: { streaming: 'paused' } } })).toBe(true);
     audio(h, 1, 1); // paused
     h.liveUpstream()!.sendBack({ type: 'UPSTREAM_DONE', stream: 1 });
     const audioFrames = h.frames.filter((f) => f.kind === 'audio');
     expect(audioFrames.every((f) => f.kind === 'audio' && f.marker === f.stream && f.stream === 2)).toBe(true);
-    expect(h.actor.getSnapshot().matches({ active: { live: { streaming: 'paused' } } })).toBe(true);
+    expect(h.speakerIn({ active: { live: { streaming: 'paused' } } })).toBe(true);
   });
 
   it('pauses the upstream under backpressure, resumes on drain, and cuts off a client that stays stalled', () => {
@@ -175,7 +175,7 @@ describe('sessionMachine', () => {
     h.clock.increment(testLimits.firstAudioTimeoutMs + 1);
     expect(h.messages().at(-1)).toMatchObject({ id: 'a', reason: 'timeout', error: { code: 'first_audio_timeout' } });
     h.clock.increment(testLimits.releaseTimeoutMs + 1); // upstream hangs: release wait is bounded
-    expect(h.actor.getSnapshot().matches('idle')).toBe(true);
+    expect(h.speakerIn('idle')).toBe(true);
     speak(h, 'b');
     audio(h);
     h.clock.increment(testLimits.chunkGapTimeoutMs + 1);
@@ -217,7 +217,7 @@ describe('sessionMachine', () => {
     speak(h, 'a', { text: 'Hello', final: false });
     const up = h.liveUpstream()!;
     expect(up.input).toMatchObject({ text: 'Hello', final: false });
-    up.sendBack({ type: 'UPSTREAM_WAITING_TEXT', stream: 1 });
+    up.sendBack({ type: 'UPSTREAM_AWAITING_TEXT', stream: 1 });
     h.clock.increment(testLimits.textIdleTimeoutMs - 100);
     speak(h, 'a', { text: ' there.', final: false });
     h.clock.increment(testLimits.textIdleTimeoutMs - 100); // reset by the append
@@ -239,7 +239,7 @@ describe('sessionMachine', () => {
     for (let i = 0; i < testLimits.maxQueued + 1; i++) speak(h, `q${i}`, { mode: 'enqueue' });
     const errors = h.messages().filter((m) => m.type === 'error').map((m) => m.type === 'error' && m.code);
     expect(errors).toEqual(['text_too_long', 'unknown_voice', 'duplicate_id', 'queue_full']);
-    expect(h.actor.getSnapshot().matches({ active: { live: 'streaming' } })).toBe(true);
+    expect(h.speakerIn({ active: { live: 'streaming' } })).toBe(true);
     expect(h.messages().filter((m) => m.type === 'speak.end')).toEqual([]);
   });
 

@@ -1,30 +1,32 @@
-// The session statechart: one actor per client connection.
+// The speaker statechart: the queue and the lifecycle of one session's utterances. The
+// connection chart (connection.machine.ts) invokes it once the handshake is done and routes
+// the client's speak, stop and backpressure events to it.
 //
 // Ownership: the upstream synthesis of the current utterance is invoked by `active`,
 // the state that encloses its whole lifetime (connecting, streaming and the
 // release wait in stopping). Every timer is an `after` of the state whose wait it
 // bounds, so leaving the state cancels it. The machine does no I/O: messages,
-// audio and closes leave through the actions and actors that src/ provides.
+// audio and ends leave through the actions and actors that src/ provides.
 //
 // Completion: every speak.end leaves through `announceEnds`, the one place that
-// turns end records into end signals; an utterance is marked ended once and its
-// record queued for that action in the same transition.
-import { assign, fromCallback, sendTo, setup } from 'xstate';
+// turns end records into end signals; an utterance is marked ended once (by one of the
+// named `end…` actions, whose parameters are its reason and cause) and its record queued
+// for that action in the same transition.
+import { assertEvent, assign, fromCallback, sendTo, setup } from 'xstate';
 import type {
-  ClientEvent,
   EndReason,
   EndRecord,
   ErrorCode,
   ServerMessage,
-  SessionEvent,
   SessionLimits,
   SpeakRequest,
+  SpeakerEndCause,
+  SpeakerEvent,
   UpstreamCommand,
   UpstreamInput,
-  VoiceInfo,
   WireError,
 } from './types.js';
-import { defaultSessionLimits } from './types.js';
+import { wireError } from './errors.js';
 import {
   classifySpeak,
   endOfCurrent,
@@ -35,24 +37,23 @@ import {
   IdMemory,
 } from './utterances.js';
 
-export interface SessionInput {
-  sessionId: string;
-  voices: VoiceInfo[];
-  defaultVoice: string;
-  /** Sample rates the server can produce; the first is the default. */
-  sampleRates: number[];
-  limits?: Partial<SessionLimits>;
-  /** Milliseconds clock for stats; injectable so tests can use simulated time. */
-  now?: () => number;
-}
-
-export interface SessionContext {
+/** What the connection starts its speaker with, once the handshake settled the format. */
+export interface SpeakerInput {
   sessionId: string;
   limits: SessionLimits;
-  voices: VoiceInfo[];
+  voiceIds: ReadonlySet<string>;
+  /** The session's voice (session.start may have chosen one). */
+  defaultVoice: string;
+  /** The negotiated sample rate. */
+  sampleRate: number;
+  now: () => number;
+}
+
+export interface SpeakerContext {
+  sessionId: string;
+  limits: SessionLimits;
   voiceIds: ReadonlySet<string>;
   defaultVoice: string;
-  sampleRates: number[];
   sampleRate: number;
   now: () => number;
   nextStream: number;
@@ -62,7 +63,13 @@ export interface SessionContext {
   /** End records produced by this step, waiting for `announceEnds`. */
   ending: EndRecord[];
   /** True while the upstream says it has synthesized all text it was given. */
-  upstreamWaiting: boolean;
+  upstreamAwaitingText: boolean;
+  /** Why the speaker reached its end; its output, read by the connection. */
+  endCause: SpeakerEndCause | null;
+}
+
+export interface SpeakerOutput {
+  cause: SpeakerEndCause | null;
 }
 
 export interface AudioOut {
@@ -71,28 +78,30 @@ export interface AudioOut {
   pcm: Int16Array;
 }
 
-export interface CloseRequest {
-  code: number;
-  reason: string;
+/** How an utterance ends: the wire reason, the internal cause, and the error code (message from the error table). */
+export interface EndParams {
+  reason: EndReason;
+  cause: string;
+  error?: ErrorCode;
 }
 
-type SpeakEvent = Extract<ClientEvent, { type: 'SPEAK' }>;
-type StopEvent = Extract<ClientEvent, { type: 'STOP' }>;
+type SpeakEvent = Extract<SpeakerEvent, { type: 'SPEAK' }>;
+type StopEvent = Extract<SpeakerEvent, { type: 'STOP' }>;
 
-const isSpeak = (e: SessionEvent): e is SpeakEvent => e.type === 'SPEAK';
-const isStop = (e: SessionEvent): e is StopEvent => e.type === 'STOP';
+const isSpeak = (e: SpeakerEvent): e is SpeakEvent => e.type === 'SPEAK';
+const isStop = (e: SpeakerEvent): e is StopEvent => e.type === 'STOP';
 
-function decide(context: SessionContext, request: SpeakRequest) {
+function decide(context: SpeakerContext, request: SpeakRequest) {
   return classifySpeak(context, request, context.limits, context.voiceIds);
 }
 
 /** Mark the current utterance ended (once) and queue its end record. */
 function endCurrent(
-  context: SessionContext,
+  context: SpeakerContext,
   reason: EndReason,
   cause: string,
   error?: WireError,
-): Partial<SessionContext> {
+): Partial<SpeakerContext> {
   const current = context.current;
   if (!current || current.ended) return {};
   const record = endOfCurrent(current, reason, cause, context.sampleRate, error);
@@ -105,12 +114,12 @@ function endCurrent(
 
 /** End every queued utterance (or the one with `onlyId`) and queue their end records. */
 function endQueue(
-  context: SessionContext,
+  context: SpeakerContext,
   reason: EndReason,
   cause: string,
   error?: WireError,
   onlyId?: string,
-): Partial<SessionContext> {
+): Partial<SpeakerContext> {
   const ended = context.queue.filter((u) => onlyId === undefined || u.id === onlyId);
   if (ended.length === 0) return {};
   for (const u of ended) context.usedIds.remember(u.id, !u.final);
@@ -120,63 +129,38 @@ function endQueue(
   };
 }
 
-function endEverything(context: SessionContext, reason: EndReason, cause: string, error?: WireError) {
+function endEverything(context: SpeakerContext, reason: EndReason, cause: string, error?: WireError) {
   const afterCurrent = { ...context, ...endCurrent(context, reason, cause, error) };
   return { ...afterCurrent, ...endQueue(afterCurrent, reason, cause, error) };
 }
 
-// Every session of one engine gets the same voices and limits objects; deriving them once per
-// engine instead of once per session keeps a few hundred bytes out of every idle session.
-// Both derived values are read-only, so sharing them between sessions is safe.
-const derivedVoiceIds = new WeakMap<readonly VoiceInfo[], ReadonlySet<string>>();
-const derivedLimits = new WeakMap<Partial<SessionLimits>, SessionLimits>();
-
-/** A voice is named by its id, or `provider:id` to pick the provider explicitly. */
-function voiceIdsOf(voices: readonly VoiceInfo[]): ReadonlySet<string> {
-  let ids = derivedVoiceIds.get(voices);
-  if (!ids) derivedVoiceIds.set(voices, (ids = new Set(voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`]))));
-  return ids;
-}
-
-function sessionLimits(given: Partial<SessionLimits> | undefined): SessionLimits {
-  if (!given) return defaultSessionLimits;
-  let limits = derivedLimits.get(given);
-  if (!limits) derivedLimits.set(given, (limits = { ...defaultSessionLimits, ...given }));
-  return limits;
-}
-
-const performanceNow = () => performance.now();
-
-function timeoutError(code: ErrorCode, message: string): WireError {
-  return { code, message };
-}
+const errorOf = (code: ErrorCode | undefined) => (code === undefined ? undefined : wireError(code));
 
 const baseSetup = setup({
   types: {
-    context: {} as SessionContext,
-    events: {} as SessionEvent,
-    input: {} as SessionInput,
+    context: {} as SpeakerContext,
+    events: {} as SpeakerEvent,
+    input: {} as SpeakerInput,
+    output: {} as SpeakerOutput,
   },
   actions: {
     // Provided by the transport. Defaults do nothing so the pure machine can run alone.
     sendMessage: (_, _message: ServerMessage) => {},
     sendAudio: (_, _audio: AudioOut) => {},
-    closeConnection: (_, _close: CloseRequest) => {},
     /** Observability hook: one call per ended utterance, including ones nobody can hear. */
     utteranceEnded: (_, _record: EndRecord) => {},
     utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
     // The writers of the current utterance's meter (see AudioMeter for why it is mutable).
     countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm),
     restartGapClock: ({ context }) => context.current?.meter.restartGapClock(),
-    // Never while the upstream waits for text: the first chunk after the wait must come as an
+    // Never while the upstream awaits text: the first chunk after the wait must come as an
     // event, to clear the flag (and leave awaitingText).
     openAudioLane: ({ context }) => {
-      if (context.current && !context.upstreamWaiting) context.current.meter.laneOpen = true;
+      if (context.current && !context.upstreamAwaitingText) context.current.meter.laneOpen = true;
     },
     closeAudioLane: ({ context }) => {
       if (context.current) context.current.meter.laneOpen = false;
     },
-
   },
   actors: {
     /** Synthesis of one utterance. Provided by src/ (provider + resampling + chunking). */
@@ -197,12 +181,11 @@ const baseSetup = setup({
       !context.current.ended &&
       (event.id === undefined || event.id === context.current.id),
     hasQueued: ({ context }) => context.queue.length > 0,
-    upstreamWaiting: ({ context }) => context.upstreamWaiting,
+    upstreamAwaitingText: ({ context }) => context.upstreamAwaitingText,
     chunkGapElapsed: ({ context }) =>
       context.current === null || context.now() - context.current.meter.quietSince >= context.limits.chunkGapTimeoutMs,
   },
   delays: {
-    handshake: ({ context }) => context.limits.handshakeTimeoutMs,
     firstAudio: ({ context }) => context.limits.firstAudioTimeoutMs,
     // What is left of the gap since the upstream last showed life: one timer per gap, not per chunk.
     chunkGap: ({ context }) =>
@@ -217,15 +200,34 @@ const baseSetup = setup({
   },
 });
 
-/** A timer that ends the current utterance with `code` (also its cause) and waits for its release. */
-const endsOnTimeout = (code: ErrorCode, message: string) => ({
-  target: '#session.active.stopping' as const,
-  actions: [baseSetup.assign(({ context }) => endCurrent(context, 'timeout', code, timeoutError(code, message))), 'announceEnds' as const],
-});
-
 // Composite actions reference the stubs above by name, so they are declared in a second step.
-export const sessionSetup = baseSetup.extend({
+export const speakerSetup = baseSetup.extend({
   actions: {
+    /** The current utterance ends (once). */
+    endCurrent: assign(({ context }: { context: SpeakerContext }, p: EndParams) => endCurrent(context, p.reason, p.cause, errorOf(p.error))),
+    /** The current utterance ends as its upstream reported (UPSTREAM_ERROR). */
+    endCurrentAsReported: baseSetup.assign(({ context, event }) => {
+      assertEvent(event, 'UPSTREAM_ERROR');
+      return endCurrent(context, event.reason, event.error.code, event.error);
+    }),
+    /** Every queued utterance ends; the current one, if any, keeps playing. */
+    endQueued: assign(({ context }: { context: SpeakerContext }, p: EndParams) => endQueue(context, p.reason, p.cause, errorOf(p.error))),
+    /** The current utterance and every queued one end. */
+    endEverything: assign(({ context }: { context: SpeakerContext }, p: EndParams) => endEverything(context, p.reason, p.cause, errorOf(p.error))),
+    /**
+     * What a STOP names ends as stopped: with no id, the current utterance and the queue;
+     * with an id, the utterance of that id, playing or queued.
+     */
+    endStopTargets: baseSetup.assign(({ context, event }) => {
+      assertEvent(event, 'STOP');
+      const current = context.current;
+      const targetsCurrent = current !== null && (event.id === undefined || event.id === current.id);
+      const afterCurrent = targetsCurrent ? { ...context, ...endCurrent(context, 'stopped', 'stop') } : context;
+      return { ...afterCurrent, ...endQueue(afterCurrent, 'stopped', 'stop', undefined, event.id) };
+    }),
+    /** The speaker reached its end for `cause`: its output. */
+    recordEndCause: assign((_: unknown, { cause }: { cause: SpeakerEndCause }) => ({ endCause: cause })),
+
     /** The one place where end records become speak.end signals. */
     announceEnds: baseSetup.enqueueActions(({ context, enqueue }) => {
       for (const record of context.ending) {
@@ -308,11 +310,13 @@ export const sessionSetup = baseSetup.extend({
       return {
         current: startCurrent(next, context.now),
         queue: rest,
-        upstreamWaiting: false,
+        upstreamAwaitingText: false,
       };
     }),
 
-    clearCurrent: assign({ current: null, upstreamWaiting: false }),
+    clearCurrent: baseSetup.assign({ current: null, upstreamAwaitingText: false }),
+    markUpstreamAwaitingText: baseSetup.assign({ upstreamAwaitingText: true }),
+    clearUpstreamAwaitingText: baseSetup.assign({ upstreamAwaitingText: false }),
 
     /**
      * A chunk that came as an event (the lane was closed): it goes out only while its utterance
@@ -323,9 +327,9 @@ export const sessionSetup = baseSetup.extend({
       const { stream, meter } = context.current;
       enqueue({ type: 'sendAudio', params: { stream, seq: meter.seq, pcm: event.pcm } });
       enqueue({ type: 'countChunk', params: { pcm: event.pcm } });
-      // Audio means the upstream is not waiting for text. Assigned only when it changes, so a
+      // Audio means the upstream is not awaiting text. Assigned only when it changes, so a
       // chunk does not copy the context.
-      if (context.upstreamWaiting) enqueue.assign({ upstreamWaiting: false });
+      if (context.upstreamAwaitingText) enqueue.assign({ upstreamAwaitingText: false });
     }),
 
     cancelUpstream: sendTo('upstream', { type: 'CANCEL' } satisfies UpstreamCommand),
@@ -335,102 +339,51 @@ export const sessionSetup = baseSetup.extend({
   },
 });
 
-export const sessionMachine = sessionSetup.createMachine({
-  id: 'session',
+/** A timer that ends the current utterance with `code` (also its cause) and waits for its release. */
+const endsOnTimeout = (code: ErrorCode) => ({
+  target: '#speaker.active.stopping' as const,
+  actions: [{ type: 'endCurrent' as const, params: { reason: 'timeout', cause: code, error: code } satisfies EndParams }, 'announceEnds' as const],
+});
+
+export const speakerMachine = speakerSetup.createMachine({
+  id: 'speaker',
   context: ({ input }) => ({
     sessionId: input.sessionId,
-    limits: sessionLimits(input.limits),
-    voices: input.voices,
-    voiceIds: voiceIdsOf(input.voices),
+    limits: input.limits,
+    voiceIds: input.voiceIds,
     defaultVoice: input.defaultVoice,
-    sampleRates: input.sampleRates,
-    sampleRate: input.sampleRates[0] ?? 24_000,
-    now: input.now ?? performanceNow,
+    sampleRate: input.sampleRate,
+    now: input.now,
     nextStream: 1,
     current: null,
     queue: [],
-    usedIds: new IdMemory(input.limits?.idMemory ?? defaultSessionLimits.idMemory),
+    usedIds: new IdMemory(input.limits.idMemory),
     ending: [],
-    upstreamWaiting: false,
+    upstreamAwaitingText: false,
+    endCause: null,
   }),
-  initial: 'handshake',
-  states: {
-    handshake: {
-      after: {
-        handshake: {
-          target: 'ended',
-          actions: [
-            {
-              type: 'sendMessage',
-              params: { type: 'error', code: 'handshake_timeout', message: 'no session.start in time' },
-            },
-            { type: 'closeConnection', params: { code: 1008, reason: 'handshake_timeout' } },
-          ],
-        },
-      },
-      on: {
-        START: {
-          target: 'idle',
-          actions: [
-            assign(({ context, event }) => ({
-              sampleRate: context.sampleRates.includes(event.sampleRate) ? event.sampleRate : context.sampleRate,
-              defaultVoice:
-                event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
-            })),
-            {
-              type: 'sendMessage',
-              params: ({ context }) => ({
-                type: 'session.ready',
-                sessionId: context.sessionId,
-                protocol: 1,
-                format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
-                voices: context.voices,
-              }),
-            },
-          ],
-        },
-        BAD_START: {
-          target: 'ended',
-          actions: [
-            {
-              type: 'sendMessage',
-              params: ({ event }) => ({
-                type: 'error',
-                code: event.code,
-                message: event.message,
-              }),
-            },
-            { type: 'closeConnection', params: { code: 1008, reason: 'session.start expected' } },
-          ],
-        },
-        SPEAK: {
-          target: 'ended',
-          actions: [
-            {
-              type: 'sendMessage',
-              params: { type: 'error', code: 'bad_request', message: 'the first frame must be session.start' },
-            },
-            { type: 'closeConnection', params: { code: 1008, reason: 'session.start expected' } },
-          ],
-        },
-        STOP: {
-          target: 'ended',
-          actions: [
-            {
-              type: 'sendMessage',
-              params: { type: 'error', code: 'bad_request', message: 'the first frame must be session.start' },
-            },
-            { type: 'closeConnection', params: { code: 1008, reason: 'session.start expected' } },
-          ],
-        },
-        CLIENT_GONE: 'ended',
-        SHUTDOWN: {
-          target: 'ended',
-          actions: { type: 'closeConnection', params: { code: 1001, reason: 'server shutting down' } },
-        },
-      },
+  output: ({ context }) => ({ cause: context.endCause }),
+  initial: 'idle',
+  on: {
+    // The connection ends the speaker: everything it holds ends once, then it is done.
+    CLIENT_GONE: {
+      target: '.ended',
+      actions: [
+        { type: 'endEverything', params: { reason: 'stopped', cause: 'client_gone' } },
+        'announceEnds',
+        { type: 'recordEndCause', params: { cause: 'client_gone' } },
+      ],
     },
-
+    SHUTDOWN: {
+      target: '.ended',
+      actions: [
+        { type: 'endEverything', params: { reason: 'failed', cause: 'shutdown', error: 'shutting_down' } },
+        'announceEnds',
+        { type: 'recordEndCause', params: { cause: 'shutdown' } },
+      ],
+    },
+  },
+  states: {
     idle: {
       on: {
         SPEAK: [
@@ -439,11 +392,6 @@ export const sessionMachine = sessionSetup.createMachine({
         ],
         // Nothing plays and nothing waits: STOP is a harmless no-op here.
         STOP: {},
-        CLIENT_GONE: 'ended',
-        SHUTDOWN: {
-          target: 'ended',
-          actions: { type: 'closeConnection', params: { code: 1001, reason: 'server shutting down' } },
-        },
       },
     },
 
@@ -468,12 +416,7 @@ export const sessionMachine = sessionSetup.createMachine({
         onError: {
           target: '.stopping',
           actions: [
-            assign(({ context }) =>
-              endCurrent(context, 'failed', 'upstream_actor_error', {
-                code: 'internal',
-                message: 'synthesis failed unexpectedly',
-              }),
-            ),
+            { type: 'endCurrent', params: { reason: 'failed', cause: 'upstream_actor_error', error: 'internal' } },
             'announceEnds',
           ],
         },
@@ -485,50 +428,17 @@ export const sessionMachine = sessionSetup.createMachine({
           // Here the current utterance has already ended (stopping): an interrupt only clears the queue.
           {
             guard: 'speakInterrupts',
-            actions: [
-              assign(({ context }) => endQueue(context, 'superseded', 'interrupt')),
-              'announceEnds',
-              'accept',
-            ],
+            actions: [{ type: 'endQueued', params: { reason: 'superseded', cause: 'interrupt' } }, 'announceEnds', 'accept'],
           },
           { actions: 'accept' },
         ],
         // Queued utterances only (the playing one is live's): all of them, or the one with that id.
-        STOP: {
-          actions: [
-            assign(({ context, event }) =>
-              isStop(event) ? endQueue(context, 'stopped', 'stop', undefined, event.id) : {},
-            ),
-            'announceEnds',
-          ],
-        },
-        CLIENT_GONE: {
-          target: 'ended',
-          actions: [
-            assign(({ context }) =>
-              endEverything(context, 'stopped', 'client_gone'),
-            ),
-            'announceEnds',
-          ],
-        },
-        SHUTDOWN: {
-          target: 'ended',
-          actions: [
-            assign(({ context }) =>
-              endEverything(context, 'failed', 'shutdown', {
-                code: 'shutting_down',
-                message: 'the server is shutting down',
-              }),
-            ),
-            'announceEnds',
-            { type: 'closeConnection', params: { code: 1001, reason: 'server shutting down' } },
-          ],
-        },
+        STOP: { actions: ['endStopTargets', 'announceEnds'] },
       },
       states: {
         live: {
           after: {
-            utterance: endsOnTimeout('utterance_timeout', 'the utterance ran past its overall time limit'),
+            utterance: endsOnTimeout('utterance_timeout'),
           },
           on: {
             SPEAK: [
@@ -536,45 +446,23 @@ export const sessionMachine = sessionSetup.createMachine({
               {
                 guard: 'speakInterrupts',
                 target: 'stopping',
-                actions: [
-                  assign(({ context }) => endEverything(context, 'superseded', 'interrupt')),
-                  'announceEnds',
-                  'accept',
-                ],
+                actions: [{ type: 'endEverything', params: { reason: 'superseded', cause: 'interrupt' } }, 'announceEnds', 'accept'],
               },
               { actions: 'accept' },
             ],
             STOP: [
-              {
-                guard: 'stopTargetsCurrent',
-                target: 'stopping',
-                actions: [
-                  assign(({ context, event }) => {
-                    const afterCurrent = { ...context, ...endCurrent(context, 'stopped', 'stop') };
-                    const all = isStop(event) && event.id === undefined;
-                    return all ? { ...afterCurrent, ...endQueue(afterCurrent, 'stopped', 'stop') } : afterCurrent;
-                  }),
-                  'announceEnds',
-                ],
-              },
+              { guard: 'stopTargetsCurrent', target: 'stopping', actions: ['endStopTargets', 'announceEnds'] },
               // Any other STOP falls through to `active`, which ends queued utterances.
             ],
             UPSTREAM_DONE: {
               guard: 'isCurrentStream',
               target: 'stopping',
-              actions: [assign(({ context }) => endCurrent(context, 'completed', 'completed')), 'announceEnds'],
+              actions: [{ type: 'endCurrent', params: { reason: 'completed', cause: 'completed' } }, 'announceEnds'],
             },
             UPSTREAM_ERROR: {
               guard: 'isCurrentStream',
               target: 'stopping',
-              actions: [
-                assign(({ context, event }) =>
-                  event.type === 'UPSTREAM_ERROR'
-                    ? endCurrent(context, event.reason, event.error.code, event.error)
-                    : {},
-                ),
-                'announceEnds',
-              ],
+              actions: ['endCurrentAsReported', 'announceEnds'],
             },
           },
           initial: 'connecting',
@@ -587,10 +475,10 @@ export const sessionMachine = sessionSetup.createMachine({
               states: {
                 synthesizing: {
                   after: {
-                    firstAudio: endsOnTimeout('first_audio_timeout', 'the provider sent no audio in time'),
+                    firstAudio: endsOnTimeout('first_audio_timeout'),
                   },
                   on: {
-                    UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
+                    UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
                   },
                 },
                 awaitingText: {
@@ -598,7 +486,7 @@ export const sessionMachine = sessionSetup.createMachine({
                     // Text held for its sentence's end is spoken after a quiet while (targetless: the
                     // text-idle clock keeps running from the last text).
                     textQuiet: { actions: 'flushUpstream' },
-                    textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
+                    textIdle: endsOnTimeout('text_idle_timeout'),
                   },
                   on: {
                     // New text restarts the wait for text.
@@ -623,16 +511,16 @@ export const sessionMachine = sessionSetup.createMachine({
                     // The timer ran out of the remaining gap: a stall, unless audio came meanwhile,
                     // in which case wait out what is left of the gap since that chunk.
                     chunkGap: [
-                      { guard: 'chunkGapElapsed', ...endsOnTimeout('upstream_stalled', 'the provider stopped sending audio') },
+                      { guard: 'chunkGapElapsed', ...endsOnTimeout('upstream_stalled') },
                       { target: 'flowing', reenter: true },
                     ],
                   },
                   on: {
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
-                    UPSTREAM_WAITING_TEXT: {
+                    UPSTREAM_AWAITING_TEXT: {
                       guard: 'isCurrentStream',
                       target: 'awaitingText',
-                      actions: assign({ upstreamWaiting: true }),
+                      actions: 'markUpstreamAwaitingText',
                     },
                     UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued' },
                     CLIENT_BACKPRESSURE: 'paused',
@@ -645,10 +533,10 @@ export const sessionMachine = sessionSetup.createMachine({
                   on: {
                     UPSTREAM_DEQUEUED: { guard: 'isCurrentStream', target: 'flowing', actions: 'restartGapClock' },
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
-                    UPSTREAM_WAITING_TEXT: {
+                    UPSTREAM_AWAITING_TEXT: {
                       guard: 'isCurrentStream',
                       target: 'awaitingText',
-                      actions: assign({ upstreamWaiting: true }),
+                      actions: 'markUpstreamAwaitingText',
                     },
                     CLIENT_BACKPRESSURE: 'paused',
                   },
@@ -658,12 +546,12 @@ export const sessionMachine = sessionSetup.createMachine({
                     // Text held for its sentence's end is spoken after a quiet while (targetless: the
                     // text-idle clock keeps running from the last text).
                     textQuiet: { actions: 'flushUpstream' },
-                    textIdle: endsOnTimeout('text_idle_timeout', 'no more text arrived for an open utterance'),
+                    textIdle: endsOnTimeout('text_idle_timeout'),
                   },
                   on: {
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
                     // Text came and its piece waits for a provider slot: waiting its turn, not for text.
-                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued', actions: assign({ upstreamWaiting: false }) },
+                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued', actions: 'clearUpstreamAwaitingText' },
                     SPEAK: {
                       guard: 'speakIsAppendToCurrent',
                       target: 'awaitingText',
@@ -683,28 +571,24 @@ export const sessionMachine = sessionSetup.createMachine({
                     input: ({ context }) => ({ sessionId: context.sessionId }),
                   },
                   after: {
+                    // The connection closes (1008) once the speaker is done for this cause.
                     writeStall: {
-                      target: '#session.ended',
+                      target: '#speaker.ended',
                       actions: [
-                        assign(({ context }) =>
-                          endEverything(context, 'failed', 'client_stalled', {
-                            code: 'client_stalled',
-                            message: 'the client stopped reading audio',
-                          }),
-                        ),
+                        { type: 'endEverything', params: { reason: 'failed', cause: 'client_stalled', error: 'client_stalled' } },
                         'announceEnds',
-                        { type: 'closeConnection', params: { code: 1008, reason: 'client_stalled' } },
+                        { type: 'recordEndCause', params: { cause: 'client_stalled' } },
                       ],
                     },
                   },
                   on: {
                     // Audio already in flight from the provider still goes out, in order. While the
-                    // upstream waits for text, chunks come as events, so the first one clears the flag.
+                    // upstream awaits text, chunks come as events, so the first one clears the flag.
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: ['sendChunk', 'openAudioLane'] },
-                    UPSTREAM_WAITING_TEXT: { guard: 'isCurrentStream', actions: [assign({ upstreamWaiting: true }), 'closeAudioLane'] },
+                    UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', actions: ['markUpstreamAwaitingText', 'closeAudioLane'] },
                     // The gap clock starts over: the upstream was held back on purpose while paused.
                     CLIENT_DRAINED: [
-                      { guard: 'upstreamWaiting', target: 'awaitingText' },
+                      { guard: 'upstreamAwaitingText', target: 'awaitingText' },
                       { target: 'flowing', actions: 'restartGapClock' },
                     ],
                   },
@@ -725,8 +609,8 @@ export const sessionMachine = sessionSetup.createMachine({
         releasing: {
           // Transient: pick the next utterance or go idle.
           always: [
-            { guard: 'hasQueued', target: '#session.active', reenter: true, actions: 'promoteNext' },
-            { target: '#session.idle', actions: 'clearCurrent' },
+            { guard: 'hasQueued', target: '#speaker.active', reenter: true, actions: 'promoteNext' },
+            { target: '#speaker.idle', actions: 'clearCurrent' },
           ],
         },
       },
@@ -739,4 +623,4 @@ export const sessionMachine = sessionSetup.createMachine({
   },
 });
 
-export type SessionMachine = typeof sessionMachine;
+export type SpeakerMachine = typeof speakerMachine;

@@ -1,0 +1,230 @@
+// The connection statechart: one actor per client connection (WebSocket or speech request).
+// It owns the handshake, the connection's end and its close; once the handshake settled the
+// format it invokes the speaker (speaker.machine.ts) and routes the client's speak, stop and
+// backpressure events to it. Later charts (a listener, a turn) are siblings of the speaker
+// under `open`, each with its own events.
+//
+// Ending: CLIENT_GONE and SHUTDOWN go to the speaker, which ends everything it holds (one
+// speak.end each) and is done; its output says why, and the connection closes accordingly.
+// All of it happens inside the one `send` that delivered the event (XState's mailboxes are
+// synchronous), so `closing` is never seen from outside and needs no deadline.
+import { assign, sendTo, setup, type DoneActorEvent } from 'xstate';
+import type { ConnectionEvent, ErrorCode, ServerMessage, SessionLimits, SpeakerEndCause, SpeakerEvent, VoiceInfo } from './types.js';
+import { defaultSessionLimits } from './types.js';
+import { closeRequest, handshakeRefusedReason, wireError, type CloseRequest } from './errors.js';
+import { speakerMachine, type SpeakerInput, type SpeakerOutput } from './speaker.machine.js';
+
+export interface ConnectionInput {
+  sessionId: string;
+  voices: VoiceInfo[];
+  defaultVoice: string;
+  /** Sample rates the server can produce; the first is the default. */
+  sampleRates: number[];
+  limits?: Partial<SessionLimits>;
+  /** Milliseconds clock for stats; injectable so tests can use simulated time. */
+  now?: () => number;
+}
+
+export interface ConnectionContext {
+  sessionId: string;
+  limits: SessionLimits;
+  voices: VoiceInfo[];
+  voiceIds: ReadonlySet<string>;
+  defaultVoice: string;
+  sampleRates: number[];
+  sampleRate: number;
+  now: () => number;
+}
+
+// Every session of one engine gets the same voices and limits objects; deriving them once per
+// engine instead of once per session keeps a few hundred bytes out of every idle session.
+// Both derived values are read-only, so sharing them between sessions is safe.
+const derivedVoiceIds = new WeakMap<readonly VoiceInfo[], ReadonlySet<string>>();
+const derivedLimits = new WeakMap<Partial<SessionLimits>, SessionLimits>();
+
+/** A voice is named by its id, or `provider:id` to pick the provider explicitly. */
+function voiceIdsOf(voices: readonly VoiceInfo[]): ReadonlySet<string> {
+  let ids = derivedVoiceIds.get(voices);
+  if (!ids) derivedVoiceIds.set(voices, (ids = new Set(voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`]))));
+  return ids;
+}
+
+function sessionLimits(given: Partial<SessionLimits> | undefined): SessionLimits {
+  if (!given) return defaultSessionLimits;
+  let limits = derivedLimits.get(given);
+  if (!limits) derivedLimits.set(given, (limits = { ...defaultSessionLimits, ...given }));
+  return limits;
+}
+
+const performanceNow = () => performance.now();
+
+/** A refused handshake: the refusal's code in the error, one close reason for all of them. */
+const refusedHandshake = (code: ErrorCode): CloseRequest => closeRequest(code, handshakeRefusedReason);
+
+export const connectionSetup = setup({
+  types: {
+    context: {} as ConnectionContext,
+    events: {} as ConnectionEvent,
+    input: {} as ConnectionInput,
+  },
+  actions: {
+    // Provided by the transport. Defaults do nothing so the pure machine can run alone.
+    sendMessage: (_, _message: ServerMessage) => {},
+    closeConnection: (_, _close: CloseRequest) => {},
+    /** The format session.start asked for, where the server offers it; the defaults otherwise. */
+    negotiateFormat: assign(({ context, event }) => {
+      if (event.type !== 'START') return {};
+      return {
+        sampleRate: context.sampleRates.includes(event.sampleRate) ? event.sampleRate : context.sampleRate,
+        defaultVoice: event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
+      };
+    }),
+    /** Anything the connection forwards to the speaker unchanged (its events are the speaker's own). */
+    routeToSpeaker: sendTo('speaker', ({ event }) => event as SpeakerEvent),
+  },
+  actors: {
+    speaker: speakerMachine,
+  },
+  guards: {
+    /** The speaker is done for `cause` (its output). */
+    speakerEndedFor: ({ event }, { cause }: { cause: SpeakerEndCause }) =>
+      (event as unknown as DoneActorEvent<SpeakerOutput>).output?.cause === cause,
+  },
+  delays: {
+    handshake: ({ context }) => context.limits.handshakeTimeoutMs,
+  },
+});
+
+/** Refuse a first frame that is not session.start: the error, then the close. */
+const refuseHandshake = {
+  target: 'ended' as const,
+  actions: [
+    { type: 'sendMessage' as const, params: { type: 'error', ...wireError('bad_request') } satisfies ServerMessage },
+    { type: 'closeConnection' as const, params: refusedHandshake('bad_request') },
+  ],
+};
+
+export const connectionMachine = connectionSetup.createMachine({
+  id: 'connection',
+  context: ({ input }) => ({
+    sessionId: input.sessionId,
+    limits: sessionLimits(input.limits),
+    voices: input.voices,
+    voiceIds: voiceIdsOf(input.voices),
+    defaultVoice: input.defaultVoice,
+    sampleRates: input.sampleRates,
+    sampleRate: input.sampleRates[0] ?? 24_000,
+    now: input.now ?? performanceNow,
+  }),
+  initial: 'handshake',
+  states: {
+    handshake: {
+      after: {
+        handshake: {
+          target: 'ended',
+          actions: [
+            { type: 'sendMessage', params: { type: 'error', ...wireError('handshake_timeout') } },
+            { type: 'closeConnection', params: closeRequest('handshake_timeout') },
+          ],
+        },
+      },
+      on: {
+        START: {
+          target: 'open',
+          actions: [
+            'negotiateFormat',
+            {
+              type: 'sendMessage',
+              params: ({ context }) => ({
+                type: 'session.ready',
+                sessionId: context.sessionId,
+                protocol: 1,
+                format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
+                voices: context.voices,
+              }),
+            },
+          ],
+        },
+        BAD_START: {
+          target: 'ended',
+          actions: [
+            {
+              type: 'sendMessage',
+              params: ({ event }) => {
+                const { code, message } = event as Extract<ConnectionEvent, { type: 'BAD_START' }>;
+                return { type: 'error', code, message };
+              },
+            },
+            {
+              type: 'closeConnection',
+              params: ({ event }) => refusedHandshake((event as Extract<ConnectionEvent, { type: 'BAD_START' }>).code),
+            },
+          ],
+        },
+        SPEAK: refuseHandshake,
+        STOP: refuseHandshake,
+        CLIENT_GONE: 'ended',
+        SHUTDOWN: {
+          target: 'ended',
+          actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+        },
+      },
+    },
+
+    open: {
+      // The speaker lives as long as the connection is open; room here for its siblings.
+      invoke: {
+        id: 'speaker',
+        src: 'speaker',
+        input: ({ context }): SpeakerInput => ({
+          sessionId: context.sessionId,
+          limits: context.limits,
+          voiceIds: context.voiceIds,
+          defaultVoice: context.defaultVoice,
+          sampleRate: context.sampleRate,
+          now: context.now,
+        }),
+        onDone: [
+          {
+            guard: { type: 'speakerEndedFor', params: { cause: 'shutdown' } },
+            target: 'ended',
+            actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+          },
+          {
+            guard: { type: 'speakerEndedFor', params: { cause: 'client_stalled' } },
+            target: 'ended',
+            actions: { type: 'closeConnection', params: closeRequest('client_stalled') },
+          },
+          // The client went away: nothing to close.
+          { target: 'ended' },
+        ],
+        // Should never happen (every action is total); if it does, only this connection ends.
+        onError: {
+          target: 'ended',
+          actions: { type: 'closeConnection', params: closeRequest('internal') },
+        },
+      },
+      initial: 'serving',
+      states: {
+        serving: {
+          on: {
+            SPEAK: { actions: 'routeToSpeaker' },
+            STOP: { actions: 'routeToSpeaker' },
+            CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
+            CLIENT_DRAINED: { actions: 'routeToSpeaker' },
+            CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
+            SHUTDOWN: { target: 'closing', actions: 'routeToSpeaker' },
+          },
+        },
+        // The speaker is ending what it holds; its done event (above) closes the connection.
+        closing: {},
+      },
+    },
+
+    ended: {
+      type: 'final',
+    },
+  },
+});
+
+export type ConnectionMachine = typeof connectionMachine;
