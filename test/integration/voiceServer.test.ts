@@ -209,6 +209,22 @@ describe('voxline server over real sockets', () => {
     neighbour.close();
   });
 
+  it('observe: true reports each phase of the session once, in order with the frames it explains', async () => {
+    const c = await TestVoiceClient.start(url, { observe: true });
+    c.send({ type: 'speak', id: 'o', text: 'Observed.' });
+    await c.waitForEnd('o');
+    await c.waitFor(() => (c.messages().at(-1)?.type === 'session.state' && (c.messages().at(-1) as { state: string }).state === 'idle') || undefined);
+    const seq = c.messages().map((m) => (m.type === 'session.state' ? `${m.state}:${m.path}` : m.type));
+    expect(seq.slice(0, 4)).toEqual(['session.ready', 'idle:idle', 'speak.accepted', 'connecting:active.live.connecting.synthesizing']);
+    const end = seq.indexOf('speak.end');
+    expect(seq.slice(4, end)).toContain('streaming:active.live.streaming.flowing');
+    expect(seq.slice(end)).toEqual(['speak.end', 'stopping:active.stopping', 'idle:idle']);
+    // A phase is reported when it changes, never twice in a row.
+    const states = seq.filter((x) => x.includes(':'));
+    expect(states.every((x, i) => i === 0 || x !== states[i - 1])).toBe(true);
+    c.ws.close();
+  });
+
   it('closes with 1008 after an error when the first frame is not session.start, or none comes in time', async () => {
     const wrong = await TestVoiceClient.connect(url);
     wrong.send({ type: 'speak', id: 'a', text: 'too early' });
