@@ -1,8 +1,8 @@
 // The connection statechart: one actor per client connection (WebSocket or speech request).
 // It owns the handshake, the connection's end and its close; once the handshake settled the
-// format it invokes the speaker (speaker.machine.ts) and routes the client's speak, stop and
-// backpressure events to it. Later charts (a listener, a turn) are siblings of the speaker
-// under `open`, each with its own events.
+// format it is `open`: `quiet` until the first speak frame, then `speaking`, which invokes the
+// speaker (speaker.machine.ts) and routes the client's speak, stop and backpressure events to
+// it. Later charts (a listener, a turn) are siblings of the speaker, each with its own events.
 //
 // Ending: CLIENT_GONE and SHUTDOWN go to the speaker, which ends everything it holds (one
 // speak.end each) and is done; its output says why, and the connection closes accordingly.
@@ -172,52 +172,72 @@ export const connectionMachine = connectionSetup.createMachine({
     },
 
     open: {
-      // The speaker lives as long as the connection is open; room here for its siblings.
-      invoke: {
-        id: 'speaker',
-        src: 'speaker',
-        input: ({ context }): SpeakerInput => ({
-          sessionId: context.sessionId,
-          limits: context.limits,
-          voiceIds: context.voiceIds,
-          defaultVoice: context.defaultVoice,
-          sampleRate: context.sampleRate,
-          now: context.now,
-        }),
-        onDone: [
-          {
-            guard: { type: 'speakerEndedFor', params: { cause: 'shutdown' } },
-            target: 'ended',
-            actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
-          },
-          {
-            guard: { type: 'speakerEndedFor', params: { cause: 'client_stalled' } },
-            target: 'ended',
-            actions: { type: 'closeConnection', params: closeRequest('client_stalled') },
-          },
-          // The client went away: nothing to close.
-          { target: 'ended' },
-        ],
-        // Should never happen (every action is total); if it does, only this connection ends.
-        onError: {
-          target: 'ended',
-          actions: { type: 'closeConnection', params: closeRequest('internal') },
-        },
-      },
-      initial: 'serving',
+      initial: 'quiet',
       states: {
-        serving: {
+        // No speaker yet: an idle connection costs one actor, not two. STOP has nothing to stop.
+        quiet: {
           on: {
-            SPEAK: { actions: 'routeToSpeaker' },
-            STOP: { actions: 'routeToSpeaker' },
-            CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
-            CLIENT_DRAINED: { actions: 'routeToSpeaker' },
-            CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
-            SHUTDOWN: { target: 'closing', actions: 'routeToSpeaker' },
+            SPEAK: 'speaking',
+            STOP: {},
+            CLIENT_GONE: '#connection.ended',
+            SHUTDOWN: {
+              target: '#connection.ended',
+              actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+            },
           },
         },
-        // The speaker is ending what it holds; its done event (above) closes the connection.
-        closing: {},
+        speaking: {
+          // The speaker lives from the first speak frame to the connection's end; room here for its
+          // siblings. Entered only from `quiet`, by that first frame: the entry hands it over (an
+          // entry action may address the child its state invokes; a transition action may not).
+          entry: 'routeToSpeaker',
+          invoke: {
+            id: 'speaker',
+            src: 'speaker',
+            input: ({ context }): SpeakerInput => ({
+              sessionId: context.sessionId,
+              limits: context.limits,
+              voiceIds: context.voiceIds,
+              defaultVoice: context.defaultVoice,
+              sampleRate: context.sampleRate,
+              now: context.now,
+            }),
+            onDone: [
+              {
+                guard: { type: 'speakerEndedFor', params: { cause: 'shutdown' } },
+                target: '#connection.ended',
+                actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+              },
+              {
+                guard: { type: 'speakerEndedFor', params: { cause: 'client_stalled' } },
+                target: '#connection.ended',
+                actions: { type: 'closeConnection', params: closeRequest('client_stalled') },
+              },
+              // The client went away: nothing to close.
+              { target: '#connection.ended' },
+            ],
+            // Should never happen (every action is total); if it does, only this connection ends.
+            onError: {
+              target: '#connection.ended',
+              actions: { type: 'closeConnection', params: closeRequest('internal') },
+            },
+          },
+          initial: 'serving',
+          states: {
+            serving: {
+              on: {
+                SPEAK: { actions: 'routeToSpeaker' },
+                STOP: { actions: 'routeToSpeaker' },
+                CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
+                CLIENT_DRAINED: { actions: 'routeToSpeaker' },
+                CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
+                SHUTDOWN: { target: 'closing', actions: 'routeToSpeaker' },
+              },
+            },
+            // The speaker is ending what it holds; its done event (above) closes the connection.
+            closing: {},
+          },
+        },
       },
     },
 

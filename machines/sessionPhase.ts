@@ -14,12 +14,14 @@ export interface Phase {
 
 const handshake: Phase = { state: 'handshake', path: 'handshake' };
 const ended: Phase = { state: 'ended', path: 'ended' };
+const idle: Phase = { state: 'idle', path: 'idle' };
 
 /** The session's phase, or null while the connection is closing (it ends within the same step). */
 export function sessionPhase(snapshot: SnapshotFrom<ConnectionMachine>): Phase | null {
   if (snapshot.status === 'done') return ended;
   if (snapshot.matches('handshake')) return handshake;
-  if (!snapshot.matches({ open: 'serving' })) return null;
+  if (snapshot.matches({ open: 'quiet' })) return idle;
+  if (!snapshot.matches({ open: { speaking: 'serving' } })) return null;
   const speaker = speakerOf(snapshot)?.getSnapshot();
   return speaker && speaker.status === 'active' ? speakerPhase(speaker) : null;
 }

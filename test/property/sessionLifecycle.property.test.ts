@@ -249,6 +249,6 @@ test.prop([fc.array(commandArb, { minLength: 1, maxLength: 40 }), fc.integer({ m
     expect(h.counts().liveUpstreams).toBe(0);
     expect(h.counts().liveWatchers).toBe(0);
     const state = h.actor.getSnapshot();
-    expect(state.status === 'done' || h.speakerIn('idle')).toBe(true);
+    expect(state.status === 'done' || h.phase() === 'idle').toBe(true);
   },
 );

@@ -3,7 +3,7 @@
 import { createActor, fromCallback, SimulatedClock, type StateValueFrom } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine, type SpeakerMachine } from '../../machines/speaker.machine.js';
-import { speakerOf } from '../../machines/sessionPhase.js';
+import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import type {
   ConnectionEvent,
   EndRecord,
@@ -135,6 +135,8 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
     send: (event: ConnectionEvent) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     },
+    /** The session's phase as observers see it (`idle` with or without a speaker yet). */
+    phase: () => sessionPhase(actor.getSnapshot())?.state,
     /** The running speaker's context (undefined before the handshake and after the end). */
     speakerContext: () => speakerOf(actor.getSnapshot())?.getSnapshot().context,
     /** Whether the connection is open and its speaker is in `state`. */

@@ -35,6 +35,19 @@ describe('sessionMachine', () => {
     expect(h.counts()).toMatchObject({ pendingTimers: 0 });
   });
 
+  it('starts its speaker with the first speak frame, which the speaker gets: an idle session is one actor', () => {
+    const h = started();
+    expect(h.actor.getSnapshot().children).toEqual({});
+    h.send({ type: 'STOP' }); // nothing to stop, nothing started
+    h.send({ type: 'CLIENT_BACKPRESSURE' });
+    expect(h.actor.getSnapshot().children).toEqual({});
+    speak(h, 'a');
+    expect(Object.keys(h.actor.getSnapshot().children)).toEqual(['speaker']);
+    expect(h.messages().map((m) => m.type)).toEqual(['session.ready', 'speak.accepted']);
+    expect(h.upstreams.map((u) => u.input.id)).toEqual(['a']);
+    expect(h.speakerIn({ active: 'live' })).toBe(true);
+  });
+
   it('plays, completes, and starts the next utterance only after the upstream released', () => {
     const h = started();
     speak(h, 'a');

@@ -25,7 +25,7 @@ describe('generated statecharts', () => {
       expect(speaker).toContain(`id="${id}"`);
     }
     const connection = docs.find((d) => d.file.endsWith('connection.svg'))!.content;
-    for (const id of ['state.handshake', 'state.open', 'state.open.serving', 'state.open.closing', 'state.ended']) expect(connection).toContain(`id="${id}"`);
+    for (const id of ['state.handshake', 'state.open', 'state.open.quiet', 'state.open.speaking', 'state.open.speaking.serving', 'state.open.speaking.closing', 'state.ended']) expect(connection).toContain(`id="${id}"`);
   });
 
   it('shows every speaker state, the STOP edge and the release wait', () => {
@@ -38,8 +38,9 @@ describe('generated statecharts', () => {
   it('shows the connection invoking the speaker and closing by the speaker’s end', () => {
     const mermaid = machineToMermaid(connectionMachine);
     expect(mermaid).toContain('handshake --> open : START');
-    expect(mermaid).toContain('open_serving --> open_closing : SHUTDOWN');
-    expect(machineTables(connectionMachine)).toMatch(/\| open \| speaker \(speaker\) \|/);
+    expect(mermaid).toContain('open_quiet --> open_speaking : SPEAK');
+    expect(mermaid).toContain('open_speaking_serving --> open_speaking_closing : SHUTDOWN');
+    expect(machineTables(connectionMachine)).toMatch(/\| open.speaking \| speaker \(speaker\) \|/);
   });
 
   it('names every action, with the reason and cause of every end (no anonymous assign)', () => {
