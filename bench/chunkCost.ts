@@ -25,7 +25,7 @@ function throughMachine(): number {
   const speaker = speakerMachine.provide({
     actions: { sendAudio: (_, a) => sink(a.stream, a.seq, a.pcm) },
     actors: {
-      synthesis: fromCallback<UpstreamCommand, UpstreamInput>(({ sendBack }) => {
+      upstream: fromCallback<UpstreamCommand, UpstreamInput>(({ sendBack }) => {
         upstream = sendBack as (e: UpstreamEvent) => void;
         return () => {};
       }),

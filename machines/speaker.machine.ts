@@ -163,8 +163,8 @@ const baseSetup = setup({
     },
   },
   actors: {
-    /** Synthesis of one utterance. Provided by src/ (provider + resampling + chunking). */
-    synthesis: fromCallback<UpstreamCommand, UpstreamInput>(() => () => {}),
+    /** The upstream of one utterance: its synthesis, provided by src/ (provider + resampling + chunking). */
+    upstream: fromCallback<UpstreamCommand, UpstreamInput>(() => () => {}),
     /** Watches the client socket while paused; sends CLIENT_DRAINED once it fell below the low-water mark. */
     drainWatcher: fromCallback<{ type: 'NONE' }, { sessionId: string }>(() => () => {}),
   },
@@ -399,7 +399,7 @@ export const speakerMachine = speakerSetup.createMachine({
       // The upstream of the current utterance lives exactly as long as this state.
       invoke: {
         id: 'upstream',
-        src: 'synthesis',
+        src: 'upstream',
         input: ({ context }): UpstreamInput => {
           const c = context.current!;
           return {

@@ -1,6 +1,6 @@
 // The upstream of one utterance, as an XState callback actor the session invokes.
 // It owns: the provider calls (one piece at a time, strictly in order), the resampler,
-// the chunker and an AbortController. The session's `active` state owns this actor,
+// the chunker and an AbortController. The speaker's `active` state owns this actor,
 // so leaving that state runs `release()`; CANCEL asks for a release and is answered
 // with UPSTREAM_RELEASED once the provider let go.
 import { fromCallback } from 'xstate';
@@ -560,7 +560,7 @@ export function toWireError(error: unknown): WireError {
   return { code: 'internal', message: 'synthesis failed' };
 }
 
-/** The `synthesis` actor logic the session machine invokes, bound to the server's providers. */
+/** The `upstream` actor logic the speaker machine invokes, bound to the server's providers. */
 export function createSynthesisLogic(options: SynthesisOptions) {
   return fromCallback<UpstreamCommand, UpstreamInput>(({ input, sendBack, receive }) => {
     options.onJobStart?.();

@@ -231,7 +231,7 @@ export class VoiceEngine extends EventEmitter<{
         },
       },
       actors: {
-        synthesis,
+        upstream: synthesis,
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {

@@ -64,7 +64,7 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
       utteranceEnded: (_, record) => ended.push(record),
     },
     actors: {
-      synthesis: fromCallback<UpstreamCommand, UpstreamInput>(({ input, sendBack, receive }) => {
+      upstream: fromCallback<UpstreamCommand, UpstreamInput>(({ input, sendBack, receive }) => {
         if (liveUpstreams > 0) overlaps.push(input.stream);
         liveUpstreams++;
         maxLiveUpstreams = Math.max(maxLiveUpstreams, liveUpstreams);

@@ -102,7 +102,7 @@ function withRealJob() {
       sendAudio: () => audioFrames++,
     },
     actors: {
-      synthesis: createSynthesisLogic({
+      upstream: createSynthesisLogic({
         resolveVoice: (id) => (id === 'en-us' ? { provider, providerVoice: 'en-us' } : undefined),
         chunkMs: 40,
       }),
