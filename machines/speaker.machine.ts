@@ -62,8 +62,6 @@ export interface SpeakerContext {
   usedIds: IdMemory;
   /** End records produced by this step, waiting for `announceEnds`. */
   ending: EndRecord[];
-  /** True while the upstream says it has synthesized all text it was given. */
-  upstreamAwaitingText: boolean;
   /** Why the speaker reached its end; its output, read by the connection. */
   endCause: SpeakerEndCause | null;
 }
@@ -105,6 +103,8 @@ function endCurrent(
   const current = context.current;
   if (!current || current.ended) return {};
   const record = endOfCurrent(current, reason, cause, context.sampleRate, error);
+  // Sealed before its end goes out: nothing of it is numbered or passed after this.
+  current.outlet.seal();
   context.usedIds.remember(current.id, !current.final);
   return {
     current: { ...current, ended: true },
@@ -150,17 +150,10 @@ const baseSetup = setup({
     /** Observability hook: one call per ended utterance, including ones nobody can hear. */
     utteranceEnded: (_, _record: EndRecord) => {},
     utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
-    // The writers of the current utterance's meter (see AudioMeter for why it is mutable).
-    countChunk: ({ context }, { pcm }: { pcm: Int16Array }) => context.current?.meter.count(pcm),
-    restartGapClock: ({ context }) => context.current?.meter.restartGapClock(),
-    // Never while the upstream awaits text: the first chunk after the wait must come as an
-    // event, to clear the flag (and leave awaitingText).
-    openAudioLane: ({ context }) => {
-      if (context.current && !context.upstreamAwaitingText) context.current.meter.laneOpen = true;
-    },
-    closeAudioLane: ({ context }) => {
-      if (context.current) context.current.meter.laneOpen = false;
-    },
+    // The chart's orders to the current utterance's outlet (see UtteranceOutlet for why it is mutable).
+    restartGapClock: ({ context }) => context.current?.outlet.restartGapClock(),
+    openOutlet: ({ context }) => context.current?.outlet.open(),
+    closeOutlet: ({ context }) => context.current?.outlet.close(),
   },
   actors: {
     /** The upstream of one utterance: its synthesis, provided by src/ (provider + resampling + chunking). */
@@ -181,9 +174,8 @@ const baseSetup = setup({
       !context.current.ended &&
       (event.id === undefined || event.id === context.current.id),
     hasQueued: ({ context }) => context.queue.length > 0,
-    upstreamAwaitingText: ({ context }) => context.upstreamAwaitingText,
     chunkGapElapsed: ({ context }) =>
-      context.current === null || context.now() - context.current.meter.quietSince >= context.limits.chunkGapTimeoutMs,
+      context.current === null || context.current.outlet.quietFor() >= context.limits.chunkGapTimeoutMs,
   },
   delays: {
     firstAudio: ({ context }) => context.limits.firstAudioTimeoutMs,
@@ -191,7 +183,7 @@ const baseSetup = setup({
     chunkGap: ({ context }) =>
       context.current === null
         ? 0
-        : Math.max(0, context.limits.chunkGapTimeoutMs - (context.now() - context.current.meter.quietSince)),
+        : Math.max(0, context.limits.chunkGapTimeoutMs - context.current.outlet.quietFor()),
     utterance: ({ context }) => context.limits.utteranceTimeoutMs,
     textIdle: ({ context }) => context.limits.textIdleTimeoutMs,
     textQuiet: ({ context }) => context.limits.textQuietMs,
@@ -310,26 +302,19 @@ export const speakerSetup = baseSetup.extend({
       return {
         current: startCurrent(next, context.now),
         queue: rest,
-        upstreamAwaitingText: false,
       };
     }),
 
-    clearCurrent: baseSetup.assign({ current: null, upstreamAwaitingText: false }),
-    markUpstreamAwaitingText: baseSetup.assign({ upstreamAwaitingText: true }),
-    clearUpstreamAwaitingText: baseSetup.assign({ upstreamAwaitingText: false }),
+    clearCurrent: baseSetup.assign({ current: null }),
 
     /**
-     * A chunk that came as an event (the lane was closed): it goes out only while its utterance
-     * has not ended, so nothing of an ended utterance follows its end.
+     * A chunk that came as an event (the outlet was closed): numbered by the outlet, which
+     * refuses it once sealed, so nothing of an ended utterance follows its end.
      */
     sendChunk: baseSetup.enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== 'UPSTREAM_AUDIO' || !context.current || context.current.ended) return;
-      const { stream, meter } = context.current;
-      enqueue({ type: 'sendAudio', params: { stream, seq: meter.seq, pcm: event.pcm } });
-      enqueue({ type: 'countChunk', params: { pcm: event.pcm } });
-      // Audio means the upstream is not awaiting text. Assigned only when it changes, so a
-      // chunk does not copy the context.
-      if (context.upstreamAwaitingText) enqueue.assign({ upstreamAwaitingText: false });
+      if (event.type !== 'UPSTREAM_AUDIO' || !context.current) return;
+      const seq = context.current.outlet.number(event.pcm);
+      if (seq >= 0) enqueue({ type: 'sendAudio', params: { stream: context.current.stream, seq, pcm: event.pcm } });
     }),
 
     cancelUpstream: sendTo('upstream', { type: 'CANCEL' } satisfies UpstreamCommand),
@@ -359,7 +344,6 @@ export const speakerMachine = speakerSetup.createMachine({
     queue: [],
     usedIds: new IdMemory(input.limits.idMemory),
     ending: [],
-    upstreamAwaitingText: false,
     endCause: null,
   }),
   output: ({ context }) => ({ cause: context.endCause }),
@@ -404,7 +388,7 @@ export const speakerMachine = speakerSetup.createMachine({
           const c = context.current!;
           return {
             sessionId: context.sessionId,
-            lane: c.meter,
+            lane: c.outlet,
             id: c.id,
             stream: c.stream,
             voice: c.voice,
@@ -504,9 +488,9 @@ export const speakerMachine = speakerSetup.createMachine({
               initial: 'flowing',
               states: {
                 flowing: {
-                  // Here a chunk changes nothing but the tallies: it may skip the event (AudioLane).
-                  entry: 'openAudioLane',
-                  exit: 'closeAudioLane',
+                  // Here a chunk changes nothing but the tallies: the upstream may pass it (UtteranceOutlet).
+                  entry: 'openOutlet',
+                  exit: 'closeOutlet',
                   after: {
                     // The timer ran out of the remaining gap: a stall, unless audio came meanwhile,
                     // in which case wait out what is left of the gap since that chunk.
@@ -517,13 +501,9 @@ export const speakerMachine = speakerSetup.createMachine({
                   },
                   on: {
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
-                    UPSTREAM_AWAITING_TEXT: {
-                      guard: 'isCurrentStream',
-                      target: 'awaitingText',
-                      actions: 'markUpstreamAwaitingText',
-                    },
+                    UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
                     UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued' },
-                    CLIENT_BACKPRESSURE: 'paused',
+                    CLIENT_BACKPRESSURE: 'paused.receiving',
                   },
                 },
                 queued: {
@@ -533,12 +513,8 @@ export const speakerMachine = speakerSetup.createMachine({
                   on: {
                     UPSTREAM_DEQUEUED: { guard: 'isCurrentStream', target: 'flowing', actions: 'restartGapClock' },
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
-                    UPSTREAM_AWAITING_TEXT: {
-                      guard: 'isCurrentStream',
-                      target: 'awaitingText',
-                      actions: 'markUpstreamAwaitingText',
-                    },
-                    CLIENT_BACKPRESSURE: 'paused',
+                    UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
+                    CLIENT_BACKPRESSURE: 'paused.receiving',
                   },
                 },
                 awaitingText: {
@@ -551,20 +527,20 @@ export const speakerMachine = speakerSetup.createMachine({
                   on: {
                     UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'flowing', actions: 'sendChunk' },
                     // Text came and its piece waits for a provider slot: waiting its turn, not for text.
-                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued', actions: 'clearUpstreamAwaitingText' },
+                    UPSTREAM_QUEUED: { guard: 'isCurrentStream', target: 'queued' },
                     SPEAK: {
                       guard: 'speakIsAppendToCurrent',
                       target: 'awaitingText',
                       reenter: true,
                       actions: 'absorbSpeak',
                     },
-                    CLIENT_BACKPRESSURE: 'paused',
+                    CLIENT_BACKPRESSURE: 'paused.awaitingText',
                   },
                 },
                 paused: {
                   // The client is not reading: stop pulling from the provider until it drains.
-                  entry: ['pauseUpstream', 'openAudioLane'],
-                  exit: ['resumeUpstream', 'closeAudioLane'],
+                  entry: 'pauseUpstream',
+                  exit: 'resumeUpstream',
                   invoke: {
                     id: 'drainWatcher',
                     src: 'drainWatcher',
@@ -581,16 +557,27 @@ export const speakerMachine = speakerSetup.createMachine({
                       ],
                     },
                   },
-                  on: {
-                    // Audio already in flight from the provider still goes out, in order. While the
-                    // upstream awaits text, chunks come as events, so the first one clears the flag.
-                    UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: ['sendChunk', 'openAudioLane'] },
-                    UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', actions: ['markUpstreamAwaitingText', 'closeAudioLane'] },
-                    // The gap clock starts over: the upstream was held back on purpose while paused.
-                    CLIENT_DRAINED: [
-                      { guard: 'upstreamAwaitingText', target: 'awaitingText' },
-                      { target: 'flowing', actions: 'restartGapClock' },
-                    ],
+                  // Which wait a drain returns to is a state, not a flag.
+                  initial: 'receiving',
+                  states: {
+                    receiving: {
+                      // Audio already in flight from the provider still goes out, in order, past the machine.
+                      entry: 'openOutlet',
+                      exit: 'closeOutlet',
+                      on: {
+                        UPSTREAM_AUDIO: { guard: 'isCurrentStream', actions: 'sendChunk' },
+                        UPSTREAM_AWAITING_TEXT: { guard: 'isCurrentStream', target: 'awaitingText' },
+                        // The gap clock starts over: the upstream was held back on purpose while paused.
+                        CLIENT_DRAINED: { target: '#speaker.active.live.streaming.flowing', actions: 'restartGapClock' },
+                      },
+                    },
+                    awaitingText: {
+                      // Chunks come as events here: the first one after the wait leaves it.
+                      on: {
+                        UPSTREAM_AUDIO: { guard: 'isCurrentStream', target: 'receiving', actions: 'sendChunk' },
+                        CLIENT_DRAINED: '#speaker.active.live.streaming.awaitingText',
+                      },
+                    },
                   },
                 },
               },

@@ -7,6 +7,7 @@ import type {
   ErrorCode,
   SessionLimits,
   SpeakRequest,
+  UtteranceStats,
   WireError,
 } from './types.js';
 
@@ -31,59 +32,97 @@ export interface CurrentUtterance {
   acceptedAt: number;
   /** True once its end record exists (the session may still be releasing its upstream). */
   ended: boolean;
-  meter: AudioMeter;
+  outlet: UtteranceOutlet;
 }
 
 /**
- * The current utterance's per-chunk tallies, and its audio lane. Deliberately mutable: audio
- * arrives tens of times a second per session, and copying the machine context for every chunk
- * cost more than the whole rest of the transition. The machine's actions write it (`countChunk`,
- * `restartGapClock`, `openAudioLane`, `closeAudioLane`); the one other writer is `pass`, which
- * counts a chunk only while the machine holds the lane open. It lives and dies with its utterance.
+ * Where one utterance's audio leaves: its sequence numbers, its tallies, its gate and its seal.
+ * The speaker chart decides and the outlet obeys: the states in which a chunk changes nothing
+ * but the tallies (`streaming.flowing`, `streaming.paused.receiving`) open the gate on entry and
+ * close it on exit; while it is open the upstream `pass`es chunks itself, skipping one event
+ * through the machine per chunk. The utterance's end seals it for good (before its speak.end
+ * goes out), after which nothing is numbered or passed. Deliberately mutable: audio arrives
+ * tens of times a second per session, and copying the machine context for every chunk cost more
+ * than the whole rest of the transition. It lives and dies with its utterance.
  */
-export class AudioMeter implements AudioLane {
-  seq = 0;
-  bytes = 0;
-  samples = 0;
-  firstAudioAt: number | null = null;
+export class UtteranceOutlet implements AudioLane {
+  private seq = 0;
+  private bytes = 0;
+  private samples = 0;
+  private firstAudioAt: number | null = null;
   /** When the upstream last showed life (a chunk, or the client draining): the gap clock's start. */
-  quietSince = 0;
-  /**
-   * Open only while the utterance is in `streaming.flowing` or `streaming.paused`, the states
-   * where a chunk changes nothing but the tallies: the states' entry opens it and their exit
-   * closes it, so every transition that ends the utterance has closed it before its end goes out.
-   */
-  laneOpen = false;
+  private lastLifeAt: number;
+  private gate: 'closed' | 'open' | 'sealed' = 'closed';
 
   /** The session's clock (the machine's `now`). */
-  constructor(private readonly now: () => number) {}
+  constructor(private readonly now: () => number) {
+    this.lastLifeAt = now();
+  }
 
-  count(pcm: Int16Array): void {
+  /** Chunks may pass without the machine (until `close` or `seal`). */
+  open(): void {
+    if (this.gate === 'closed') this.gate = 'open';
+  }
+
+  close(): void {
+    if (this.gate === 'open') this.gate = 'closed';
+  }
+
+  /** The utterance ended: nothing more is numbered or passed. Idempotent. */
+  seal(): void {
+    this.gate = 'sealed';
+  }
+
+  get isOpen(): boolean {
+    return this.gate === 'open';
+  }
+
+  get isSealed(): boolean {
+    return this.gate === 'sealed';
+  }
+
+  /** A chunk the machine sends itself: its seq, or -1 once sealed. */
+  number(pcm: Int16Array): number {
+    if (this.gate === 'sealed') return -1;
+    const seq = this.seq++;
     const now = this.now();
-    this.seq++;
     this.bytes += pcm.byteLength;
     this.samples += pcm.length;
     this.firstAudioAt ??= now;
-    this.quietSince = now;
+    this.lastLifeAt = now;
+    return seq;
+  }
+
+  /** A chunk the upstream writes itself: its seq while the gate is open, else -1 (send it as an event). */
+  pass(pcm: Int16Array): number {
+    return this.gate === 'open' ? this.number(pcm) : -1;
   }
 
   /** The gap clock starts over now. */
   restartGapClock(): void {
-    this.quietSince = this.now();
+    this.lastLifeAt = this.now();
   }
 
-  pass(pcm: Int16Array): number {
-    if (!this.laneOpen) return -1;
-    const seq = this.seq;
-    this.count(pcm);
-    return seq;
+  /** Milliseconds since the upstream last showed life. */
+  quietFor(): number {
+    return this.now() - this.lastLifeAt;
+  }
+
+  /** The utterance's figures for its speak.end. */
+  stats(acceptedAt: number, sampleRate: number): UtteranceStats {
+    return {
+      chunks: this.seq,
+      bytes: this.bytes,
+      firstAudioMs: this.firstAudioAt === null ? null : Math.round(this.firstAudioAt - acceptedAt),
+      durationMs: Math.round((this.samples / sampleRate) * 1000),
+    };
   }
 }
 
 /**
  * The ids a session has used (the last `limit` of them), each `open` while its text can
  * still grow, so appends that crossed a STOP are absorbed quietly. Deliberately mutable,
- * like AudioMeter: it is consulted on every speak frame, and copying a 1 024-entry list
+ * like UtteranceOutlet: it is consulted on every speak frame, and copying a 1 024-entry list
  * per utterance cost more than the rest of the utterance's transitions together. Only
  * the machine's actions write it (never its guards), and it belongs to one session.
  */
@@ -200,7 +239,7 @@ export function startCurrent(next: QueuedUtterance, now: () => number): CurrentU
     final: next.final,
     acceptedAt: next.acceptedAt,
     ended: false,
-    meter: new AudioMeter(now),
+    outlet: new UtteranceOutlet(now),
   };
 }
 
@@ -216,12 +255,7 @@ export function endOfCurrent(
     stream: current.stream,
     reason,
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
-    stats: {
-      chunks: current.meter.seq,
-      bytes: current.meter.bytes,
-      firstAudioMs: current.meter.firstAudioAt === null ? null : Math.round(current.meter.firstAudioAt - current.acceptedAt),
-      durationMs: Math.round((current.meter.samples / sampleRate) * 1000),
-    },
+    stats: current.outlet.stats(current.acceptedAt, sampleRate),
     cause,
   };
 }
