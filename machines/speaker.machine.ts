@@ -234,7 +234,8 @@ export const speakerSetup = baseSetup.extend({
         enqueue({ type: 'sendMessage', params: message });
         enqueue({ type: 'utteranceEnded', params: record });
       }
-      enqueue.assign({ ending: [] });
+      // Assigned only when there was something to announce: an assign copies the context.
+      if (context.ending.length > 0) enqueue.assign({ ending: [] });
     }),
 
     /** Accept a new utterance: it joins the queue (at the front for interrupt) and is acknowledged. */
