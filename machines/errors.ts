@@ -55,6 +55,13 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorSpec>> = {
   shutting_down: { message: 'the server is shutting down', http: 503, close: CloseCode.goingAway, closeReason: 'server shutting down' },
   client_gone: { message: 'the client went away', http: 500 },
   internal: { message: 'synthesis failed unexpectedly', http: 500, close: CloseCode.internalError },
+  listen_unavailable: { message: 'this server cannot listen in that language; the session speaks only', http: 501 },
+  bad_audio: { message: 'microphone frames must be 10-250 ms of the listen format, an even number of bytes', http: 400 },
+  audio_overrun: { message: 'microphone audio arrives faster than real time; frame dropped', http: 429 },
+  recognizer_unavailable: { message: 'speech recognition is unavailable', http: 503 },
+  recognizer_busy: { message: 'speech recognition is busy; try again later', http: 503 },
+  recognizer_failed: { message: 'speech recognition failed', http: 502 },
+  recognizer_timeout: { message: 'speech recognition gave no result in time', http: 504 },
 };
 
 /** The close reason of a refused handshake, whatever the code of the refusal. */

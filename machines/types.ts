@@ -32,7 +32,15 @@ export type ErrorCode =
   | 'text_idle_timeout'
   | 'client_stalled'
   | 'shutting_down'
-  | 'client_gone';
+  | 'client_gone'
+  // Listening (wire contract v2).
+  | 'listen_unavailable'
+  | 'bad_audio'
+  | 'audio_overrun'
+  | 'recognizer_unavailable'
+  | 'recognizer_busy'
+  | 'recognizer_failed'
+  | 'recognizer_timeout';
 
 export interface WireError {
   code: ErrorCode;
