@@ -8,6 +8,8 @@ import { elevenLabsProvider, type ElevenLabsVoice } from '../providers/elevenlab
 import { espeakProvider } from '../providers/espeak/espeakProvider.js';
 import { groqProvider } from '../providers/groq/groqProvider.js';
 import type { TtsProvider } from '../providers/types.js';
+import { GroqWhisperRecognizer } from '../listening/groqWhisper.js';
+import type { SpeechRecognizer } from '../listening/types.js';
 
 /** A configuration the server cannot start with; its message is the one line a user sees. */
 export class ConfigError extends Error {}
@@ -63,6 +65,24 @@ export const providerRegistry: readonly ProviderEntry[] = [
 ];
 
 export const providerNames = providerRegistry.map((p) => p.name);
+
+/** A speech-to-text engine the server can listen with, enabled from the environment like the voices. */
+export interface RecognizerEntry {
+  name: string;
+  keyEnv?: string;
+  /** Built from the environment; null when it is not configured (no key). */
+  fromEnv(env: NodeJS.ProcessEnv): SpeechRecognizer | null;
+}
+
+export const recognizerRegistry: readonly RecognizerEntry[] = [
+  {
+    name: 'groq',
+    keyEnv: 'GROQ_API_KEY',
+    // The same key and base URL as Groq's voices: one account, one endpoint.
+    fromEnv: (env) =>
+      env.GROQ_API_KEY ? new GroqWhisperRecognizer({ apiKey: env.GROQ_API_KEY, ...(env.GROQ_BASE_URL ? { baseURL: env.GROQ_BASE_URL } : {}) }) : null,
+  },
+];
 
 export function providerEntry(name: string): ProviderEntry | undefined {
   return providerRegistry.find((p) => p.name === name);

@@ -2,8 +2,9 @@
 // voice is always there (first, so it stays the default); the others join when their keys
 // are set. VOXLINE_EMULATORS=1 runs each against its local emulator instead: the full
 // multi-provider setup, offline. The providers themselves are in ./providerRegistry.ts.
+import type { SpeechRecognizer } from '../listening/types.js';
 import type { TtsProvider } from '../providers/types.js';
-import { providerRegistry, type ProviderInstance } from './providerRegistry.js';
+import { providerRegistry, recognizerRegistry, type ProviderInstance } from './providerRegistry.js';
 
 export { ConfigError, parseVoices } from './providerRegistry.js';
 
@@ -37,4 +38,12 @@ export async function providersFromEnv(
       await Promise.all(started.map((s) => s.close?.()));
     },
   };
+}
+
+/**
+ * The speech recognizers whose keys are set (GROQ_API_KEY: Groq Whisper for 'en' and 'ar'),
+ * in the table's order. Nothing is started: the caller closes what it takes.
+ */
+export function recognizersFromEnv(env: NodeJS.ProcessEnv = process.env): SpeechRecognizer[] {
+  return recognizerRegistry.flatMap((entry) => entry.fromEnv(env) ?? []);
 }

@@ -1,4 +1,4 @@
-// A request body as text, with a size limit and a deadline: refused as soon as the declared
+// A request body as text (or bytes), with a size limit and a deadline: refused as soon as the declared
 // or the actual size passes the limit, or the deadline passes before the body is complete.
 // Past the limit the rest is drained unread so a response can still be sent; past the
 // deadline the caller answers 408 with `Connection: close`, so the connection goes with it.
@@ -16,7 +16,12 @@ export class BodyTimeoutError extends Error {
   }
 }
 
-export function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
+export async function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<string> {
+  return (await readBodyBytes(req, limit, timeoutMs)).toString('utf8');
+}
+
+/** The same, as bytes: for binary bodies (multipart uploads), where a UTF-8 decode would corrupt them. */
+export function readBodyBytes(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -45,7 +50,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
     };
     const onEnd = () => {
       done();
-      resolve(Buffer.concat(parts).toString('utf8'));
+      resolve(Buffer.concat(parts));
     };
     const onError = (error: Error) => {
       done();

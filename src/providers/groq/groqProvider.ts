@@ -97,7 +97,8 @@ export function groqError(error: unknown): ProviderError {
   return new ProviderError('provider_unavailable', 'groq could not be reached');
 }
 
-function retryAfter(headers: Headers | undefined): number | undefined {
+/** How long a 429 asks us to wait (retry-after-ms, retry-after in seconds or as a date). Shared with the Whisper recognizer. */
+export function retryAfter(headers: Headers | undefined): number | undefined {
   const ms = headers?.get('retry-after-ms');
   if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
   const value = headers?.get('retry-after');
@@ -108,7 +109,7 @@ function retryAfter(headers: Headers | undefined): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
-function apiMessage(error: InstanceType<typeof Groq.APIError>): string {
+export function apiMessage(error: InstanceType<typeof Groq.APIError>): string {
   const body = error.error as { error?: { message?: unknown }; message?: unknown } | undefined;
   const message = body?.error?.message ?? body?.message;
   return typeof message === 'string' ? message.slice(0, 200) : 'no detail';
