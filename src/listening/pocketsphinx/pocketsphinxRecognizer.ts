@@ -317,7 +317,7 @@ export class PocketSphinxRecognizer implements SpeechRecognizer {
     this.settle(job, error);
     if (!w || w.job !== job) return;
     w.job = null;
-    if (worker === 'kill') {
+    if (worker === 'kill' || !w.proc.cleanReset) {
       w.killed = true;
       w.proc.kill();
     } else {
@@ -369,6 +369,7 @@ export class PocketSphinxRecognizer implements SpeechRecognizer {
     const proc = new SphinxProcess(this.options.workerPath ?? defaultSphinxWorkerPath(), paths, {
       ready: () => {
         clearTimeout(startTimer);
+        if (!proc.cleanReset) this.options.log?.warn({ event: 'pocketsphinx.no_clean_reset' }, 'this libpocketsphinx build cannot be reset between turns: a cancelled turn costs a process restart');
         worker.wasWarm = true;
         this.lastStartMs = performance.now() - worker.spawnedAt;
         this.startFailures = 0;

@@ -13,7 +13,7 @@
 //   kind 3 END     → one FINAL (or ERROR) for the job
 //   kind 4 CANCEL  the utterance is dropped; nothing more is sent for the job
 // stdout (worker → server):
-//   kind 1 READY   payload JSON {"cpuUs","initMs"}
+//   kind 1 READY   payload JSON {"cpuUs","initMs","cmnReset"} (cmnReset: each utterance starts clean, see below)
 //   kind 2 PARTIAL payload UTF-8 hypothesis (only when it changed, at most every 100 ms of audio)
 //   kind 3 FINAL   payload JSON {"text","cpuUs"}
 //   kind 4 ERROR   payload JSON {"message","code"?}
@@ -90,6 +90,9 @@ const ps_start_utt = pocketsphinx.func('int ps_start_utt(void *ps)');
 const ps_process_raw = pocketsphinx.func('int ps_process_raw(void *ps, const int16_t *data, size_t n, int no_search, int full_utt)');
 const ps_end_utt = pocketsphinx.func('int ps_end_utt(void *ps)');
 const ps_get_hyp = pocketsphinx.func('const char *ps_get_hyp(void *ps, _Out_ int *score)');
+const ps_get_feat = pocketsphinx.func('void *ps_get_feat(void *ps)');
+const cmn_live_get = sphinxbase.func('void cmn_live_get(void *cmn, _Out_ uint8_t *vec)');
+const cmn_live_set = sphinxbase.func('void cmn_live_set(void *cmn, const uint8_t *vec)');
 
 const argv = ['-hmm', paths.hmm, '-lm', paths.lm, '-dict', paths.dict, '-logfn', '/dev/null'];
 const config = cmd_ln_parse_r(null, ps_args(), argv.length, argv, 1);
@@ -102,6 +105,40 @@ if (!decoder) {
   process.stderr.write('voxline pocketsphinx worker: the decoder did not start (model files?)\n');
   process.exit(3);
 }
+// Cepstral mean normalisation is the one state the decoder carries from one utterance to the
+// next: the mean is re-estimated at every ps_end_utt, and the first utterance alone sets it.
+// Half a cancelled sentence moved it far enough that the next, clean sentence was not
+// recognised at all. So every utterance starts from the model's initial mean (feat.params
+// -cmninit, with the weight cmn_live_set gives it): a turn is decoded as by a fresh decoder,
+// whatever other turns, sessions or cancels came before. The library offers no getter for
+// the CMN object: it is read from feat_t (sphinxbase 0.8+5prealpha, LP64), and the layout is
+// checked (cepsize 13, veclen == cepsize) before it is trusted; if the check fails the worker
+// says so in READY and the server replaces a worker instead of reusing it after a cancel.
+const FEAT_CEPSIZE_OFFSET = 16;
+const FEAT_CMN_STRUCT_OFFSET = 88;
+const CMN_VECLEN_OFFSET = 28;
+function findCmn() {
+  try {
+    const feat = ps_get_feat(decoder);
+    if (!feat) return null;
+    const featBytes = new DataView(Uint8Array.from(koffi.decode(feat, koffi.array('uint8_t', 96))).buffer);
+    const cepsize = featBytes.getInt32(FEAT_CEPSIZE_OFFSET, true);
+    const cmn = featBytes.getBigUint64(FEAT_CMN_STRUCT_OFFSET, true);
+    if (cepsize !== 13 || cmn === 0n) return null;
+    const cmnBytes = new DataView(Uint8Array.from(koffi.decode(cmn, koffi.array('uint8_t', 32))).buffer);
+    if (cmnBytes.getInt32(CMN_VECLEN_OFFSET, true) !== cepsize) return null;
+    const initial = new Uint8Array(cepsize * 4); // mfcc_t is 4 bytes (float, or int32 in fixed point): copied, never read
+    cmn_live_get(cmn, initial);
+    return { cmn, initial };
+  } catch {
+    return null;
+  }
+}
+const cmnState = findCmn();
+function resetCmn() {
+  if (cmnState) cmn_live_set(cmnState.cmn, cmnState.initial);
+}
+
 /** The general language model's search, made by ps_init from -lm. */
 const lmSearch = ps_get_search(decoder) ?? '_default';
 
@@ -181,6 +218,7 @@ function start(id, command) {
   }
   if (ps_set_search(decoder, search) < 0) throw new Error(`the decoder cannot switch to search ${search}`);
   evictGrammars(search);
+  resetCmn();
   if (ps_start_utt(decoder) < 0) throw new Error('the decoder did not start an utterance');
   job = id;
   samplesSinceLook = 0;
@@ -242,7 +280,7 @@ start(0, {});
 audio(0, Buffer.alloc(16_000));
 job = 0;
 ps_end_utt(decoder);
-frame(OUT_READY, 0, json({ cpuUs: cpuUs(), initMs: performance.now() - began }));
+frame(OUT_READY, 0, json({ cpuUs: cpuUs(), initMs: performance.now() - began, cmnReset: cmnState !== null }));
 
 let buffer = Buffer.alloc(0);
 process.stdin.on('data', (data) => {

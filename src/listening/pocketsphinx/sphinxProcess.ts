@@ -45,6 +45,8 @@ export class SphinxProcess {
   readonly pid: number;
   warm = false;
   dead = false;
+  /** Each utterance starts from a clean decoder state (see the worker); false: replace it after a cancel. */
+  cleanReset = false;
   /** The worker's own CPU time (µs) as it last reported it. */
   cpuUs = 0;
   private readonly proc: Proc;
@@ -148,6 +150,7 @@ export class SphinxProcess {
     if (kind === OUT_READY) {
       this.cpuUs = cpuUs;
       this.warm = true;
+      this.cleanReset = body.cmnReset === true;
       this.events.ready({ cpuUs, initMs: typeof body.initMs === 'number' ? body.initMs : Number.NaN });
     } else if (kind === OUT_FINAL) {
       this.cpuUs = cpuUs;
