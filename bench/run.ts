@@ -14,6 +14,12 @@ import { renderReport, type BenchResults } from './report.js';
 import { slope, summarize, type ContenderName, type Summary } from './common.js';
 import type { Scenario } from './loadgen.js';
 
+interface ListeningPass {
+  cpuMsPerAudioSecond: number;
+  wallMsPerAudioSecond: number;
+  wer: number;
+}
+
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
@@ -24,11 +30,11 @@ const { values } = parseArgs({
   },
 });
 const only = values.only ? new Set(values.only.split(',')) : null;
-const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak') => !only || only.has(figure);
+const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak' | 'listening') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
 const firstByteDelayMs = 20;
 const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
@@ -110,6 +116,8 @@ const report = {
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
   memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number; afterLoadRssMB?: number }>,
   espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
+  /** PocketSphinx: CPU ms of its worker per listened audio-second, with a grammar and with the general model. */
+  listening: null as null | { sentences: number; audioSeconds: number; startMs: number; grammar: ListeningPass; general: ListeningPass },
   leak: null as null | { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> },
   heapDiff: null as null | { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number },
 };
@@ -277,6 +285,15 @@ if (runs('espeak')) await withServer('voxline-espeak', async (port) => {
   log(`espeak: ttfa p50 ${report.espeak.ttfa.p50.toFixed(1)} ms, ${realtimeFactor.toFixed(1)}x real time`);
 });
 
+// 7. Listening: PocketSphinx's CPU per listened audio-second (its own process, bench/listening.ts).
+if (runs('listening')) {
+  const { child, first } = await spawnChild('bench/listening.ts', [String(sizes.listenSentences)]);
+  child.kill();
+  report.listening = first as unknown as NonNullable<typeof report.listening>;
+  const l = report.listening;
+  log(`pocketsphinx: ${l.grammar.cpuMsPerAudioSecond.toFixed(1)} CPU ms per audio-second with a grammar, ${l.general.cpuMsPerAudioSecond.toFixed(1)} with the general model (WER ${(l.general.wer * 100).toFixed(0)}%), start ${l.startMs.toFixed(0)} ms`);
+}
+
 loadgen.kill();
 emulator.child.kill();
 results.report = report;
@@ -298,6 +315,7 @@ for (const c of contenders) {
 if (runs('espeak') && (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50))) missing.push('espeak');
 if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push('leak');
 if (runs('leak') && !report.heapDiff) missing.push('heap diff');
+if (runs('listening') && !(Number.isFinite(report.listening?.grammar.cpuMsPerAudioSecond) && Number.isFinite(report.listening?.general.cpuMsPerAudioSecond))) missing.push('listening');
 
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));
@@ -318,5 +336,6 @@ async function compileContenders(): Promise<string> {
   );
   await build({ entryPoints: sources, outdir, outbase: '.', format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
   copyFileSync('src/providers/espeak/espeakWorker.mjs', `${outdir}/src/providers/espeak/espeakWorker.mjs`);
+  copyFileSync('src/listening/pocketsphinx/pocketsphinxWorker.mjs', `${outdir}/src/listening/pocketsphinx/pocketsphinxWorker.mjs`);
   return `${outdir}/bench/serverProcess.js`;
 }
