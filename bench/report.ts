@@ -20,6 +20,7 @@ export interface BenchResults {
     espeak: { ttfa: Summary; realtimeFactor: number; streamsPerCore: number } | null;
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
     heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
+    chat?: { rounds: number; firstTokenDelayMs: number; direct: Summary; adapters: Record<string, { own: Summary; addedP50: number; addedP99: number }> } | null;
   };
 }
 
@@ -113,6 +114,19 @@ export function renderReport(results: BenchResults): string {
           `Heap snapshots (\`bench/heapDiff.ts\`) after ${report.heapDiff.warm} warm-up utterances and again after ${report.heapDiff.measured} more: ` +
             `application objects changed by ${report.heapDiff.appObjects >= 0 ? '+' : ''}${report.heapDiff.appObjects} (${f(report.heapDiff.appBytes / 1024, 1)} KB), ` +
             `V8's compiled code and system tables by ${f(report.heapDiff.engineBytes / 1024, 1)} KB; the heap after GC by ${f(report.heapDiff.heapBytes / 1024, 1)} KB in all.`,
+          '',
+        ]
+      : []),
+    ...(report.chat
+      ? [
+          '## 7. The agent turn: what the chat adapter adds to the first token (ms)',
+          '',
+          `${report.chat.rounds} sequential replies from the chat emulator (first text after ${report.chat.firstTokenDelayMs} ms), one process: a bare fetch reading to the first text (direct) against each SDK adapter behind its deadlines.`,
+          '',
+          '| reader | first token p50 / p99 | added p50 / p99 |',
+          '|---|---|---|',
+          `| direct | ${f(report.chat.direct.p50)} / ${f(report.chat.direct.p99)} | – |`,
+          ...Object.entries(report.chat.adapters).map(([name, a]) => `| ${name} SDK | ${f(a.own.p50)} / ${f(a.own.p99)} | ${f(a.addedP50)} / ${f(a.addedP99)} |`),
           '',
         ]
       : []),

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import type { GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
+import type { ChatFirstTokenFigure } from './chatFirstToken.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
 import { slope, summarize, type ContenderName, type Summary } from './common.js';
@@ -30,11 +31,11 @@ const { values } = parseArgs({
   },
 });
 const only = values.only ? new Set(values.only.split(',')) : null;
-const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak' | 'listening') => !only || only.has(figure);
+const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak' | 'listening' | 'chat') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300 };
 const firstByteDelayMs = 20;
 const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
@@ -120,6 +121,8 @@ const report = {
   listening: null as null | { sentences: number; audioSeconds: number; startMs: number; grammar: ListeningPass; general: ListeningPass },
   leak: null as null | { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> },
   heapDiff: null as null | { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number },
+  /** The agent turn's chat adapter: time to first token over the chat emulator's, sequential. */
+  chat: null as null | ChatFirstTokenFigure,
 };
 
 async function withServer<T>(contender: ContenderName, fn: (port: number, server: ChildProcess) => Promise<T>): Promise<T> {
@@ -294,6 +297,13 @@ if (runs('listening')) {
   log(`pocketsphinx: ${l.grammar.cpuMsPerAudioSecond.toFixed(1)} CPU ms per audio-second with a grammar, ${l.general.cpuMsPerAudioSecond.toFixed(1)} with the general model (WER ${(l.general.wer * 100).toFixed(0)}%), start ${l.startMs.toFixed(0)} ms`);
 }
 
+// 8. The chat adapter's share of the time to first token (bench/chatFirstToken.ts, its own process).
+if (runs('chat')) {
+  const { first } = await spawnChild('bench/chatFirstToken.ts', [String(sizes.chatRounds)]);
+  report.chat = first as unknown as ChatFirstTokenFigure;
+  for (const [name, a] of Object.entries(report.chat.adapters)) log(`chat: ${name} adds p50 ${a.addedP50.toFixed(2)} ms to the first token (direct p50 ${report.chat.direct.p50.toFixed(2)} ms)`);
+}
+
 loadgen.kill();
 emulator.child.kill();
 results.report = report;
@@ -316,6 +326,7 @@ if (runs('espeak') && (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50
 if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push('leak');
 if (runs('leak') && !report.heapDiff) missing.push('heap diff');
 if (runs('listening') && !(Number.isFinite(report.listening?.grammar.cpuMsPerAudioSecond) && Number.isFinite(report.listening?.general.cpuMsPerAudioSecond))) missing.push('listening');
+if (runs('chat') && !Object.values(report.chat?.adapters ?? {}).some((a) => Number.isFinite(a.addedP50))) missing.push('chat first token');
 
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));

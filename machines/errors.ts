@@ -62,6 +62,10 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorSpec>> = {
   recognizer_busy: { message: 'speech recognition is busy; try again later', http: 503 },
   recognizer_failed: { message: 'speech recognition failed', http: 502 },
   recognizer_timeout: { message: 'speech recognition gave no result in time', http: 504 },
+  model_unavailable: { message: 'the language model is unavailable (credentials or model name refused)', http: 503 },
+  model_busy: { message: 'the language model is busy; try again later', http: 503 },
+  model_failed: { message: 'the language model failed to write a reply', http: 502 },
+  model_timeout: { message: 'the language model did not answer in time', http: 504 },
 };
 
 /** The close reason of a refused handshake, whatever the code of the refusal. */

@@ -40,12 +40,17 @@ export type ErrorCode =
   | 'recognizer_unavailable'
   | 'recognizer_busy'
   | 'recognizer_failed'
-  | 'recognizer_timeout';
+  | 'recognizer_timeout'
+  // The agent turn (wire contract v2): the language model that writes replies.
+  | 'model_unavailable'
+  | 'model_busy'
+  | 'model_failed'
+  | 'model_timeout';
 
 export interface WireError {
   code: ErrorCode;
   message: string;
-  /** With `rate_limited` or `provider_busy`: how long to wait before trying again. */
+  /** With `rate_limited`, `provider_busy` or `model_busy`: how long to wait before trying again. */
   retryAfterMs?: number;
 }
 

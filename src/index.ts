@@ -17,6 +17,15 @@ export { GroqEmulator, startGroqEmulator } from './emulators/groqEmulator.js';
 export { ElevenLabsEmulator, startElevenLabsEmulator } from './emulators/elevenLabsEmulator.js';
 export { upstreamFaults, FaultSchedule } from './emulators/faults.js';
 export type { UpstreamFault } from './emulators/faults.js';
+// The agent turn's language model (behind a port: the turn chart invokes any ChatModel).
+export { ChatModelError, defaultChatDeadlines } from './agent/types.js';
+export type { ChatDeadlines, ChatMessage, ChatModel, ChatModelErrorCode, ChatRequest } from './agent/types.js';
+export { withDeadlines, type DeadlineOptions } from './agent/deadlines.js';
+export { echoChatModel, type EchoChatModelOptions } from './agent/echoChatModel.js';
+export { groqChatModel, openAiChatModel, groqChatModels, type ChatCompletionsOptions } from './agent/openAiChatModel.js';
+export { Conversation, interruptedNote, type ConversationLimits } from './agent/conversation.js';
+export { createChatModelFromEnv, type ChatModelSetup } from './config/chatModelFromEnv.js';
+export { ChatEmulator, startChatEmulator, chatFaults, type ChatFault, type ChatEmulatorOptions, type ChatEmulatorRequest } from './emulators/chatEmulator.js';
 export { encodeAudioFrame, decodeAudioFrame } from './protocol/audioFrame.js';
 export { parseClientMessage, ProtocolError } from './protocol/clientMessages.js';
 export { connectionMachine } from '../machines/connection.machine.js';

@@ -17,26 +17,27 @@ export const upstreamFaults = [
 
 export type UpstreamFault = (typeof upstreamFaults)[number];
 
-export class FaultSchedule {
-  private readonly queue: UpstreamFault[] = [];
-  private readonly marked = new Map<string, UpstreamFault>();
-  private sticky: UpstreamFault | null = null;
+/** Faults of type F (the speech emulators' UpstreamFault unless an emulator has its own list, like the chat one). */
+export class FaultSchedule<F extends string = UpstreamFault> {
+  private readonly queue: F[] = [];
+  private readonly marked = new Map<string, F>();
+  private sticky: F | null = null;
 
   /**
    * The first request whose text contains `marker` commits `fault`. Unlike the queue this
    * does not depend on arrival order, which a cancelled request still in flight can change.
    */
-  when(marker: string, fault: UpstreamFault): void {
+  when(marker: string, fault: F): void {
     this.marked.set(marker, fault);
   }
 
   /** Faults for the next requests, in order. */
-  push(...faults: UpstreamFault[]): void {
+  push(...faults: F[]): void {
     this.queue.push(...faults);
   }
 
   /** A fault for every request until cleared (null). */
-  always(fault: UpstreamFault | null): void {
+  always(fault: F | null): void {
     this.sticky = fault;
   }
 
@@ -47,7 +48,7 @@ export class FaultSchedule {
   }
 
   /** The fault for a request carrying `text`, or null. */
-  next(text = ''): UpstreamFault | null {
+  next(text = ''): F | null {
     for (const [marker, fault] of this.marked) {
       if (text.includes(marker)) {
         this.marked.delete(marker);

@@ -16,7 +16,7 @@
 import Groq, { toFile } from 'groq-sdk';
 import type { ErrorCode } from '../../machines/types.js';
 import { concatInt16, int16ToBytes, wavHeader } from '../audio/pcm.js';
-import { apiMessage, retryAfter } from '../providers/groq/groqProvider.js';
+import { apiErrorMessage, retryAfterMs } from '../providers/apiErrors.js';
 import { listenSampleRate, RecognitionError, type RecognitionJob, type RecognitionRequest, type SpeechRecognizer } from './types.js';
 
 export const groqWhisperModel = 'whisper-large-v3-turbo';
@@ -249,7 +249,7 @@ const unreachable = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNR
 /** Map the SDK's errors (and a broken body) onto the listening codes. Messages never carry the key. */
 export function recognitionError(error: unknown): RecognitionError {
   if (error instanceof RecognitionError) return error;
-  if (error instanceof Groq.RateLimitError) return new RecognitionError('recognizer_busy', 'groq whisper rate limit reached', retryAfter(error.headers));
+  if (error instanceof Groq.RateLimitError) return new RecognitionError('recognizer_busy', 'groq whisper rate limit reached', retryAfterMs(error.headers));
   if (error instanceof Groq.AuthenticationError || error instanceof Groq.PermissionDeniedError) {
     return new RecognitionError('provider_auth', `groq refused the credentials (HTTP ${error.status})`);
   }
@@ -260,7 +260,7 @@ export function recognitionError(error: unknown): RecognitionError {
     return new RecognitionError(code, code === 'recognizer_unavailable' ? 'groq could not be reached' : 'the connection to groq broke');
   }
   if (error instanceof Groq.APIError && typeof error.status === 'number') {
-    const detail = error.status < 500 ? `: ${apiMessage(error)}` : '';
+    const detail = error.status < 500 ? `: ${apiErrorMessage(error.error)}` : '';
     return new RecognitionError('recognizer_failed', `groq whisper failed (HTTP ${error.status})${detail}`);
   }
   // A body cut off mid-read surfaces as undici's TypeError('terminated') or a socket error.

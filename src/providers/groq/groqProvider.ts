@@ -6,6 +6,7 @@
 import Groq from 'groq-sdk';
 import type { VoiceInfo } from '../../../machines/types.js';
 import { WavFormatError, WavStreamParser } from '../../audio/wavStreamParser.js';
+import { apiErrorMessage, retryAfterMs } from '../apiErrors.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../types.js';
 
 export const groqEnglishModel = 'canopylabs/orpheus-v1-english';
@@ -82,35 +83,16 @@ export function groqProvider(options: GroqProviderOptions): TtsProvider {
 /** Map the SDK's error classes onto the engine's codes. Messages never carry the key. */
 export function groqError(error: unknown): ProviderError {
   if (error instanceof Groq.RateLimitError) {
-    const retryAfterMs = retryAfter(error.headers);
-    return new ProviderError('rate_limited', 'groq rate limit reached', retryAfterMs);
+    return new ProviderError('rate_limited', 'groq rate limit reached', retryAfterMs(error.headers));
   }
   if (error instanceof Groq.AuthenticationError || error instanceof Groq.PermissionDeniedError) {
     return new ProviderError('provider_auth', `groq refused the credentials (HTTP ${error.status})`);
   }
   if (error instanceof Groq.BadRequestError || error instanceof Groq.UnprocessableEntityError || error instanceof Groq.NotFoundError) {
-    return new ProviderError('provider_rejected', `groq rejected the request (HTTP ${error.status}): ${apiMessage(error)}`);
+    return new ProviderError('provider_rejected', `groq rejected the request (HTTP ${error.status}): ${apiErrorMessage(error.error)}`);
   }
   if (error instanceof Groq.APIError && typeof error.status === 'number') {
     return new ProviderError('provider_unavailable', `groq failed (HTTP ${error.status})`);
   }
   return new ProviderError('provider_unavailable', 'groq could not be reached');
-}
-
-/** How long a 429 asks us to wait (retry-after-ms, retry-after in seconds or as a date). Shared with the Whisper recognizer. */
-export function retryAfter(headers: Headers | undefined): number | undefined {
-  const ms = headers?.get('retry-after-ms');
-  if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
-  const value = headers?.get('retry-after');
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-export function apiMessage(error: InstanceType<typeof Groq.APIError>): string {
-  const body = error.error as { error?: { message?: unknown }; message?: unknown } | undefined;
-  const message = body?.error?.message ?? body?.message;
-  return typeof message === 'string' ? message.slice(0, 200) : 'no detail';
 }
