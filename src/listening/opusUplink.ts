@@ -10,6 +10,29 @@ import { listenSampleRate } from './types.js';
 /** The largest Opus packet (RFC 6716, section 3.2.1): anything longer is not one packet. */
 export const maxOpusPacketBytes = 1275;
 
+/**
+ * The audio length of one Opus packet from its header alone (RFC 6716, section 3.1), so a
+ * frame can be measured before it costs a decode; undefined when the header is not valid.
+ */
+export function opusPacketDurationMs(packet: Uint8Array): number | undefined {
+  const toc = packet[0];
+  if (toc === undefined) return undefined;
+  const config = toc >> 3;
+  // Configs 0-11 SILK (10/20/40/60 ms), 12-15 hybrid (10/20 ms), 16-31 CELT (2.5/5/10/20 ms).
+  const frameMs = config < 12 ? [10, 20, 40, 60][config % 4]! : config < 16 ? [10, 20][config % 2]! : [2.5, 5, 10, 20][config % 4]!;
+  const code = toc & 3;
+  let count: number;
+  if (code === 0) count = 1;
+  else if (code === 1 || code === 2) count = 2;
+  else {
+    const countByte = packet[1];
+    if (countByte === undefined) return undefined;
+    count = countByte & 0x3f;
+  }
+  const ms = count * frameMs;
+  return count > 0 && ms <= 120 ? ms : undefined; // a packet holds at most 120 ms
+}
+
 export type OpusDecodeResult = { ok: true; pcm: Int16Array } | { ok: false; error: WireError };
 
 export class OpusUplink {
