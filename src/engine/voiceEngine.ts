@@ -7,11 +7,12 @@ import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
 import { closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
-import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
+import { type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -136,6 +137,9 @@ export class VoiceEngine extends EventEmitter<{
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
   readonly sampleRates: number[];
+  /** Derived once here and shared by every session (connection input). */
+  private readonly voiceIds: ReadonlySet<string>;
+  private readonly sessionLimits: SessionLimits;
   private readonly routes = new Map<string, VoiceRoute>();
   readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
@@ -199,6 +203,8 @@ export class VoiceEngine extends EventEmitter<{
     this.defaultVoice = options.defaultVoice ?? this.voices[0]!.id;
     if (!this.routes.has(this.defaultVoice)) throw new Error(`default voice "${this.defaultVoice}" is not offered by any provider`);
     this.sampleRates = this.options.sampleRates;
+    this.voiceIds = voiceIdsOf(this.voices);
+    this.sessionLimits = sessionLimits(options.limits);
 
     const synthesis = createSynthesisLogic({
       resolveVoice: (id) => this.routes.get(id),
@@ -297,9 +303,10 @@ export class VoiceEngine extends EventEmitter<{
       input: {
         sessionId,
         voices: this.voices,
+        voiceIds: this.voiceIds,
         defaultVoice: this.defaultVoice,
         sampleRates: this.sampleRates,
-        ...(this.options.limits ? { limits: this.options.limits } : {}),
+        limits: this.sessionLimits,
       },
       ...(this.options.inspector ? { inspect: this.options.inspector.observe(sessionId) } : {}),
     });
@@ -372,7 +379,7 @@ export class VoiceEngine extends EventEmitter<{
 
   /** Most characters one utterance may hold. */
   get maxTextChars(): number {
-    return this.options.limits?.maxTextChars ?? defaultSessionLimits.maxTextChars;
+    return this.sessionLimits.maxTextChars;
   }
 
   /** Place `sessionId` under its key's cap; the lease is given back when the session ends. */
