@@ -141,9 +141,11 @@ function endQueue(
   };
 }
 
-function endEverything(context: SpeakerContext, reason: EndReason, cause: string, error?: WireError) {
-  const afterCurrent = { ...context, ...endCurrent(context, reason, cause, error) };
-  return { ...afterCurrent, ...endQueue(afterCurrent, reason, cause, error) };
+function endEverything(context: SpeakerContext, reason: EndReason, cause: string, error?: WireError): Partial<SpeakerContext> {
+  // Only what changed: with nothing to end (an idle speaker told the client is gone) it is empty.
+  const ofCurrent = endCurrent(context, reason, cause, error);
+  const ofQueue = endQueue(ofCurrent.ending ? { ...context, ...ofCurrent } : context, reason, cause, error);
+  return { ...ofCurrent, ...ofQueue };
 }
 
 const errorOf = (code: ErrorCode | undefined) => (code === undefined ? undefined : wireError(code));

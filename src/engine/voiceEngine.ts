@@ -312,15 +312,6 @@ export class VoiceEngine extends EventEmitter<{
     });
     const io: SessionIO = { transport, actor, observe: false };
     this.sessions.set(sessionId, io);
-    let lastPath = '';
-    let watchedSpeaker: unknown = null;
-    // The phase comes from the connection or its speaker: both are watched (only for observers).
-    const reportPhase = () => {
-      const phase = sessionPhase(actor.getSnapshot());
-      if (!phase || phase.path === lastPath) return;
-      lastPath = phase.path;
-      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
-    };
     const send = (event: Parameters<SessionActor['send']>[0]) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     };
@@ -331,17 +322,8 @@ export class VoiceEngine extends EventEmitter<{
       onEnd?.();
       this.emit('sessionEnded', { sessionId });
     };
+    // Only the end is watched here; the phases only for a client that asked (watchState).
     actor.subscribe({
-      next: (snapshot) => {
-        if (!io.observe) return;
-        const speaker = speakerOf(snapshot);
-        if (speaker && speaker !== watchedSpeaker) {
-          watchedSpeaker = speaker;
-          // A done speaker's phase is the connection's to report (after its close).
-          speaker.subscribe({ next: (s) => s.status === 'active' && reportPhase(), error: () => {} });
-        }
-        reportPhase();
-      },
       complete: finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
@@ -357,7 +339,9 @@ export class VoiceEngine extends EventEmitter<{
       actor,
       reply: (message) => this.sendJson(sessionId, message),
       watchState: () => {
+        if (io.observe) return;
         io.observe = true;
+        this.watchPhases(actor, transport);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
       stop: (id) => {
@@ -370,6 +354,33 @@ export class VoiceEngine extends EventEmitter<{
         }
       },
     };
+  }
+
+  /**
+   * Send `session.state` on every change of phase. The phase comes from the connection or its
+   * speaker: both are watched. Made only for sessions whose client asked (session.start `observe`).
+   */
+  private watchPhases(actor: SessionActor, transport: SessionTransport): void {
+    let lastPath = '';
+    let watchedSpeaker: unknown = null;
+    const reportPhase = () => {
+      const phase = sessionPhase(actor.getSnapshot());
+      if (!phase || phase.path === lastPath) return;
+      lastPath = phase.path;
+      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+    };
+    actor.subscribe({
+      next: (snapshot) => {
+        const speaker = speakerOf(snapshot);
+        if (speaker && speaker !== watchedSpeaker) {
+          watchedSpeaker = speaker;
+          // A done speaker's phase is the connection's to report (after its close).
+          speaker.subscribe({ next: (s) => s.status === 'active' && reportPhase(), error: () => {} });
+        }
+        reportPhase();
+      },
+      error: () => {},
+    });
   }
 
   /** Whether `voice` (an id or `provider:id`) is offered. */
