@@ -4,7 +4,8 @@
 import { createActor, fromCallback } from 'xstate';
 import { connectionMachine } from '../machines/connection.machine.js';
 import { speakerMachine } from '../machines/speaker.machine.js';
-import type { UpstreamCommand, UpstreamEvent, UpstreamInput } from '../machines/types.js';
+import { defaultSessionLimits, type UpstreamCommand, type UpstreamEvent, type UpstreamInput } from '../machines/types.js';
+import { voiceIdsOf } from '../src/engine/sessionSettings.js';
 import { percentile } from './common.js';
 
 const chunks = Number(process.argv[2] ?? 200_000);
@@ -32,7 +33,8 @@ function throughMachine(): number {
     },
   });
   const machine = connectionMachine.provide({ actors: { speaker } });
-  const actor = createActor(machine, { input: { sessionId: 's', voices: [{ id: 'v', language: 'en', provider: 'p' }], defaultVoice: 'v', sampleRates: [24_000] } });
+  const voices = [{ id: 'v', language: 'en', provider: 'p' }];
+  const actor = createActor(machine, { input: { sessionId: 's', voices, voiceIds: voiceIdsOf(voices), defaultVoice: 'v', sampleRates: [24_000], limits: defaultSessionLimits } });
   actor.start();
   actor.send({ type: 'START', sampleRate: 24_000 });
   actor.send({ type: 'SPEAK', request: { id: 'u', text: 'x', mode: 'enqueue', final: true } });

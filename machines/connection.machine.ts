@@ -10,17 +10,19 @@
 // synchronous), so `closing` is never seen from outside and needs no deadline.
 import { assign, sendTo, setup, type DoneActorEvent } from 'xstate';
 import type { ConnectionEvent, ErrorCode, ServerMessage, SessionLimits, SpeakerEndCause, SpeakerEvent, VoiceInfo } from './types.js';
-import { defaultSessionLimits } from './types.js';
 import { closeRequest, handshakeRefusedReason, wireError, type CloseRequest } from './errors.js';
 import { speakerMachine, type SpeakerInput, type SpeakerOutput } from './speaker.machine.js';
 
 export interface ConnectionInput {
   sessionId: string;
   voices: VoiceInfo[];
+  /** The names a client may use for `voices` (id, or `provider:id`); derived once per engine. */
+  voiceIds: ReadonlySet<string>;
   defaultVoice: string;
   /** Sample rates the server can produce; the first is the default. */
   sampleRates: number[];
-  limits?: Partial<SessionLimits>;
+  /** Every limit (the defaults filled in); one object per engine, shared by its sessions. */
+  limits: SessionLimits;
   /** Milliseconds clock for stats; injectable so tests can use simulated time. */
   now?: () => number;
 }
@@ -34,26 +36,6 @@ export interface ConnectionContext {
   sampleRates: number[];
   sampleRate: number;
   now: () => number;
-}
-
-// Every session of one engine gets the same voices and limits objects; deriving them once per
-// engine instead of once per session keeps a few hundred bytes out of every idle session.
-// Both derived values are read-only, so sharing them between sessions is safe.
-const derivedVoiceIds = new WeakMap<readonly VoiceInfo[], ReadonlySet<string>>();
-const derivedLimits = new WeakMap<Partial<SessionLimits>, SessionLimits>();
-
-/** A voice is named by its id, or `provider:id` to pick the provider explicitly. */
-function voiceIdsOf(voices: readonly VoiceInfo[]): ReadonlySet<string> {
-  let ids = derivedVoiceIds.get(voices);
-  if (!ids) derivedVoiceIds.set(voices, (ids = new Set(voices.flatMap((v) => [v.id, `${v.provider}:${v.id}`]))));
-  return ids;
-}
-
-function sessionLimits(given: Partial<SessionLimits> | undefined): SessionLimits {
-  if (!given) return defaultSessionLimits;
-  let limits = derivedLimits.get(given);
-  if (!limits) derivedLimits.set(given, (limits = { ...defaultSessionLimits, ...given }));
-  return limits;
 }
 
 const performanceNow = () => performance.now();
@@ -108,9 +90,9 @@ export const connectionMachine = connectionSetup.createMachine({
   id: 'connection',
   context: ({ input }) => ({
     sessionId: input.sessionId,
-    limits: sessionLimits(input.limits),
+    limits: input.limits,
     voices: input.voices,
-    voiceIds: voiceIdsOf(input.voices),
+    voiceIds: input.voiceIds,
     defaultVoice: input.defaultVoice,
     sampleRates: input.sampleRates,
     sampleRate: input.sampleRates[0] ?? 24_000,

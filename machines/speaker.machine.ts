@@ -19,7 +19,6 @@ import type {
   ErrorCode,
   ServerMessage,
   SessionLimits,
-  SpeakRequest,
   SpeakerEndCause,
   SpeakerEvent,
   UpstreamCommand,
@@ -34,6 +33,7 @@ import {
   startCurrent,
   type CurrentUtterance,
   type QueuedUtterance,
+  type SpeakDecision,
   IdMemory,
 } from './utterances.js';
 
@@ -89,8 +89,20 @@ type StopEvent = Extract<SpeakerEvent, { type: 'STOP' }>;
 const isSpeak = (e: SpeakerEvent): e is SpeakEvent => e.type === 'SPEAK';
 const isStop = (e: SpeakerEvent): e is StopEvent => e.type === 'STOP';
 
-function decide(context: SpeakerContext, request: SpeakRequest) {
-  return classifySpeak(context, request, context.limits, context.voiceIds);
+/**
+ * What a speak frame means for this session, decided once per frame: the guard that picks its
+ * transition and the action that carries it out ask the same question of the same context, so the
+ * verdict stays with the event for as long as the context it was drawn from (and the id memory,
+ * the one part of it written in place) is unchanged.
+ */
+const verdicts = new WeakMap<SpeakEvent, { context: SpeakerContext; ids: number; decision: SpeakDecision }>();
+
+function decide(context: SpeakerContext, event: SpeakEvent): SpeakDecision {
+  const kept = verdicts.get(event);
+  if (kept && kept.context === context && kept.ids === context.usedIds.version) return kept.decision;
+  const decision = classifySpeak(context, event.request, context.limits, context.voiceIds);
+  verdicts.set(event, { context, ids: context.usedIds.version, decision });
+  return decision;
 }
 
 /** Mark the current utterance ended (once) and queue its end record. */
@@ -129,9 +141,11 @@ function endQueue(
   };
 }
 
-function endEverything(context: SpeakerContext, reason: EndReason, cause: string, error?: WireError) {
-  const afterCurrent = { ...context, ...endCurrent(context, reason, cause, error) };
-  return { ...afterCurrent, ...endQueue(afterCurrent, reason, cause, error) };
+function endEverything(context: SpeakerContext, reason: EndReason, cause: string, error?: WireError): Partial<SpeakerContext> {
+  // Only what changed: with nothing to end (an idle speaker told the client is gone) it is empty.
+  const ofCurrent = endCurrent(context, reason, cause, error);
+  const ofQueue = endQueue(ofCurrent.ending ? { ...context, ...ofCurrent } : context, reason, cause, error);
+  return { ...ofCurrent, ...ofQueue };
 }
 
 const errorOf = (code: ErrorCode | undefined) => (code === undefined ? undefined : wireError(code));
@@ -164,9 +178,9 @@ const baseSetup = setup({
   guards: {
     isCurrentStream: ({ context, event }) =>
       'stream' in event && context.current !== null && event.stream === context.current.stream,
-    speakIsAbsorbed: ({ context, event }) => isSpeak(event) && decide(context, event.request).kind !== 'accept',
+    speakIsAbsorbed: ({ context, event }) => isSpeak(event) && decide(context, event).kind !== 'accept',
     speakIsAppendToCurrent: ({ context, event }) =>
-      isSpeak(event) && decide(context, event.request).kind === 'append-current',
+      isSpeak(event) && decide(context, event).kind === 'append-current',
     speakInterrupts: ({ event }) => isSpeak(event) && event.request.mode === 'interrupt',
     stopTargetsCurrent: ({ context, event }) =>
       isStop(event) &&
@@ -265,7 +279,7 @@ export const speakerSetup = baseSetup.extend({
     absorbSpeak: baseSetup.enqueueActions(({ context, event, enqueue }) => {
       if (!isSpeak(event)) return;
       const r = event.request;
-      const d = decide(context, r);
+      const d = decide(context, event);
       switch (d.kind) {
         case 'append-current': {
           const current = context.current!;

@@ -129,8 +129,14 @@ export class UtteranceOutlet implements AudioLane {
 export class IdMemory {
   // Made with the first id: a session that never spoke holds no table.
   private ids: Map<string, boolean> | null = null;
+  /** Bumped by every write, so a verdict drawn from this memory can tell it is still current. */
+  private writes = 0;
 
   constructor(readonly limit: number) {}
+
+  get version(): number {
+    return this.writes;
+  }
 
   get size(): number {
     return this.ids?.size ?? 0;
@@ -143,6 +149,7 @@ export class IdMemory {
 
   /** Remember `id` as the newest entry, forgetting the oldest beyond the limit. */
   remember(id: string, open: boolean): void {
+    this.writes++;
     this.ids ??= new Map();
     this.ids.delete(id);
     this.ids.set(id, open);
@@ -155,6 +162,7 @@ export class IdMemory {
 
   /** Its text is complete: later appends are duplicates. Keeps its age. */
   close(id: string): void {
+    this.writes++;
     if (this.ids?.has(id)) this.ids.set(id, false);
   }
 }

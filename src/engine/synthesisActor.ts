@@ -64,6 +64,21 @@ export const minFirstPieceChars = 24;
  */
 const releasedReason = new DOMException('the utterance released its upstream', 'AbortError');
 
+/**
+ * Who let the job go, and whether its work has settled (`run()` returned and the provider let go).
+ * CANCEL (the session stops the utterance) is answered with UPSTREAM_RELEASED once settled;
+ * `release()` (the owning state exits) is followed by `onJobGone` once settled, and after it nothing
+ * more is sent back: the owner has stopped listening (XState drops a stopped actor's sendBack).
+ *
+ *   running    ─CANCEL→ cancelling ─settle→ cancelled (UPSTREAM_RELEASED)
+ *   running    ─settle→ settled    ─CANCEL→ cancelled (UPSTREAM_RELEASED)
+ *   running, cancelling ─release→ releasing ─settle→ gone (onJobGone)
+ *   settled, cancelled  ─release→ gone (onJobGone)
+ *
+ * Anything else leaves it as it is, so each report happens once.
+ */
+type JobLife = 'running' | 'cancelling' | 'settled' | 'cancelled' | 'releasing' | 'gone';
+
 export class UtteranceJob {
   private readonly abort = new AbortController();
   private readonly splitter: SentenceSplitter | null;
@@ -74,11 +89,7 @@ export class UtteranceJob {
   private piecesSpoken = 0;
   private audioSent = false;
   private readonly wakers = new Set<() => void>();
-  private cancelRequested = false;
-  private settled = false;
-  private releasedSent = false;
-  private releaseCalled = false;
-  private goneReported = false;
+  private life: JobLife = 'running';
   /** The piece being played (whose audio the session waits for). */
   private playing: PieceFetch | null = null;
   /** The session was told (UPSTREAM_QUEUED) that the playing piece waits for a provider slot. */
@@ -116,20 +127,20 @@ export class UtteranceJob {
         this.wake();
         return;
       case 'CANCEL':
-        this.cancelRequested = true;
         this.abort.abort(releasedReason);
         this.wake();
-        this.maybeReportReleased();
+        if (this.life === 'running') this.life = 'cancelling';
+        else if (this.life === 'settled') this.reportReleased();
         return;
     }
   }
 
   /** Forced release when the owning state exits. Idempotent. */
   release(): void {
-    this.releaseCalled = true;
     this.abort.abort(releasedReason);
     this.wake();
-    this.maybeReportGone();
+    if (this.life === 'running' || this.life === 'cancelling') this.life = 'releasing';
+    else if (this.life === 'settled' || this.life === 'cancelled') this.reportGone();
   }
 
   /** Runs until the text is spoken, an error, or an abort. Never rejects. */
@@ -155,17 +166,24 @@ export class UtteranceJob {
     } finally {
       this.resampler?.destroy();
       this.resampler = null;
-      this.settled = true;
-      this.maybeReportReleased();
-      this.maybeReportGone();
+      if (this.life === 'running') this.life = 'settled';
+      else if (this.life === 'cancelling') this.reportReleased();
+      else if (this.life === 'releasing') this.reportGone();
     }
   }
 
-  private maybeReportGone(): void {
-    if (this.releaseCalled && this.settled && !this.goneReported) {
-      this.goneReported = true;
-      this.options.onJobGone?.();
-    }
+  private get settled(): boolean {
+    return this.life === 'settled' || this.life === 'cancelled' || this.life === 'gone';
+  }
+
+  private reportReleased(): void {
+    this.life = 'cancelled';
+    this.sendBack({ type: 'UPSTREAM_RELEASED', stream: this.input.stream });
+  }
+
+  private reportGone(): void {
+    this.life = 'gone';
+    this.options.onJobGone?.();
   }
 
   /**
@@ -448,13 +466,6 @@ export class UtteranceJob {
     if (queued === this.queuedReported) return;
     this.queuedReported = queued;
     this.sendBack({ type: queued ? 'UPSTREAM_QUEUED' : 'UPSTREAM_DEQUEUED', stream: this.input.stream });
-  }
-
-  private maybeReportReleased(): void {
-    if (this.cancelRequested && this.settled && !this.releasedSent) {
-      this.releasedSent = true;
-      this.sendBack({ type: 'UPSTREAM_RELEASED', stream: this.input.stream });
-    }
   }
 }
 

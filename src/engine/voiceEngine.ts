@@ -7,11 +7,12 @@ import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
 import { closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
-import { defaultSessionLimits, type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
+import { type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -136,6 +137,9 @@ export class VoiceEngine extends EventEmitter<{
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
   readonly sampleRates: number[];
+  /** Derived once here and shared by every session (connection input). */
+  private readonly voiceIds: ReadonlySet<string>;
+  private readonly sessionLimits: SessionLimits;
   private readonly routes = new Map<string, VoiceRoute>();
   readonly guards = new Map<string, ProviderGuard>();
   private readonly sessions = new Map<string, SessionIO>();
@@ -199,6 +203,8 @@ export class VoiceEngine extends EventEmitter<{
     this.defaultVoice = options.defaultVoice ?? this.voices[0]!.id;
     if (!this.routes.has(this.defaultVoice)) throw new Error(`default voice "${this.defaultVoice}" is not offered by any provider`);
     this.sampleRates = this.options.sampleRates;
+    this.voiceIds = voiceIdsOf(this.voices);
+    this.sessionLimits = sessionLimits(options.limits);
 
     const synthesis = createSynthesisLogic({
       resolveVoice: (id) => this.routes.get(id),
@@ -297,23 +303,15 @@ export class VoiceEngine extends EventEmitter<{
       input: {
         sessionId,
         voices: this.voices,
+        voiceIds: this.voiceIds,
         defaultVoice: this.defaultVoice,
         sampleRates: this.sampleRates,
-        ...(this.options.limits ? { limits: this.options.limits } : {}),
+        limits: this.sessionLimits,
       },
       ...(this.options.inspector ? { inspect: this.options.inspector.observe(sessionId) } : {}),
     });
     const io: SessionIO = { transport, actor, observe: false };
     this.sessions.set(sessionId, io);
-    let lastPath = '';
-    let watchedSpeaker: unknown = null;
-    // The phase comes from the connection or its speaker: both are watched (only for observers).
-    const reportPhase = () => {
-      const phase = sessionPhase(actor.getSnapshot());
-      if (!phase || phase.path === lastPath) return;
-      lastPath = phase.path;
-      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
-    };
     const send = (event: Parameters<SessionActor['send']>[0]) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     };
@@ -324,17 +322,8 @@ export class VoiceEngine extends EventEmitter<{
       onEnd?.();
       this.emit('sessionEnded', { sessionId });
     };
+    // Only the end is watched here; the phases only for a client that asked (watchState).
     actor.subscribe({
-      next: (snapshot) => {
-        if (!io.observe) return;
-        const speaker = speakerOf(snapshot);
-        if (speaker && speaker !== watchedSpeaker) {
-          watchedSpeaker = speaker;
-          // A done speaker's phase is the connection's to report (after its close).
-          speaker.subscribe({ next: (s) => s.status === 'active' && reportPhase(), error: () => {} });
-        }
-        reportPhase();
-      },
       complete: finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
@@ -350,7 +339,9 @@ export class VoiceEngine extends EventEmitter<{
       actor,
       reply: (message) => this.sendJson(sessionId, message),
       watchState: () => {
+        if (io.observe) return;
         io.observe = true;
+        this.watchPhases(actor, transport);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
       stop: (id) => {
@@ -365,6 +356,33 @@ export class VoiceEngine extends EventEmitter<{
     };
   }
 
+  /**
+   * Send `session.state` on every change of phase. The phase comes from the connection or its
+   * speaker: both are watched. Made only for sessions whose client asked (session.start `observe`).
+   */
+  private watchPhases(actor: SessionActor, transport: SessionTransport): void {
+    let lastPath = '';
+    let watchedSpeaker: unknown = null;
+    const reportPhase = () => {
+      const phase = sessionPhase(actor.getSnapshot());
+      if (!phase || phase.path === lastPath) return;
+      lastPath = phase.path;
+      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+    };
+    actor.subscribe({
+      next: (snapshot) => {
+        const speaker = speakerOf(snapshot);
+        if (speaker && speaker !== watchedSpeaker) {
+          watchedSpeaker = speaker;
+          // A done speaker's phase is the connection's to report (after its close).
+          speaker.subscribe({ next: (s) => s.status === 'active' && reportPhase(), error: () => {} });
+        }
+        reportPhase();
+      },
+      error: () => {},
+    });
+  }
+
   /** Whether `voice` (an id or `provider:id`) is offered. */
   hasVoice(voice: string): boolean {
     return this.routes.has(voice);
@@ -372,7 +390,7 @@ export class VoiceEngine extends EventEmitter<{
 
   /** Most characters one utterance may hold. */
   get maxTextChars(): number {
-    return this.options.limits?.maxTextChars ?? defaultSessionLimits.maxTextChars;
+    return this.sessionLimits.maxTextChars;
   }
 
   /** Place `sessionId` under its key's cap; the lease is given back when the session ends. */

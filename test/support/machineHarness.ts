@@ -13,6 +13,7 @@ import type {
   UpstreamCommand,
   UpstreamInput,
 } from '../../machines/types.js';
+import { voiceIdsOf } from '../../src/engine/sessionSettings.js';
 
 export type Frame =
   | { kind: 'message'; message: ServerMessage }
@@ -106,14 +107,16 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
     actors: { speaker },
   });
 
+  const voices = [
+    { id: 'en-us', language: 'en', provider: 'fake' },
+    { id: 'ar', language: 'ar', provider: 'fake' },
+  ];
   const actor = createActor(machine, {
     clock,
     input: {
       sessionId: 'test-session',
-      voices: [
-        { id: 'en-us', language: 'en', provider: 'fake' },
-        { id: 'ar', language: 'ar', provider: 'fake' },
-      ],
+      voices,
+      voiceIds: voiceIdsOf(voices),
       defaultVoice: 'en-us',
       sampleRates: [24_000, 16_000],
       limits: { ...testLimits, ...limits },

@@ -8,6 +8,7 @@ import { speakerMachine } from '../../machines/speaker.machine.js';
 import { speakerOf } from '../../machines/sessionPhase.js';
 import type { ConnectionEvent, ServerMessage } from '../../machines/types.js';
 import { createSynthesisLogic } from '../../src/engine/synthesisActor.js';
+import { voiceIdsOf } from '../../src/engine/sessionSettings.js';
 import type { PcmBlock, SynthesisRequest, TtsProvider } from '../../src/providers/types.js';
 import { createHarness, testLimits, type Harness } from '../support/machineHarness.js';
 import { settle } from '../support/settle.js';
@@ -117,6 +118,7 @@ function withRealJob() {
     input: {
       sessionId: 'job',
       voices: provider.voices,
+      voiceIds: voiceIdsOf(provider.voices),
       defaultVoice: 'en-us',
       sampleRates: [24_000],
       limits: testLimits,
