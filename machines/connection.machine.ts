@@ -2,14 +2,28 @@
 // It owns the handshake, the connection's end and its close; once the handshake settled the
 // format it is `open`: `quiet` until the first speak frame, then `speaking`, which invokes the
 // speaker (speaker.machine.ts) and routes the client's speak, stop and backpressure events to
-// it. Later charts (a listener, a turn) are siblings of the speaker, each with its own events.
+// it. Beside that speech region, `open` has a hearing region: a session that was granted
+// listening invokes the listener host (src/listening/listenerHost.ts, which runs the listener
+// chart, listener.machine.ts, on the input's media clock) and routes microphone audio, commits
+// and the speaker's audibility to it; the listener's barge-in comes back and interrupts the speaker.
 //
 // Ending: CLIENT_GONE and SHUTDOWN go to the speaker, which ends everything it holds (one
 // speak.end each) and is done; its output says why, and the connection closes accordingly.
 // All of it happens inside the one `send` that delivered the event (XState's mailboxes are
 // synchronous), so `closing` is never seen from outside and needs no deadline.
-import { assign, sendTo, setup, type DoneActorEvent } from 'xstate';
-import type { ConnectionEvent, ErrorCode, ServerMessage, SessionLimits, SpeakerEndCause, SpeakerEvent, VoiceInfo } from './types.js';
+import { assign, enqueueActions, fromCallback, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
+import type {
+  AssistantAudible,
+  ConnectionEvent,
+  ErrorCode,
+  ListenGrant,
+  ListenVerdict,
+  ServerMessage,
+  SessionLimits,
+  SpeakerEndCause,
+  SpeakerEvent,
+  VoiceInfo,
+} from './types.js';
 import { closeRequest, handshakeRefusedReason, wireError, type CloseRequest } from './errors.js';
 import { speakerMachine, type SpeakerInput, type SpeakerOutput } from './speaker.machine.js';
 
@@ -36,6 +50,17 @@ export interface ConnectionContext {
   sampleRates: number[];
   sampleRate: number;
   now: () => number;
+  /** The engine's listen verdict from START; null when the client did not ask to listen. */
+  listen: ListenVerdict | null;
+}
+
+/** What the connection's listening actor (the listener host) takes: everything it routes there. */
+export type ListenerHostEvent = { type: 'MIC_AUDIO'; payload: Uint8Array } | { type: 'COMMIT' } | AssistantAudible | { type: 'SHUTDOWN' };
+
+/** What the listener host is started with. */
+export interface ListenerHostInput {
+  sessionId: string;
+  grant: ListenGrant;
 }
 
 const performanceNow = () => performance.now();
@@ -59,15 +84,31 @@ export const connectionSetup = setup({
       return {
         sampleRate: context.sampleRates.includes(event.sampleRate) ? event.sampleRate : context.sampleRate,
         defaultVoice: event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
+        ...(event.listen ? { listen: event.listen } : {}),
       };
     }),
     /** Anything the connection forwards to the speaker unchanged (its events are the speaker's own). */
     routeToSpeaker: sendTo('speaker', ({ event }) => event as SpeakerEvent),
+    /** Barge-in: the speaker ends what plays and what waits (reason interrupted). */
+    interruptSpeaker: sendTo('speaker', { type: 'INTERRUPT' } satisfies SpeakerEvent),
+    /** Microphone audio, commits and the assistant's audibility go to the listener host unchanged. */
+    routeToListener: sendTo('listener', ({ event }) => event as ListenerHostEvent),
+    /**
+     * The session ends for shutdown: a turn in progress gets its final transcript first. Sent to
+     * the listener at once (a sendTo would run after this step's close, or find it stopped).
+     */
+    finishListening: ({ self }) => {
+      const listener = (self.getSnapshot() as { children: Record<string, AnyActorRef | undefined> }).children.listener;
+      listener?.send({ type: 'SHUTDOWN' } satisfies ListenerHostEvent);
+    },
   },
   actors: {
     speaker: speakerMachine,
+    /** The listener host of a session granted listening (provided by src/; does nothing by default). */
+    listener: fromCallback<ListenerHostEvent, ListenerHostInput>(() => () => {}),
   },
   guards: {
+    listenGranted: ({ context }) => context.listen?.granted === true,
     /** The speaker is done for `cause` (its output). */
     speakerEndedFor: ({ event }, { cause }: { cause: SpeakerEndCause }) =>
       (event as unknown as DoneActorEvent<SpeakerOutput>).output?.cause === cause,
@@ -76,6 +117,23 @@ export const connectionSetup = setup({
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
   },
 });
+
+const connectionActions = connectionSetup.extend({
+  actions: {
+    /** A client that asked to listen and cannot: the session goes on, speaking only. */
+    refuseListening: connectionSetup.enqueueActions(({ context, enqueue }) => {
+      if (context.listen?.granted === false) enqueue({ type: 'sendMessage', params: { type: 'error', ...wireError('listen_unavailable') } });
+    }),
+  },
+});
+
+/** Listening frames in a session that does not listen. */
+const notListening = {
+  actions: {
+    type: 'sendMessage' as const,
+    params: { type: 'error', code: 'bad_request', message: 'this session does not listen (ask with session.start.listen)' } satisfies ServerMessage,
+  },
+};
 
 /** Refuse a first frame that is not session.start: the error, then the close. */
 const refuseHandshake = {
@@ -86,7 +144,7 @@ const refuseHandshake = {
   ],
 };
 
-export const connectionMachine = connectionSetup.createMachine({
+export const connectionMachine = connectionActions.createMachine({
   id: 'connection',
   context: ({ input }) => ({
     sessionId: input.sessionId,
@@ -97,6 +155,7 @@ export const connectionMachine = connectionSetup.createMachine({
     sampleRates: input.sampleRates,
     sampleRate: input.sampleRates[0] ?? 24_000,
     now: input.now ?? performanceNow,
+    listen: null,
   }),
   initial: 'handshake',
   states: {
@@ -117,14 +176,17 @@ export const connectionMachine = connectionSetup.createMachine({
             'negotiateFormat',
             {
               type: 'sendMessage',
+              // Protocol 2 only for a client that asked for a version 2 feature: others see version 1.
               params: ({ context }) => ({
                 type: 'session.ready',
                 sessionId: context.sessionId,
-                protocol: 1,
+                protocol: context.listen ? 2 : 1,
                 format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
                 voices: context.voices,
+                ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
               }),
             },
+            'refuseListening',
           ],
         },
         BAD_START: {
@@ -154,70 +216,110 @@ export const connectionMachine = connectionSetup.createMachine({
     },
 
     open: {
-      initial: 'quiet',
+      type: 'parallel',
       states: {
-        // No speaker yet: an idle connection costs one actor, not two. STOP has nothing to stop.
-        quiet: {
-          on: {
-            SPEAK: 'speaking',
-            STOP: {},
-            CLIENT_GONE: '#connection.ended',
-            SHUTDOWN: {
-              target: '#connection.ended',
-              actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+        speech: {
+          initial: 'quiet',
+          states: {
+            // No speaker yet: an idle connection costs one actor, not two. STOP has nothing to stop.
+            quiet: {
+              on: {
+                SPEAK: 'speaking',
+                STOP: {},
+                // Nothing plays: a barge-in or a playback report has nothing to act on.
+                BARGE_IN: {},
+                PLAYBACK: {},
+                CLIENT_GONE: '#connection.ended',
+                SHUTDOWN: {
+                  target: '#connection.ended',
+                  actions: ['finishListening', { type: 'closeConnection', params: closeRequest('shutting_down') }],
+                },
+              },
+            },
+            speaking: {
+              // The speaker lives from the first speak frame to the connection's end; room here for its
+              // siblings. Entered only from `quiet`, by that first frame: the entry hands it over (an
+              // entry action may address the child its state invokes; a transition action may not).
+              entry: 'routeToSpeaker',
+              invoke: {
+                id: 'speaker',
+                src: 'speaker',
+                input: ({ context }): SpeakerInput => ({
+                  sessionId: context.sessionId,
+                  limits: context.limits,
+                  voiceIds: context.voiceIds,
+                  defaultVoice: context.defaultVoice,
+                  sampleRate: context.sampleRate,
+                  now: context.now,
+                }),
+                onDone: [
+                  {
+                    guard: { type: 'speakerEndedFor', params: { cause: 'shutdown' } },
+                    target: '#connection.ended',
+                    actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
+                  },
+                  {
+                    guard: { type: 'speakerEndedFor', params: { cause: 'client_stalled' } },
+                    target: '#connection.ended',
+                    actions: { type: 'closeConnection', params: closeRequest('client_stalled') },
+                  },
+                  // The client went away: nothing to close.
+                  { target: '#connection.ended' },
+                ],
+                // Should never happen (every action is total); if it does, only this connection ends.
+                onError: {
+                  target: '#connection.ended',
+                  actions: { type: 'closeConnection', params: closeRequest('internal') },
+                },
+              },
+              initial: 'serving',
+              states: {
+                serving: {
+                  on: {
+                    SPEAK: { actions: 'routeToSpeaker' },
+                    STOP: { actions: 'routeToSpeaker' },
+                    CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
+                    CLIENT_DRAINED: { actions: 'routeToSpeaker' },
+                    PLAYBACK: { actions: 'routeToSpeaker' },
+                    BARGE_IN: { actions: 'interruptSpeaker' },
+                    CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
+                    SHUTDOWN: { target: 'closing', actions: ['finishListening', 'routeToSpeaker'] },
+                  },
+                },
+                // The speaker is ending what it holds; its done event (above) closes the connection.
+                closing: {},
+              },
             },
           },
         },
-        speaking: {
-          // The speaker lives from the first speak frame to the connection's end; room here for its
-          // siblings. Entered only from `quiet`, by that first frame: the entry hands it over (an
-          // entry action may address the child its state invokes; a transition action may not).
-          entry: 'routeToSpeaker',
-          invoke: {
-            id: 'speaker',
-            src: 'speaker',
-            input: ({ context }): SpeakerInput => ({
-              sessionId: context.sessionId,
-              limits: context.limits,
-              voiceIds: context.voiceIds,
-              defaultVoice: context.defaultVoice,
-              sampleRate: context.sampleRate,
-              now: context.now,
-            }),
-            onDone: [
-              {
-                guard: { type: 'speakerEndedFor', params: { cause: 'shutdown' } },
-                target: '#connection.ended',
-                actions: { type: 'closeConnection', params: closeRequest('shutting_down') },
-              },
-              {
-                guard: { type: 'speakerEndedFor', params: { cause: 'client_stalled' } },
-                target: '#connection.ended',
-                actions: { type: 'closeConnection', params: closeRequest('client_stalled') },
-              },
-              // The client went away: nothing to close.
-              { target: '#connection.ended' },
-            ],
-            // Should never happen (every action is total); if it does, only this connection ends.
-            onError: {
-              target: '#connection.ended',
-              actions: { type: 'closeConnection', params: closeRequest('internal') },
-            },
-          },
-          initial: 'serving',
+
+        // The hearing region: a session granted listening runs its listener host from here to the end.
+        hearing: {
+          initial: 'choosing',
           states: {
-            serving: {
+            choosing: {
+              always: [{ guard: 'listenGranted', target: 'listening' }, { target: 'off' }],
+            },
+            off: {
+              on: { MIC_AUDIO: notListening, COMMIT: notListening },
+            },
+            listening: {
+              invoke: {
+                id: 'listener',
+                src: 'listener',
+                input: ({ context }): ListenerHostInput => ({ sessionId: context.sessionId, grant: context.listen as ListenGrant }),
+                // Should never happen (the host catches what it calls); if it does, the session speaks only.
+                onError: {
+                  target: 'off',
+                  actions: { type: 'sendMessage', params: { type: 'error', code: 'internal', message: 'listening failed; the session goes on speaking only' } },
+                },
+              },
               on: {
-                SPEAK: { actions: 'routeToSpeaker' },
-                STOP: { actions: 'routeToSpeaker' },
-                CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
-                CLIENT_DRAINED: { actions: 'routeToSpeaker' },
-                CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
-                SHUTDOWN: { target: 'closing', actions: 'routeToSpeaker' },
+                MIC_AUDIO: { actions: 'routeToListener' },
+                COMMIT: { actions: 'routeToListener' },
+                ASSISTANT_AUDIBLE: { actions: 'routeToListener' },
               },
             },
-            // The speaker is ending what it holds; its done event (above) closes the connection.
-            closing: {},
           },
         },
       },

@@ -20,8 +20,8 @@ const idle: Phase = { state: 'idle', path: 'idle' };
 export function sessionPhase(snapshot: SnapshotFrom<ConnectionMachine>): Phase | null {
   if (snapshot.status === 'done') return ended;
   if (snapshot.matches('handshake')) return handshake;
-  if (snapshot.matches({ open: 'quiet' })) return idle;
-  if (!snapshot.matches({ open: { speaking: 'serving' } })) return null;
+  if (snapshot.matches({ open: { speech: 'quiet' } })) return idle;
+  if (!snapshot.matches({ open: { speech: { speaking: 'serving' } } })) return null;
   const speaker = speakerOf(snapshot)?.getSnapshot();
   return speaker && speaker.status === 'active' ? speakerPhase(speaker) : null;
 }

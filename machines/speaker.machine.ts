@@ -12,8 +12,9 @@
 // turns end records into end signals; an utterance is marked ended once (by one of the
 // named `end…` actions, whose parameters are its reason and cause) and its record queued
 // for that action in the same transition.
-import { assertEvent, assign, fromCallback, sendTo, setup } from 'xstate';
+import { assertEvent, assign, enqueueActions, fromCallback, sendTo, setup } from 'xstate';
 import type {
+  AssistantAudible,
   EndReason,
   EndRecord,
   ErrorCode,
@@ -64,7 +65,15 @@ export interface SpeakerContext {
   ending: EndRecord[];
   /** Why the speaker reached its end; its output, read by the connection. */
   endCause: SpeakerEndCause | null;
+  /**
+   * The client's latest `playback` report per stream, newest last, for the last `playedStreams`
+   * streams it reported (issue 18 reads what the user heard of an interrupted utterance).
+   */
+  played: ReadonlyArray<{ stream: number; playedMs: number }>;
 }
+
+/** How many streams' playback reports the speaker keeps. */
+export const playedStreams = 8;
 
 export interface SpeakerOutput {
   cause: SpeakerEndCause | null;
@@ -168,6 +177,21 @@ const baseSetup = setup({
     restartGapClock: ({ context }) => context.current?.outlet.restartGapClock(),
     openOutlet: ({ context }) => context.current?.outlet.open(),
     closeOutlet: ({ context }) => context.current?.outlet.close(),
+    /**
+     * Tell the connection (the parent, when there is one) whether the assistant is audible: from
+     * an utterance's first audio frame (entering `streaming`) to its end (leaving it).
+     */
+    reportAudible: enqueueActions(({ self, enqueue }, { audible }: { audible: boolean }) => {
+      if (self._parent) enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible } satisfies AssistantAudible);
+    }),
+    /** The client's playback report of an accepted stream: its latest playedMs, bounded. */
+    notePlayback: assign(({ context, event }) => {
+      if (event.type !== 'PLAYBACK' || event.stream >= context.nextStream) return {};
+      const before = context.played.find((p) => p.stream === event.stream);
+      if (before && before.playedMs >= event.playedMs) return {};
+      const others = context.played.filter((p) => p.stream !== event.stream);
+      return { played: [...others.slice(-(playedStreams - 1)), { stream: event.stream, playedMs: event.playedMs }] };
+    }),
   },
   actors: {
     /** The upstream of one utterance: its synthesis, provided by src/ (provider + resampling + chunking). */
@@ -360,6 +384,7 @@ export const speakerMachine = speakerSetup.createMachine({
     usedIds: new IdMemory(input.limits.idMemory),
     ending: [],
     endCause: null,
+    played: [],
   }),
   output: ({ context }) => ({ cause: context.endCause }),
   initial: 'idle',
@@ -381,6 +406,7 @@ export const speakerMachine = speakerSetup.createMachine({
         { type: 'recordEndCause', params: { cause: 'shutdown' } },
       ],
     },
+    PLAYBACK: { actions: 'notePlayback' },
   },
   states: {
     idle: {
@@ -500,6 +526,16 @@ export const speakerMachine = speakerSetup.createMachine({
               },
             },
             streaming: {
+              // Audible from the utterance's first audio to its end (whatever ends it).
+              entry: { type: 'reportAudible', params: { audible: true } },
+              exit: { type: 'reportAudible', params: { audible: false } },
+              on: {
+                // Barge-in (the listener heard the user over this utterance): the STOP path, reason interrupted.
+                INTERRUPT: {
+                  target: '#speaker.active.stopping',
+                  actions: [{ type: 'endEverything', params: { reason: 'interrupted', cause: 'barge_in' } }, 'announceEnds'],
+                },
+              },
               initial: 'flowing',
               states: {
                 flowing: {

@@ -1,6 +1,6 @@
 // Pure types shared by the statecharts and by src/. No runtime code, no I/O.
 
-export type EndReason = 'completed' | 'stopped' | 'superseded' | 'failed' | 'timeout';
+export type EndReason = 'completed' | 'stopped' | 'superseded' | 'failed' | 'timeout' | 'interrupted';
 
 export type SpeakMode = 'interrupt' | 'enqueue';
 
@@ -81,9 +81,12 @@ export type ServerMessage =
   | {
       type: 'session.ready';
       sessionId: string;
-      protocol: 1;
+      /** 1 unless the client asked for a version 2 feature (listen). */
+      protocol: 1 | 2;
       format: AudioFormat;
       voices: VoiceInfo[];
+      /** Present when the session listens: the microphone format the server takes. */
+      listen?: { format: ListenFormat };
     }
   | { type: 'speak.accepted'; id: string; stream: number }
   /** Only to clients that asked with `observe: true`: the session statechart's state. */
@@ -97,7 +100,11 @@ export type ServerMessage =
       stats: UtteranceStats;
     }
   | { type: 'error'; code: ErrorCode; message: string; id?: string }
-  | { type: 'pong' };
+  | { type: 'pong' }
+  // Listening (wire contract v2): positions on the input's media clock (audio received).
+  | { type: 'input.speech_started'; turn: string; audioMs: number }
+  | { type: 'input.speech_stopped'; turn: string; audioMs: number }
+  | { type: 'transcript'; turn: string; text: string; final: boolean };
 
 /** A speak request after the codec validated its shape. */
 export interface SpeakRequest {
@@ -208,20 +215,140 @@ export type SpeakerCommand =
   | SpeakEvent
   | { type: 'STOP'; id?: string }
   | { type: 'CLIENT_BACKPRESSURE' }
-  | { type: 'CLIENT_DRAINED' };
+  | { type: 'CLIENT_DRAINED' }
+  /** The client's report of how much of a stream it has played (wire `playback`). */
+  | { type: 'PLAYBACK'; stream: number; playedMs: number };
+
+/** Barge-in: the user spoke over the assistant. Ends what plays and what waits (`interrupted`). */
+export type SpeakerInterrupt = { type: 'INTERRUPT' };
 
 /** Why a speaker is told to finish: everything it holds ends at once. */
 export type SpeakerFinish = { type: 'CLIENT_GONE' } | { type: 'SHUTDOWN' };
 
-/** The connection chart's events: from the transport (socket side) and the engine. */
+/** The connection chart's events: from the transport (socket side), the engine and its children. */
 export type ConnectionEvent =
-  | { type: 'START'; sampleRate: number; voice?: string }
+  | {
+      type: 'START';
+      sampleRate: number;
+      voice?: string;
+      /** Present when the client asked to listen: the engine's verdict (the chart stays pure). */
+      listen?: ListenVerdict;
+    }
   | { type: 'BAD_START'; code: ErrorCode; message: string }
   | SpeakerCommand
-  | SpeakerFinish;
+  | SpeakerFinish
+  /** One binary frame of microphone audio, as the client sent it (the mic gate checks it). */
+  | { type: 'MIC_AUDIO'; payload: Uint8Array }
+  /** The client's `input.commit`: end the user's current speech now. */
+  | { type: 'COMMIT' }
+  /** From the listener: the user spoke over the assistant. */
+  | { type: 'BARGE_IN' }
+  /** From the speaker: whether an utterance of the assistant is audible now. */
+  | AssistantAudible;
+
+/** The speaker's own report: an utterance is audible from its first audio frame until its end. */
+export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean };
 
 /** The speaker chart's events: routed by its connection, or reported by its upstream. */
-export type SpeakerEvent = SpeakerCommand | SpeakerFinish | UpstreamEvent;
+export type SpeakerEvent = SpeakerCommand | SpeakerInterrupt | SpeakerFinish | UpstreamEvent;
+
+// ---------------------------------------------------------------------------------------------
+// Listening (wire contract v2)
+
+/** The microphone format of a listening session. */
+export interface ListenFormat {
+  encoding: 'pcm_s16le' | 'opus';
+  sampleRate: number;
+}
+
+/** What the client asked for in `session.start.listen`, after validation and defaults. */
+export interface ListenRequest {
+  /** The format the client would like to send; the server answers with the one it takes. */
+  format?: ListenFormat;
+  language: string;
+  phrases?: readonly string[];
+  interruptions: boolean;
+}
+
+/** The engine's answer to a listen request, carried by START so the connection chart stays pure. */
+export type ListenVerdict = ListenGrant | { granted: false };
+
+export interface ListenGrant {
+  granted: true;
+  /** The format the server takes (in session.ready). */
+  format: ListenFormat;
+  language: string;
+  phrases?: readonly string[];
+  interruptions: boolean;
+  /** Which recognizer hears this session (its `name`). */
+  recognizer: string;
+}
+
+/**
+ * Every limit of the listener, in milliseconds of input audio (the media clock) unless it
+ * says wall time. One object, with defaults; the engine takes a partial.
+ */
+export interface ListenLimits {
+  /** Speech must last this long from its onset to make a turn (shorter: noise, no turn). */
+  minSpeechMs: number;
+  /** Before the turn is confirmed, a silence longer than this drops the candidate. */
+  onsetGapMs: number;
+  /** In a turn, silence this long ends the user's speech (endpointing). */
+  endpointSilenceMs: number;
+  /** A turn's speech is ended after this long from its onset, whatever the VAD says. */
+  maxTurnMs: number;
+  /** After the speech ended, the recognizer's final must come within this much input audio… */
+  recognitionResultMs: number;
+  /** …and within this much wall time (a client may stop sending audio): else recognizer_timeout. */
+  recognitionWallMs: number;
+  /** Barge-in: user speech must have lasted this long from its onset while the assistant is audible. */
+  interruptSpeechMs: number;
+  /** Echo guard: while the assistant is audible, a frame is speech only at or above this level (dBFS)… */
+  echoGuardLevelDb: number;
+  /** …and barge-in waits this much longer (the speech could be the assistant's own echo). */
+  echoGuardExtraMs: number;
+  /** Audio from before the onset given to the turn's recognition job. */
+  preRollMs: number;
+}
+
+export const defaultListenLimits: ListenLimits = {
+  minSpeechMs: 250,
+  onsetGapMs: 150,
+  endpointSilenceMs: 700,
+  maxTurnMs: 30_000,
+  recognitionResultMs: 10_000,
+  recognitionWallMs: 10_000,
+  interruptSpeechMs: 400,
+  echoGuardLevelDb: -40,
+  echoGuardExtraMs: 200,
+  preRollMs: 300,
+};
+
+/** One VAD decision, sent to the listener at the frame's start on the media clock. */
+export type VoiceEvent = { type: 'VOICE'; speech: boolean; levelDb: number; durationMs: number };
+
+/** What a turn's recognition job reports back to the listener. */
+export type RecognitionEvent =
+  | { type: 'RECOGNITION_PARTIAL'; text: string }
+  | { type: 'RECOGNITION_FINAL'; text: string }
+  | { type: 'RECOGNITION_ERROR'; code: ErrorCode; message: string };
+
+/** What the listener tells its recognition job. */
+export type RecognitionCommand = { type: 'FINISH' };
+
+/** The listener chart's events: from its host (VAD frames, client, speaker) and its recognition job. */
+export type ListenerEvent =
+  | VoiceEvent
+  | { type: 'COMMIT' }
+  | AssistantAudible
+  /** The session ends for shutdown: a turn in progress gets its final transcript, then the listener stops. */
+  | { type: 'SHUTDOWN' }
+  | RecognitionEvent;
+
+/** What the listener reports outward through its one `report` action. */
+export type ListenerReport =
+  | Extract<ServerMessage, { type: 'input.speech_started' | 'input.speech_stopped' | 'transcript' | 'error' }>
+  | { type: 'BARGE_IN'; turn: string };
 
 /** Why a speaker reached its end (its output): the connection closes accordingly. */
 export type SpeakerEndCause = 'client_gone' | 'shutdown' | 'client_stalled';

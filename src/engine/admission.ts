@@ -19,6 +19,14 @@ export interface AdmissionPolicy {
   messagesPerSecond: number;
   /** …with bursts up to this many. A frame over the limit gets `rate_limited` and is dropped. */
   messageBurst: number;
+  /**
+   * Binary microphone frames per second of a listening session, in their own bucket so 50
+   * frames a second of 20 ms audio leave the control budget whole. 10 ms frames in real time are
+   * 100 a second; the session's mic gate enforces real time itself (audio_overrun).
+   */
+  micFramesPerSecond: number;
+  /** …with bursts up to this many (a client catching up after a network stall). */
+  micFrameBurst: number;
   /** Rejected frames in a row after which the connection is closed (1008): a flooder is cut off alone. */
   maxRejectedInARow: number;
   /** Characters of speak text a client may send per minute (also the burst): per connection on
@@ -33,6 +41,8 @@ export const defaultAdmissionPolicy: AdmissionPolicy = {
   allowedOrigins: null,
   messagesPerSecond: 50,
   messageBurst: 100,
+  micFramesPerSecond: 100,
+  micFrameBurst: 200,
   maxRejectedInARow: 50,
   textCharsPerMinute: 60_000,
 };
@@ -62,6 +72,8 @@ export interface AdmissionCounters {
 export interface ConnectionLimiter {
   /** `ok`: process it; `drop`: refuse this frame; `cut`: close the connection (flood). */
   admitFrame(): 'ok' | 'drop' | 'cut';
+  /** The same verdict for a binary microphone frame of a listening session (its own budget). */
+  admitMicFrame(): 'ok' | 'drop' | 'cut';
   /** Whether `chars` characters of text fit this minute's budget (spends them if so). */
   admitText(chars: number): boolean;
 }
@@ -132,20 +144,24 @@ export class Admission {
   connectionLimiter(): ConnectionLimiter {
     const frames = fullBucket(this.policy.messageBurst, this.policy.messagesPerSecond, 'second');
     const text = fullBucket(this.policy.textCharsPerMinute, this.policy.textCharsPerMinute, 'minute');
+    // Made with the first microphone frame: a session that never listens pays nothing for it.
+    let mic: TokenBucket | null = null;
     let rejectedInARow = 0;
+    const admit = (bucket: TokenBucket): 'ok' | 'drop' | 'cut' => {
+      if (bucket.tryRemoveTokens(1)) {
+        rejectedInARow = 0;
+        return 'ok';
+      }
+      this.counters.rateLimited++;
+      if (++rejectedInARow >= this.policy.maxRejectedInARow) {
+        this.counters.floodCutoffs++;
+        return 'cut';
+      }
+      return 'drop';
+    };
     return {
-      admitFrame: () => {
-        if (frames.tryRemoveTokens(1)) {
-          rejectedInARow = 0;
-          return 'ok';
-        }
-        this.counters.rateLimited++;
-        if (++rejectedInARow >= this.policy.maxRejectedInARow) {
-          this.counters.floodCutoffs++;
-          return 'cut';
-        }
-        return 'drop';
-      },
+      admitFrame: () => admit(frames),
+      admitMicFrame: () => admit((mic ??= fullBucket(this.policy.micFrameBurst, this.policy.micFramesPerSecond, 'second'))),
       admitText: (chars) => this.spend(text, chars),
     };
   }

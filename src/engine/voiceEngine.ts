@@ -7,7 +7,21 @@ import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
 import { closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
-import { type EndRecord, type ServerMessage, type SessionLimits, type VoiceInfo, type WireError } from '../../machines/types.js';
+import {
+  defaultListenLimits,
+  type EndRecord,
+  type ListenFormat,
+  type ListenLimits,
+  type ListenRequest,
+  type ListenVerdict,
+  type ServerMessage,
+  type SessionLimits,
+  type VoiceInfo,
+  type WireError,
+} from '../../machines/types.js';
+import { createListenerHost, type MicInput } from '../listening/listenerHost.js';
+import type { Clock } from '../listening/mediaClock.js';
+import type { SpeechRecognizer, VoiceActivityDetector } from '../listening/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
@@ -39,10 +53,63 @@ export interface VoiceEngineOptions {
   maxConnectionsPerIp?: number;
   /** Browser origins allowed to open sessions on any transport; others get 403. Clients that send no Origin (servers, CLIs) are not affected. */
   allowedOrigins?: string[];
+  /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
+  listen?: ListenOptions;
+}
+
+/** What the engine needs to listen (wire contract v2). */
+export interface ListenOptions {
+  /**
+   * Recognizers in order of preference. A session's recognizer is the first that hears its
+   * language; with `phrases`, the first of those that restricts itself to them
+   * (`restrictsToPhrases`), else the first general one; without phrases, the first general
+   * one, else any. The engine closes them on shutdown.
+   */
+  recognizers: SpeechRecognizer[];
+  /** One voice-activity detector per listening session (16 kHz mono). */
+  createVad: () => VoiceActivityDetector;
+  /** One mic gate per listening session, for the granted format. */
+  createMicInput: (format: ListenFormat) => MicInput;
+  /** Microphone formats the mic gate takes; the first is the default (pcm_s16le at 16 kHz). */
+  formats?: ListenFormat[];
+  limits?: Partial<ListenLimits>;
+  /** Wall clock of the recognition deadline (tests pass a simulated one). */
+  wallClock?: Clock;
+}
+
+/** Listening counters (metrics and leak checks). */
+export interface ListeningStats {
+  /** Listener hosts alive (one per listening session). */
+  listeners: number;
+  /** Recognition jobs not yet released. */
+  recognitionJobs: number;
+  turns: number;
+  bargeIns: number;
+  recognizerErrors: Record<string, number>;
+  /** Seconds of microphone audio accepted. */
+  audioSeconds: number;
+}
+
+const defaultListenFormats: ListenFormat[] = [{ encoding: 'pcm_s16le', sampleRate: 16_000 }];
+
+/** The primary subtag, lower case: 'en-US' hears with an 'en' recognizer. */
+const primaryLanguage = (tag: string) => tag.toLowerCase().split('-')[0]!;
+
+/** The session's recognizer (see ListenOptions.recognizers for the rule), or undefined when none hears the language. */
+export function pickRecognizer(recognizers: readonly SpeechRecognizer[], language: string, phrases?: readonly string[]): SpeechRecognizer | undefined {
+  const wanted = language.toLowerCase();
+  const hears = (r: SpeechRecognizer) => r.languages.some((l) => l.toLowerCase() === wanted || primaryLanguage(l) === primaryLanguage(wanted));
+  const candidates = recognizers.filter(hears);
+  const restricted = candidates.find((r) => r.restrictsToPhrases === true);
+  const general = candidates.find((r) => r.restrictsToPhrases !== true);
+  return phrases && phrases.length > 0 ? (restricted ?? general) : (general ?? restricted);
 }
 
 /** The per-client limits of the admission policy (./admission.ts has their meaning and defaults). */
-export type AbuseLimits = Pick<AdmissionPolicy, 'messagesPerSecond' | 'messageBurst' | 'maxRejectedInARow' | 'textCharsPerMinute' | 'maxSessionsPerKey'>;
+export type AbuseLimits = Pick<
+  AdmissionPolicy,
+  'messagesPerSecond' | 'messageBurst' | 'micFramesPerSecond' | 'micFrameBurst' | 'maxRejectedInARow' | 'textCharsPerMinute' | 'maxSessionsPerKey'
+>;
 
 /**
  * The port through which a session's inside can be watched (the inspector in
@@ -68,6 +135,7 @@ export interface EngineStats {
    * (docs/operations.md, "Memory per session").
    */
   heldAudioBytes: number;
+  listening: ListeningStats;
   /** session.start frames refused for a missing or wrong key. */
   authFailures: number;
   /** Client frames refused by the message or text rate limits. */
@@ -145,7 +213,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -162,6 +230,8 @@ export class VoiceEngine extends EventEmitter<{
   };
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
+  private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
+  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -247,6 +317,28 @@ export class VoiceEngine extends EventEmitter<{
         }),
       },
     });
+    this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
+    const listening = this.listening;
+    const listener = this.listen
+      ? createListenerHost({
+          recognizers: new Map(this.listen.recognizers.map((r) => [r.name, r])),
+          createVad: this.listen.createVad,
+          createMicInput: this.listen.createMicInput,
+          limits: { ...defaultListenLimits, ...this.listen.limits },
+          sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
+          ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
+          hooks: {
+            listenerStarted: () => listening.listeners++,
+            listenerStopped: () => listening.listeners--,
+            jobStarted: () => listening.recognitionJobs++,
+            jobEnded: () => listening.recognitionJobs--,
+            turnStarted: () => listening.turns++,
+            bargeIn: () => listening.bargeIns++,
+            recognizerError: (code) => (listening.recognizerErrors[code] = (listening.recognizerErrors[code] ?? 0) + 1),
+            audio: (ms) => (listening.audioSeconds += ms / 1000),
+          },
+        })
+      : undefined;
     this.machine = connectionMachine.provide({
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
@@ -255,7 +347,7 @@ export class VoiceEngine extends EventEmitter<{
           if (io?.transport.isOpen()) io.transport.close(close);
         },
       },
-      actors: { speaker },
+      actors: listener ? { speaker, listener } : { speaker },
     });
   }
 
@@ -286,6 +378,7 @@ export class VoiceEngine extends EventEmitter<{
       endedByReason: { ...this.counters.byReason },
       backpressurePauses: this.counters.backpressurePauses,
       heldAudioBytes: this.lookAheadBytes + this.options.providers.reduce((sum, p) => sum + (p.poolStats?.().bufferedBytes ?? 0), 0),
+      listening: { ...this.listening, recognizerErrors: { ...this.listening.recognizerErrors } },
       authFailures: this.admission.counters.authFailures,
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
@@ -383,6 +476,31 @@ export class VoiceEngine extends EventEmitter<{
     });
   }
 
+  /**
+   * The verdict on a session's listen request, for its START: granted with the format the mic
+   * gate takes (the one asked for when offered, else the default) and the recognizer that hears
+   * its language, or refused (no listen option, or no recognizer for the language).
+   */
+  listenVerdict(request: ListenRequest): ListenVerdict {
+    const listen = this.listen;
+    if (!listen) return { granted: false };
+    const recognizer = pickRecognizer(listen.recognizers, request.language, request.phrases);
+    if (!recognizer) return { granted: false };
+    const asked = request.format;
+    const format =
+      (asked && listen.formats.find((f) => f.encoding === asked.encoding && f.sampleRate === asked.sampleRate)) ??
+      (asked && listen.formats.find((f) => f.encoding === asked.encoding)) ??
+      listen.formats[0]!;
+    return {
+      granted: true,
+      format,
+      language: request.language,
+      ...(request.phrases ? { phrases: request.phrases } : {}),
+      interruptions: request.interruptions,
+      recognizer: recognizer.name,
+    };
+  }
+
   /** Whether `voice` (an id or `provider:id`) is offered. */
   hasVoice(voice: string): boolean {
     return this.routes.has(voice);
@@ -464,6 +582,6 @@ export class VoiceEngine extends EventEmitter<{
       io.transport.close(closeRequest('shutting_down'));
     }
     this.sessions.clear();
-    await Promise.all(this.options.providers.map((p) => p.close()));
+    await Promise.all([...this.options.providers.map((p) => p.close()), ...(this.listen?.recognizers ?? []).map((r) => r.close())]);
   }
 }

@@ -36,6 +36,12 @@ export interface SpeechRecognizer {
   readonly languages: readonly string[];
   /** Whether it sends partial transcripts. */
   readonly partials: boolean;
+  /**
+   * Whether it restricts itself to the request's `phrases` (a grammar, e.g. PocketSphinx with
+   * JSGF) rather than taking them as hints: the engine prefers such a recognizer when a session
+   * gives phrases, and a general one otherwise. Absent means false.
+   */
+  readonly restrictsToPhrases?: boolean;
   start(request: RecognitionRequest): RecognitionJob;
   /** Resolves when it can take jobs (e.g. its processes are warm). */
   ready(): Promise<void>;

@@ -4,6 +4,7 @@ import { instance } from '@viz-js/viz';
 import type { AnyStateMachine } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
+import { listenerMachine } from '../../machines/listener.machine.js';
 import { machineToDot, statechartPage } from './statechartDoc.js';
 
 export async function renderSvg(dot: string): Promise<string> {
@@ -11,10 +12,11 @@ export async function renderSvg(dot: string): Promise<string> {
   return viz.renderString(dot, { format: 'svg' });
 }
 
-/** The charts, parent first: the connection invokes the speaker. */
+/** The charts, parent first: the connection invokes the speaker and the listener (through its host). */
 export const statecharts: ReadonlyArray<{ name: string; title: string; machine: AnyStateMachine; source: string }> = [
   { name: 'connection', title: 'Connection statechart', machine: connectionMachine, source: 'machines/connection.machine.ts' },
   { name: 'speaker', title: 'Speaker statechart', machine: speakerMachine, source: 'machines/speaker.machine.ts' },
+  { name: 'listener', title: 'Listener statechart', machine: listenerMachine, source: 'machines/listener.machine.ts' },
 ];
 
 export async function statechartDocs(): Promise<Array<{ file: string; content: string }>> {

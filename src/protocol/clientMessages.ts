@@ -1,6 +1,6 @@
 // Client → server control messages: schema validation (zod) and typed protocol errors.
 import { z } from 'zod';
-import type { ErrorCode, SpeakRequest } from '../../machines/types.js';
+import type { ErrorCode, ListenRequest, SpeakRequest } from '../../machines/types.js';
 
 const printableId = z
   .string()
@@ -8,8 +8,33 @@ const printableId = z
   .max(128)
   .regex(/^[\x20-\x7E]+$/, 'id must be 1..128 printable ASCII characters');
 
+/** Most phrases a session may give as hints, and most characters in one. */
+export const maxPhrases = 100;
+export const maxPhraseChars = 200;
+
+export const listenSchema = z.object({
+  format: z
+    .object({
+      encoding: z.enum(['pcm_s16le', 'opus']).optional(),
+      sampleRate: z.number().int().positive().max(384_000).optional(),
+    })
+    .optional(),
+  language: z
+    .string()
+    .max(35)
+    .regex(/^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$/, 'language must be a BCP-47 tag such as "en" or "ar"')
+    .optional(),
+  // Plain text: no control characters (a recognizer may build a grammar from them).
+  phrases: z
+    .array(z.string().min(1).max(maxPhraseChars).regex(/^[^\p{Cc}]+$/u, 'phrases are plain text without control characters'))
+    .max(maxPhrases)
+    .optional(),
+  interruptions: z.boolean().optional(),
+});
+
 export const sessionStartSchema = z.object({
   type: z.literal('session.start'),
+  listen: listenSchema.optional(),
   token: z.string().max(4096).optional(),
   voice: z.string().max(128).optional(),
   observe: z.boolean().optional(),
@@ -37,13 +62,23 @@ export const stopSchema = z.object({
 
 export const pingSchema = z.object({ type: z.literal('ping') });
 
+export const commitSchema = z.object({ type: z.literal('input.commit') });
+
+export const playbackSchema = z.object({
+  type: z.literal('playback'),
+  stream: z.number().int().min(1).max(0xffff_ffff),
+  playedMs: z.number().nonnegative().max(86_400_000),
+});
+
 export type SessionStartMessage = z.infer<typeof sessionStartSchema>;
 
 export type ClientMessage =
-  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean }
+  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean; listen?: ListenRequest }
   | { type: 'speak'; request: SpeakRequest }
   | { type: 'stop'; id?: string }
-  | { type: 'ping' };
+  | { type: 'ping' }
+  | { type: 'input.commit' }
+  | { type: 'playback'; stream: number; playedMs: number };
 
 export class ProtocolError extends Error {
   constructor(
@@ -56,7 +91,7 @@ export class ProtocolError extends Error {
   }
 }
 
-const knownTypes = new Set(['session.start', 'speak', 'stop', 'ping']);
+const knownTypes = new Set(['session.start', 'speak', 'stop', 'ping', 'input.commit', 'playback']);
 
 /** Parse one text frame. Returns the message, or a ProtocolError describing exactly what was wrong. */
 export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
@@ -87,7 +122,18 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
         ...(r.data.voice !== undefined ? { voice: r.data.voice } : {}),
         ...(r.data.format?.sampleRate !== undefined ? { sampleRate: r.data.format.sampleRate } : {}),
         ...(r.data.observe ? { observe: true } : {}),
+        ...(r.data.listen ? { listen: listenRequest(r.data.listen) } : {}),
       };
+    }
+    case 'input.commit': {
+      const r = commitSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error));
+      return { type: 'input.commit' };
+    }
+    case 'playback': {
+      const r = playbackSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error));
+      return { type: 'playback', stream: r.data.stream, playedMs: r.data.playedMs };
     }
     case 'speak': {
       const r = speakSchema.safeParse(value);
@@ -111,6 +157,17 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
     default:
       return { type: 'ping' };
   }
+}
+
+/** The listen request with its defaults: language 'en', interruptions on. */
+function listenRequest(listen: z.infer<typeof listenSchema>): ListenRequest {
+  const format = listen.format;
+  return {
+    ...(format ? { format: { encoding: format.encoding ?? 'pcm_s16le', sampleRate: format.sampleRate ?? 16_000 } } : {}),
+    language: listen.language ?? 'en',
+    ...(listen.phrases ? { phrases: listen.phrases } : {}),
+    interruptions: listen.interruptions ?? true,
+  };
 }
 
 function describe(error: z.ZodError): string {

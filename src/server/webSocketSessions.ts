@@ -14,6 +14,11 @@ export interface WebSocketSessionsOptions {
   heartbeatIntervalMs: number;
 }
 
+/** Whether this connection's session was granted listening (binary frames are then microphone audio). */
+interface ListeningFlag {
+  granted: boolean;
+}
+
 export class WebSocketSessions {
   private readonly transports = new Set<WebSocketTransport>();
   /**
@@ -34,9 +39,11 @@ export class WebSocketSessions {
     this.startHeartbeat();
     const limiter = this.engine.admission.connectionLimiter();
     let cutOff = false;
+    const listening: ListeningFlag = { granted: false };
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (cutOff) return; // frames already in flight from a client being closed
-      const verdict = limiter.admitFrame();
+      // Microphone frames of a listening session have their own budget (50+ a second).
+      const verdict = isBinary && listening.granted ? limiter.admitMicFrame() : limiter.admitFrame();
       if (verdict === 'cut') {
         cutOff = true;
         transport.send({ type: 'error', ...wireError('rate_limited') });
@@ -49,7 +56,7 @@ export class WebSocketSessions {
         return;
       }
       try {
-        this.onClientFrame(session, data, isBinary, limiter);
+        this.onClientFrame(session, data, isBinary, limiter, listening);
       } catch {
         // A frame handler must never throw into ws (it would be an uncaught exception).
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
@@ -84,7 +91,13 @@ export class WebSocketSessions {
   }
 
   /** One client frame: decoded, checked against the handshake and the text budget, and handed to the session. */
-  private onClientFrame(session: SessionHandle, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean, limiter: ConnectionLimiter): void {
+  private onClientFrame(
+    session: SessionHandle,
+    data: Buffer | ArrayBuffer | Buffer[],
+    isBinary: boolean,
+    limiter: ConnectionLimiter,
+    listening: ListeningFlag,
+  ): void {
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');
     const reject = (error: ProtocolError) => {
@@ -92,7 +105,13 @@ export class WebSocketSessions {
       else session.reply({ type: 'error', code: error.code, message: error.message, ...(error.id !== undefined ? { id: error.id } : {}) });
     };
     if (isBinary) {
-      reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
+      // Microphone audio, raw, in a session granted listening; anywhere else today's refusal.
+      if (inHandshake || !listening.granted) {
+        reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
+        return;
+      }
+      const payload = Buffer.isBuffer(data) ? data : data instanceof ArrayBuffer ? new Uint8Array(data) : Buffer.concat(data);
+      send({ type: 'MIC_AUDIO', payload });
       return;
     }
     const text = Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.concat(data as Buffer[]).toString('utf8');
@@ -116,10 +135,13 @@ export class WebSocketSessions {
           return;
         }
         if (!session.holdKeyLease(admitted.value)) return;
+        const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
+        listening.granted = listen?.granted === true;
         send({
           type: 'START',
           sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
           ...(message.voice !== undefined ? { voice: message.voice } : {}),
+          ...(listen ? { listen } : {}),
         });
         return;
       }
@@ -146,6 +168,20 @@ export class WebSocketSessions {
       }
       case 'stop':
         session.stop(message.id);
+        return;
+      case 'input.commit':
+        if (inHandshake) {
+          reject(new ProtocolError('bad_request', 'the first frame must be session.start'));
+          return;
+        }
+        send({ type: 'COMMIT' });
+        return;
+      case 'playback':
+        if (inHandshake) {
+          reject(new ProtocolError('bad_request', 'the first frame must be session.start'));
+          return;
+        }
+        send({ type: 'PLAYBACK', stream: message.stream, playedMs: message.playedMs });
         return;
       case 'ping':
         if (inHandshake) {

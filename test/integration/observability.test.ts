@@ -132,7 +132,7 @@ describe('live inspector', () => {
     const states = records.filter((r) => r.kind === 'state').map((r) => r.state);
     for (const s of ['handshake', 'idle', 'active.live.connecting.synthesizing', 'active.live.streaming.flowing', 'ended']) expect(states).toContain(s);
     const charted = records.filter((r) => r.kind === 'state').map((r) => `${r.chart}:${r.state}`);
-    for (const s of ['connection:handshake', 'connection:open.speaking.serving', 'connection:ended', 'speaker:idle', 'speaker:active.live.streaming.flowing']) expect(charted).toContain(s);
+    for (const s of ['connection:handshake', 'connection:open.speech.speaking.serving', 'connection:ended', 'speaker:idle', 'speaker:active.live.streaming.flowing']) expect(charted).toContain(s);
     const events = records.filter((r) => r.kind === 'event').map((r) => r.event);
     for (const e of ['START', 'SPEAK', 'STOP', 'UPSTREAM_AUDIO', 'UPSTREAM_ERROR', 'CLIENT_GONE']) expect(events).toContain(e);
   });
@@ -158,7 +158,7 @@ describe('live inspector', () => {
   it('serves the page and the two statecharts it highlights (connection, speaker)', async () => {
     expect(await (await fetch(`${base}/inspect`)).text()).toContain('EventSource');
     const connection = await (await fetch(`${base}/inspect/statechart.svg`)).text();
-    expect(connection).toContain('id="state.open.speaking.serving"');
+    expect(connection).toContain('id="state.open.speech.speaking.serving"');
     const speaker = await (await fetch(`${base}/inspect/speaker.svg`)).text();
     expect(speaker).toContain('id="state.active.live.streaming.flowing"');
   });

@@ -4,6 +4,7 @@ import { createActor, fromCallback, SimulatedClock, type StateValueFrom } from '
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine, type SpeakerMachine } from '../../machines/speaker.machine.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
+import { createListenerHost, type ListenerHostOptions } from '../../src/listening/listenerHost.js';
 import type {
   ConnectionEvent,
   EndRecord,
@@ -43,7 +44,7 @@ export const testLimits: SessionLimits = {
   idMemory: 64,
 };
 
-export function createHarness(limits: Partial<SessionLimits> = {}) {
+export function createHarness(limits: Partial<SessionLimits> = {}, extra: { listen?: Omit<ListenerHostOptions, 'sendMessage' | 'wallClock'> } = {}) {
   const clock = new SimulatedClock();
   const frames: Frame[] = [];
   const ended: EndRecord[] = [];
@@ -99,12 +100,16 @@ export function createHarness(limits: Partial<SessionLimits> = {}) {
     },
   });
 
+  // With `listen`, the real listener host (its ports are the test's), writing to the same frames.
+  const listener = extra.listen
+    ? createListenerHost({ ...extra.listen, sendMessage: (_, message) => frames.push({ kind: 'message', message }), wallClock: clock })
+    : undefined;
   const machine = connectionMachine.provide({
     actions: {
       sendMessage: (_, message) => frames.push({ kind: 'message', message }),
       closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
     },
-    actors: { speaker },
+    actors: listener ? { speaker, listener } : { speaker },
   });
 
   const voices = [

@@ -7,13 +7,15 @@ import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
 
 describe('generated statecharts', () => {
-  it('every committed page (Markdown and SVG) of both charts is up to date (run `npm run statecharts` after changing a machine)', async () => {
+  it('every committed page (Markdown and SVG) of every chart is up to date (run `npm run statecharts` after changing a machine)', async () => {
     const docs = await statechartDocs();
     expect(docs.map((d) => d.file)).toEqual([
       'docs/statecharts/connection.md',
       'docs/statecharts/connection.svg',
       'docs/statecharts/speaker.md',
       'docs/statecharts/speaker.svg',
+      'docs/statecharts/listener.md',
+      'docs/statecharts/listener.svg',
     ]);
     for (const doc of docs) expect(readFileSync(doc.file, 'utf8'), doc.file).toBe(doc.content);
   });
@@ -25,7 +27,9 @@ describe('generated statecharts', () => {
       expect(speaker).toContain(`id="${id}"`);
     }
     const connection = docs.find((d) => d.file.endsWith('connection.svg'))!.content;
-    for (const id of ['state.handshake', 'state.open', 'state.open.quiet', 'state.open.speaking', 'state.open.speaking.serving', 'state.open.speaking.closing', 'state.ended']) expect(connection).toContain(`id="${id}"`);
+    for (const id of ['state.handshake', 'state.open', 'state.open.speech.quiet', 'state.open.speech.speaking', 'state.open.speech.speaking.serving', 'state.open.speech.speaking.closing', 'state.open.hearing.listening', 'state.ended']) expect(connection).toContain(`id="${id}"`);
+    const listener = docs.find((d) => d.file.endsWith('listener.svg'))!.content;
+    for (const id of ['state.quiet', 'state.turn.starting.voiced', 'state.turn.speaking.unvoiced', 'state.turn.finalizing', 'state.closed']) expect(listener).toContain(`id="${id}"`);
   });
 
   it('shows every speaker state, the STOP edge and the release wait', () => {
@@ -38,9 +42,11 @@ describe('generated statecharts', () => {
   it('shows the connection invoking the speaker and closing by the speaker’s end', () => {
     const mermaid = machineToMermaid(connectionMachine);
     expect(mermaid).toContain('handshake --> open : START');
-    expect(mermaid).toContain('open_quiet --> open_speaking : SPEAK');
-    expect(mermaid).toContain('open_speaking_serving --> open_speaking_closing : SHUTDOWN');
-    expect(machineTables(connectionMachine)).toMatch(/\| open.speaking \| speaker \(speaker\) \|/);
+    expect(mermaid).toContain('open_speech_quiet --> open_speech_speaking : SPEAK');
+    expect(mermaid).toContain('open_speech_speaking_serving --> open_speech_speaking_closing : SHUTDOWN');
+    expect(machineTables(connectionMachine)).toMatch(/\| open.speech.speaking \| speaker \(speaker\) \|/);
+    expect(mermaid).toContain('open_hearing_choosing --> open_hearing_listening : always [listenGranted]');
+    expect(machineTables(connectionMachine)).toMatch(/\| open.hearing.listening \| listener \(listener\) \|/);
   });
 
   it('names every action, with the reason and cause of every end (no anonymous assign)', () => {

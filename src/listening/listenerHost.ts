@@ -1,0 +1,390 @@
+// The listener host: the actor a connection invokes for its hearing region once the session
+// was granted listening. For one session it owns the mic gate (shape, decoding, real-time
+// budget), the VAD, the input media clock, a small pre-roll ring, and the listener actor
+// (machines/listener.machine.ts) run on that clock in an actor system of its own; it provides
+// the listener's `recognition` actor, which wraps SpeechRecognizer.start() for one turn.
+//
+// Per microphone frame (50 a second per session): the gate's PCM is written once into the ring
+// and, when a turn's job is live, to the job; then one VOICE event per VAD frame goes to the
+// listener at the frame's start, and the clock advances over the frame (timers due inside it
+// fire). Nothing else is allocated per frame but the VOICE events.
+//
+// Messages leave straight to the session's transport (`sendMessage`, as the speaker's do), so
+// a final transcript on SHUTDOWN goes out before the connection closes; BARGE_IN goes back to
+// the connection, which interrupts the speaker. Cleanup (the connection left `listening` or
+// ended) stops the listener actor, which cancels a live job, and closes the VAD and the gate.
+// It is idempotent.
+import { createActor, fromCallback, type ActorRefFrom, type ActorSystem, type InspectionEvent } from 'xstate';
+import type { ListenerHostEvent, ListenerHostInput } from '../../machines/connection.machine.js';
+import { listenerMachine, type RecognitionInput } from '../../machines/listener.machine.js';
+import { errorTable } from '../../machines/errors.js';
+import type {
+  ErrorCode,
+  ListenFormat,
+  ListenLimits,
+  ListenerEvent,
+  ListenerReport,
+  RecognitionCommand,
+  RecognitionEvent,
+  ServerMessage,
+} from '../../machines/types.js';
+import { MediaClock, type Clock } from './mediaClock.js';
+import { listenSampleRate, RecognitionError, type RecognitionJob, type SpeechRecognizer, type VoiceActivityDetector } from './types.js';
+
+/** A refused microphone frame: the client gets this error and the session goes on. */
+export interface MicRefusal {
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * The per-session mic gate: checks each binary frame (10-250 ms of the listen format, even
+ * length for PCM), decodes it (Opus) and keeps the real-time budget. `accept` returns 16 kHz
+ * mono PCM the caller may keep (a fresh array, or a view nobody else writes), or a refusal
+ * (`bad_audio`, `audio_overrun`). `close()` frees it and is idempotent.
+ */
+export interface MicInput {
+  accept(payload: Uint8Array): Int16Array | MicRefusal;
+  close(): void;
+}
+
+/** Counts for metrics and leak checks; every hook is optional. */
+export interface ListenerHostHooks {
+  listenerStarted?(): void;
+  listenerStopped?(): void;
+  jobStarted?(): void;
+  jobEnded?(): void;
+  turnStarted?(): void;
+  bargeIn?(): void;
+  recognizerError?(code: ErrorCode): void;
+  /** Milliseconds of microphone audio accepted. */
+  audio?(ms: number): void;
+}
+
+export interface ListenerHostOptions {
+  /** The recognizers by name (the grant names the session's). */
+  recognizers: ReadonlyMap<string, SpeechRecognizer>;
+  createVad: () => VoiceActivityDetector;
+  createMicInput: (format: ListenFormat) => MicInput;
+  limits: ListenLimits;
+  /** Writes to the session's transport (a no-op once it closed). */
+  sendMessage: (sessionId: string, message: ServerMessage) => void;
+  /** Wall clock for the recognition deadline (tests pass a simulated one). */
+  wallClock?: Clock;
+  hooks?: ListenerHostHooks;
+  /** XState inspection of each session's listener actor. */
+  inspect?: (sessionId: string) => ((event: InspectionEvent) => void) | undefined;
+}
+
+const realClock: Clock = {
+  setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
+  clearTimeout: (id: unknown) => clearTimeout(id as ReturnType<typeof setTimeout>),
+};
+
+const samplesPerMs = listenSampleRate / 1000;
+/** The longest microphone frame the gate passes, plus a VAD frame of lag: what the ring holds beyond the pre-roll. */
+const ringSlackMs = 300;
+
+/** The last few hundred ms of input PCM, addressed by absolute sample position. */
+export class PcmRing {
+  private readonly buffer: Int16Array;
+  /** Samples written since the session started. */
+  total = 0;
+
+  constructor(capacity: number) {
+    this.buffer = new Int16Array(Math.max(1, capacity));
+  }
+
+  write(pcm: Int16Array): void {
+    const cap = this.buffer.length;
+    const src = pcm.length > cap ? pcm.subarray(pcm.length - cap) : pcm;
+    const at = (this.total + (pcm.length - src.length)) % cap;
+    const first = Math.min(src.length, cap - at);
+    this.buffer.set(src.subarray(0, first), at);
+    if (first < src.length) this.buffer.set(src.subarray(first), 0);
+    this.total += pcm.length;
+  }
+
+  /** A copy of what is still held from absolute sample `from` to the end. */
+  copyFrom(from: number): Int16Array {
+    const cap = this.buffer.length;
+    const start = Math.max(from, this.total - cap, 0);
+    const out = new Int16Array(Math.max(0, this.total - start));
+    const at = start % cap;
+    const first = Math.min(out.length, cap - at);
+    out.set(this.buffer.subarray(at, at + first), 0);
+    if (first < out.length) out.set(this.buffer.subarray(0, out.length - first), first);
+    return out;
+  }
+}
+
+interface LiveJob {
+  job: RecognitionJob | null;
+  /** FINISH came: no more audio is written to it. */
+  finished: boolean;
+}
+
+type SendBack = (event: RecognitionEvent) => void;
+
+function recognitionErrorOf(error: unknown): RecognitionEvent {
+  if (error instanceof RecognitionError) return { type: 'RECOGNITION_ERROR', code: error.code, message: error.message };
+  // An untyped failure: its text may be internal, the client gets the table's message.
+  return { type: 'RECOGNITION_ERROR', code: 'recognizer_failed', message: errorTable.recognizer_failed.message };
+}
+
+/** Every live session's listening state, found by its listener's actor system. */
+const sessions = new WeakMap<ActorSystem<any>, ListeningSession>();
+
+/** The listener chart with its report and recognition provided once per host factory. */
+function providedListener() {
+  return listenerMachine.provide({
+    actions: {
+      report: ({ system }, report) => sessions.get(system)?.report(report),
+    },
+    actors: {
+      recognition: fromCallback<RecognitionCommand, RecognitionInput>(({ input, system, sendBack, receive }) => {
+        const session = sessions.get(system);
+        if (!session) return () => {};
+        return session.startJob(input.onsetMs, sendBack as SendBack, receive);
+      }),
+    },
+  });
+}
+
+type ProvidedListener = ReturnType<typeof providedListener>;
+
+class ListeningSession {
+  private readonly clock = new MediaClock();
+  private readonly ring: PcmRing;
+  private readonly gate: MicInput;
+  private readonly vad: VoiceActivityDetector;
+  private readonly recognizer: SpeechRecognizer;
+  private readonly listener: ActorRefFrom<ProvidedListener>;
+  private readonly wallClock: Clock;
+  private job: LiveJob | null = null;
+  private released = false;
+
+  constructor(
+    private readonly input: ListenerHostInput,
+    private readonly options: ListenerHostOptions,
+    machine: ProvidedListener,
+    private readonly sendBack: (event: { type: 'BARGE_IN' }) => void,
+  ) {
+    const recognizer = options.recognizers.get(input.grant.recognizer);
+    if (!recognizer) throw new Error(`no recognizer named ${input.grant.recognizer}`);
+    this.recognizer = recognizer;
+    this.wallClock = options.wallClock ?? realClock;
+    this.ring = new PcmRing((options.limits.preRollMs + ringSlackMs) * samplesPerMs);
+    this.gate = options.createMicInput(input.grant.format);
+    try {
+      this.vad = options.createVad();
+    } catch (error) {
+      this.gate.close();
+      throw error;
+    }
+    const inspect = options.inspect?.(input.sessionId);
+    this.listener = createActor(machine, {
+      clock: this.clock,
+      input: { limits: options.limits, now: () => this.clock.now(), interruptions: input.grant.interruptions },
+      ...(inspect ? { inspect } : {}),
+    });
+    sessions.set(this.listener.system, this);
+    this.listener.subscribe({ error: () => this.fail() });
+    options.hooks?.listenerStarted?.();
+    this.listener.start();
+  }
+
+  handle(event: ListenerHostEvent): void {
+    if (this.released) return;
+    switch (event.type) {
+      case 'MIC_AUDIO':
+        this.onAudio(event.payload);
+        return;
+      case 'COMMIT':
+      case 'ASSISTANT_AUDIBLE':
+        this.listener.send(event);
+        return;
+      case 'SHUTDOWN':
+        // A turn in progress gets its final transcript now (sent before the connection closes).
+        this.listener.send(event);
+        this.release();
+        return;
+    }
+  }
+
+  private onAudio(payload: Uint8Array): void {
+    const pcm = this.gate.accept(payload);
+    if (!(pcm instanceof Int16Array)) {
+      this.send({ type: 'error', code: pcm.code, message: pcm.message });
+      return;
+    }
+    this.options.hooks?.audio?.(pcm.length / samplesPerMs);
+    this.ring.write(pcm);
+    // A job that lives since an earlier frame takes this one whole (a job started below gets it from the ring).
+    const live = this.job;
+    if (live && !live.finished) this.feed(live, pcm);
+    const frames = this.vad.push(pcm);
+    for (let i = 0; i < frames.length; i++) {
+      const frame = frames[i]!;
+      const voice: ListenerEvent = { type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs };
+      // At the frame's start; then the clock crosses the frame and fires what falls due inside it.
+      this.listener.send(voice);
+      this.clock.advance(frame.durationMs);
+      if (this.released) return;
+    }
+  }
+
+  /** The listener's report: messages to the client, barge-in to the connection. */
+  report(report: ListenerReport): void {
+    if (this.released) return;
+    const hooks = this.options.hooks;
+    switch (report.type) {
+      case 'BARGE_IN':
+        hooks?.bargeIn?.();
+        this.sendBack({ type: 'BARGE_IN' });
+        return;
+      case 'input.speech_started':
+        hooks?.turnStarted?.();
+        break;
+      case 'error':
+        hooks?.recognizerError?.(report.code);
+        break;
+    }
+    this.send(report);
+  }
+
+  /** One turn's recognition: the `recognition` actor's body. Returns its cleanup. */
+  startJob(onsetMs: number, sendBack: SendBack, receive: (listener: (command: RecognitionCommand) => void) => void): () => void {
+    const controller = new AbortController();
+    const live: LiveJob = { job: null, finished: false };
+    let deadline: unknown;
+    let over = false;
+    this.options.hooks?.jobStarted?.();
+    const fail = (error: unknown) => {
+      if (over) return;
+      over = true;
+      sendBack(recognitionErrorOf(error));
+    };
+    try {
+      live.job = this.recognizer.start({
+        language: this.input.grant.language,
+        ...(this.input.grant.phrases ? { phrases: this.input.grant.phrases } : {}),
+        signal: controller.signal,
+        onPartial: (text) => {
+          if (!controller.signal.aborted && !over) sendBack({ type: 'RECOGNITION_PARTIAL', text });
+        },
+      });
+      // The pre-roll: audio from before the onset (VAD onsets come late), up to what arrived.
+      const preRoll = this.ring.copyFrom(Math.round(onsetMs * samplesPerMs) - this.options.limits.preRollMs * samplesPerMs);
+      if (preRoll.length > 0) live.job.write(preRoll);
+      this.job = live;
+    } catch (error) {
+      live.job = null;
+      fail(error);
+    }
+    receive((command) => {
+      if (command.type !== 'FINISH' || live.finished) return;
+      live.finished = true;
+      const job = live.job;
+      if (!job || over) return;
+      // A client may stop sending audio: the media clock would stand still, the wall clock does not.
+      deadline = this.wallClock.setTimeout(() => fail(new RecognitionError('recognizer_timeout', errorTable.recognizer_timeout.message)), this.options.limits.recognitionWallMs);
+      let finishing: Promise<string>;
+      try {
+        finishing = job.finish();
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      finishing.then(
+        (text) => {
+          if (controller.signal.aborted || over) return;
+          over = true;
+          sendBack({ type: 'RECOGNITION_FINAL', text });
+        },
+        (error: unknown) => {
+          if (!controller.signal.aborted) fail(error);
+        },
+      );
+    });
+    return () => {
+      controller.abort();
+      if (deadline !== undefined) this.wallClock.clearTimeout(deadline);
+      if (this.job === live) this.job = null;
+      try {
+        live.job?.cancel();
+      } catch {
+        /* cancel is idempotent and must not throw; if it does, the job is gone anyway */
+      }
+      live.job = null;
+      this.options.hooks?.jobEnded?.();
+    };
+  }
+
+  private feed(live: LiveJob, pcm: Int16Array): void {
+    try {
+      live.job?.write(pcm);
+    } catch (error) {
+      // The job broke: no more audio; the listener hears of it through the error.
+      const job = live.job;
+      live.job = null;
+      try {
+        job?.cancel();
+      } catch {
+        /* gone */
+      }
+      this.failJob(error);
+    }
+  }
+
+  private failJob(error: unknown): void {
+    if (this.released) return;
+    this.listener.send(recognitionErrorOf(error));
+  }
+
+  private send(message: ServerMessage): void {
+    this.options.sendMessage(this.input.sessionId, message);
+  }
+
+  /** The listener actor failed (should never happen): the session goes on speaking only. */
+  private fail(): void {
+    if (this.released) return;
+    this.send({ type: 'error', code: 'internal', message: 'listening failed; the session goes on speaking only' });
+    this.release();
+  }
+
+  /** Everything this session's listening holds, released once. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.listener.stop(); // stops the recognition actor: its cleanup cancels the job
+    this.clock.clear();
+    this.job = null;
+    for (const close of [() => this.vad.close(), () => this.gate.close()]) {
+      try {
+        close();
+      } catch {
+        /* idempotent closes; one failing must not keep the other open */
+      }
+    }
+    sessions.delete(this.listener.system);
+    this.options.hooks?.listenerStopped?.();
+  }
+}
+
+/** The connection's `listener` actor for this engine: one ListeningSession per granted session. */
+export function createListenerHost(options: ListenerHostOptions) {
+  const machine = providedListener();
+  return fromCallback<ListenerHostEvent, ListenerHostInput>(({ input, sendBack, receive }) => {
+    const session = new ListeningSession(input, options, machine, sendBack as (event: { type: 'BARGE_IN' }) => void);
+    receive((event) => {
+      // A throw here would kill the callback without its cleanup (XState #5433): never let one out.
+      try {
+        session.handle(event);
+      } catch {
+        options.sendMessage(input.sessionId, { type: 'error', code: 'internal', message: 'could not process microphone audio' });
+      }
+    });
+    return () => session.release();
+  });
+}
