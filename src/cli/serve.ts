@@ -1,6 +1,7 @@
 // `voxline serve`: the standalone server with the embedded voice and whatever providers the
 // environment enables, pino logs, and a drain on SIGTERM/SIGINT (a second signal exits at once).
-import { providersFromEnv } from '../config/providersFromEnv.js';
+import { providersFromEnv, recognizersFromEnv } from '../config/providersFromEnv.js';
+import { createListening } from '../listening/listening.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
 import type { ServeConfig } from './config.js';
@@ -18,6 +19,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxTextChars !== undefined ? { maxTextChars: config.maxTextChars } : {}),
     ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
   };
+  // Listening (wire contract v2): PocketSphinx when Debian's packages are there, Groq Whisper with a key.
+  const listening = await createListening({ recognizers: recognizersFromEnv(process.env) });
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
@@ -29,6 +32,7 @@ export async function serve(config: ServeConfig): Promise<void> {
       ...(config.tls ? { tls: config.tls } : {}),
       inspect: config.inspect,
       metrics: config.metrics,
+      ...(listening.options ? { listen: listening.options } : {}),
     });
   } catch (error) {
     await setup.close();
@@ -57,7 +61,8 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
-  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  if (!listening.options) process.stderr.write(`voxline: ${listening.summary}\n`);
   process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
   voxline.engine.ready().then(
     () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),

@@ -369,6 +369,11 @@ export class VoiceEngine extends EventEmitter<{
     await Promise.all(this.options.providers.map((p) => p.ready()));
   }
 
+  /** The listener's limits in force (defaults with the engine's overrides). */
+  listenLimits(): ListenLimits {
+    return { ...defaultListenLimits, ...this.listen?.limits };
+  }
+
   stats(): EngineStats {
     return {
       sessions: this.sessions.size,

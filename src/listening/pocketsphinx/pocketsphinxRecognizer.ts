@@ -127,6 +127,8 @@ export class PocketSphinxRecognizer implements SpeechRecognizer {
   readonly name = 'pocketsphinx';
   readonly languages: readonly string[] = ['en'];
   readonly partials = true;
+  /** With phrases it hears only them (a JSGF grammar); its general model is weak on synthetic voices. */
+  readonly restrictsToPhrases = true;
   private readonly options: PocketSphinxOptions;
   private readonly install: PocketSphinxLookup;
   private readonly workers = new Set<Worker>();

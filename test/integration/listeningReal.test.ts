@@ -1,0 +1,142 @@
+// Listening with the real parts over a real WebSocket server on 127.0.0.1: the WebRTC VAD, the
+// mic gate and PocketSphinx (Debian, out of process) hear sentences spoken by the embedded voice
+// and streamed up as 20 ms microphone frames; barge-in is timed on the input's media clock.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerMessage } from '../../machines/types.js';
+import { createListening } from '../../src/listening/listening.js';
+import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
+import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import { bytesOf } from '../support/listeningStandIns.js';
+import { settle } from '../support/settle.js';
+import { frames, silence, speechRenderer, type SpeechRenderer } from '../support/speechAudio.js';
+import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
+
+const phrases = [
+  'turn on the kitchen lights',
+  'what time is it',
+  'play some music',
+  'stop the music',
+  'call my mother',
+  'read my messages',
+  'set a timer for ten minutes',
+  'open the front door',
+  'what is the weather today',
+  'turn off the radio',
+  'close the window',
+  'good morning',
+];
+
+let voxline: VoxlineServer;
+let url: string;
+let speech: SpeechRenderer;
+
+beforeAll(async () => {
+  // The real-time budget is the mic gate's own test; here audio goes up faster than real time.
+  const listening = await createListening({ micInput: { burstMs: 600_000 } });
+  expect(listening.options, listening.summary).not.toBeNull();
+  voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
+  url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
+  await voxline.engine.ready();
+  speech = await speechRenderer();
+}, 60_000);
+
+afterAll(async () => {
+  await speech?.close();
+  await voxline?.close();
+});
+
+const listen = { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', phrases };
+
+async function released() {
+  await settle(() => {
+    const s = voxline.engine.stats();
+    return s.sessions === 0 && s.listening.listeners === 0 && s.listening.recognitionJobs === 0;
+  }, 5_000, 'listening released');
+}
+
+/** Send one frame, then a ping, and wait for its pong: everything the frame caused has arrived. */
+async function sendInStep(c: TestVoiceClient, frame: Int16Array): Promise<void> {
+  const pongs = c.messages().filter((m) => m.type === 'pong').length;
+  c.ws.send(bytesOf(frame));
+  c.send({ type: 'ping' });
+  await c.waitFor(() => (c.messages().filter((m) => m.type === 'pong').length > pongs ? true : undefined));
+}
+
+/** The first sample louder than silence, in ms. */
+function onsetMs(pcm: Int16Array): number {
+  for (let i = 0; i < pcm.length; i++) if (Math.abs(pcm[i]!) > 200) return (i * 1000) / 16_000;
+  return NaN;
+}
+
+describe('listening with WebRTC VAD and PocketSphinx', () => {
+  it('with phrases, each of 12 spoken sentences comes back exactly, one final per turn', async () => {
+    const c = await TestVoiceClient.start(url, { listen });
+    const ready = c.messages()[0] as Extract<ServerMessage, { type: 'session.ready' }>;
+    expect(ready).toMatchObject({ protocol: 2, listen: { format: { encoding: 'pcm_s16le', sampleRate: 16_000 } } });
+    const finals: string[] = [];
+    for (const [i, phrase] of phrases.entries()) {
+      const pcm = await speech.render(phrase, { leadMs: 300, tailMs: 1_000 });
+      // 100 ms frames: ten times real time stays inside the frame-rate budget (100 frames/s).
+      for (const f of frames(pcm, 100)) c.ws.send(bytesOf(f));
+      const final = await c.waitForMessage((m) => m.type === 'transcript' && m.final && m.turn === `t${i + 1}`, 20_000);
+      finals.push((final as Extract<ServerMessage, { type: 'transcript' }>).text);
+    }
+    expect(finals).toEqual(phrases);
+    const types = c.messages().filter((m) => m.type.startsWith('input.') || m.type === 'transcript');
+    for (let t = 1; t <= phrases.length; t++) {
+      const turn = types.filter((m) => 'turn' in m && m.turn === `t${t}`).map((m) => (m.type === 'transcript' ? (m.final ? 'final' : 'partial') : m.type));
+      expect(turn[0]).toBe('input.speech_started');
+      expect(turn.filter((x) => x === 'final')).toHaveLength(1);
+      expect(turn.at(-1)).toBe('final');
+      expect(turn.indexOf('input.speech_stopped')).toBeGreaterThan(0);
+    }
+    expect(c.messages().some((m) => m.type === 'error')).toBe(false);
+    c.close();
+    await released();
+  }, 240_000);
+
+  it('barge-in: speak.end interrupted arrives within threshold + 150 ms of media time after the onset', async () => {
+    const c = await TestVoiceClient.start(url, { listen });
+    c.send({ type: 'speak', id: 'long', text: 'This is a long answer that goes on and on. '.repeat(30) });
+    c.send({ type: 'speak', id: 'queued', text: 'And then this.', mode: 'enqueue' });
+    await c.waitFor(() => (c.frames.some((f) => f.kind === 'audio') ? true : undefined));
+    const pcm = await speech.render('turn on the kitchen lights', { leadMs: 400, tailMs: 1_000 });
+    const onset = onsetMs(pcm);
+    const { interruptSpeechMs, echoGuardExtraMs } = voxline.engine.listenLimits();
+    let endedAtMs = NaN;
+    let sentMs = 0;
+    for (const f of frames(pcm)) {
+      await sendInStep(c, f);
+      sentMs += (f.length * 1000) / 16_000;
+      if (c.messages().some((m) => m.type === 'speak.end' && m.id === 'long')) {
+        endedAtMs = sentMs;
+        break;
+      }
+    }
+    expect(endedAtMs - onset).toBeLessThanOrEqual(interruptSpeechMs + echoGuardExtraMs + 150);
+    expect(endedAtMs - onset).toBeGreaterThanOrEqual(interruptSpeechMs);
+    expect((await c.waitForEnd('long')).reason).toBe('interrupted');
+    expect((await c.waitForEnd('queued')).reason).toBe('interrupted');
+    await new Promise((r) => setTimeout(r, 100));
+    assertContract(c.frames);
+    c.close();
+    await released();
+  }, 60_000);
+
+  it('a 150 ms noise burst interrupts nothing and starts no turn', async () => {
+    const c = await TestVoiceClient.start(url, { listen });
+    c.send({ type: 'speak', id: 'long', text: 'This is a long answer that goes on and on. '.repeat(30) });
+    await c.waitFor(() => (c.frames.some((f) => f.kind === 'audio') ? true : undefined));
+    let seed = 7;
+    const noise = new Int16Array(150 * 16).map(() => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % 6000) - 3000);
+    const pcm = new Int16Array(silence(300).length + noise.length + silence(1_000).length);
+    pcm.set(noise, silence(300).length);
+    for (const f of frames(pcm)) await sendInStep(c, f);
+    expect(c.messages().some((m) => m.type === 'speak.end')).toBe(false);
+    expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(false);
+    c.send({ type: 'stop' });
+    expect((await c.waitForEnd('long')).reason).toBe('stopped');
+    c.close();
+    await released();
+  }, 60_000);
+});
