@@ -319,7 +319,7 @@ export const defaultListenLimits: ListenLimits = {
   recognitionResultMs: 10_000,
   recognitionWallMs: 10_000,
   interruptSpeechMs: 400,
-  echoGuardLevelDb: -40,
+  echoGuardLevelDb: -30, // echo at -20 dB measured p95 -34 dBFS; a talker p50 -24.5 (docs/listening.md)
   echoGuardExtraMs: 200,
   preRollMs: 300,
 };

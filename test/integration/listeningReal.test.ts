@@ -139,4 +139,24 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     c.close();
     await released();
   }, 60_000);
+
+  it("echo guard: the assistant's own voice at -20 dB, 100 ms late, interrupts nothing; the user over it does", async () => {
+    // Long enough to still be streaming (audible, server side) after the echo: eSpeak makes ~20x real time.
+    const text = 'This is a long answer that goes on and on. '.repeat(150);
+    const c = await TestVoiceClient.start(url, { listen });
+    c.send({ type: 'speak', id: 'long', text });
+    await c.waitFor(() => (c.frames.some((f) => f.kind === 'audio') ? true : undefined));
+    // What the microphone hears without a user: the assistant's speech, 20 dB down, 100 ms late.
+    const echo = await speech.render('This is a long answer that goes on and on. This is a long answer.', { leadMs: 100, tailMs: 200, gainDb: -20 });
+    for (const f of frames(echo, 100)) await sendInStep(c, f);
+    expect(c.messages().some((m) => m.type === 'speak.end')).toBe(false);
+    // The user talks over the echo at full level: that interrupts.
+    const user = await speech.render('wait, please stop talking for a moment', { leadMs: 0, tailMs: 800 });
+    const mixed = new Int16Array(user.length);
+    for (let i = 0; i < user.length; i++) mixed[i] = Math.max(-32768, Math.min(32767, user[i]! + (echo[i % echo.length] ?? 0)));
+    for (const f of frames(mixed, 100)) c.ws.send(bytesOf(f));
+    expect((await c.waitForEnd('long')).reason).toBe('interrupted');
+    c.close();
+    await released();
+  }, 60_000);
 });
