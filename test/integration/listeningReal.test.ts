@@ -160,3 +160,37 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     await released();
   }, 60_000);
 });
+
+describe('listening: hostile microphone input through the real mic gate', () => {
+  it('odd bytes, a 300 ms frame and a flood faster than real time get typed errors; the session and a neighbour go on, memory bounded', async () => {
+    const listening = await createListening();
+    const server = createVoxlineServer({ providers: [espeakProvider({ size: 1 })], listen: listening.options! });
+    const serverUrl = `${(await server.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
+    try {
+      const c = await TestVoiceClient.start(serverUrl, { listen });
+      const neighbour = await TestVoiceClient.start(serverUrl, { listen });
+      c.ws.send(new Uint8Array(641));
+      expect(await c.waitForMessage((m) => m.type === 'error' && m.code === 'bad_audio')).toBeTruthy();
+      c.ws.send(new Uint8Array(300 * 32));
+      await c.waitFor(() => (c.messages().filter((m) => m.type === 'error' && m.code === 'bad_audio').length >= 2 ? true : undefined));
+      const heapBefore = process.memoryUsage().heapUsed;
+      // 60 s of audio in 100 ms frames, at once: the gate takes about its 2 s burst and drops the rest.
+      const frame = new Uint8Array(100 * 32);
+      for (let i = 0; i < 600; i++) if (i % 6 === 0) c.ws.send(frame);
+      await c.waitFor(() => (c.messages().some((m) => m.type === 'error' && m.code === 'audio_overrun') ? true : undefined));
+      c.send({ type: 'ping' });
+      await c.waitForMessage((m) => m.type === 'pong');
+      expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(32 * 1024 * 1024);
+      // The session still speaks, and the neighbour never heard of any of it.
+      c.send({ type: 'speak', id: 'after', text: 'Still here.' });
+      expect((await c.waitForEnd('after')).reason).toBe('completed');
+      neighbour.send({ type: 'speak', id: 'n', text: 'Fine.' });
+      expect((await neighbour.waitForEnd('n')).reason).toBe('completed');
+      expect(neighbour.messages().some((m) => m.type === 'error')).toBe(false);
+      c.close();
+      neighbour.close();
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+});
