@@ -122,6 +122,19 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
     });
   };
   const total = (read: () => number) => () => [['', read()]] as Array<[string, number]>;
+  // Listening (wire contract v2), from the engine's listening totals.
+  new Gauge({
+    name: 'voxline_listeners',
+    help: 'Sessions listening now (one listener each).',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().listening.listeners);
+    },
+  });
+  fromTotals('voxline_listen_turns_total', 'User turns heard (input.speech_started sent).', null, total(() => engine.stats().listening.turns));
+  fromTotals('voxline_barge_ins_total', 'Utterances interrupted because the user spoke over them.', null, total(() => engine.stats().listening.bargeIns));
+  fromTotals('voxline_listened_audio_seconds_total', 'Microphone audio accepted by the mic gates, in seconds.', null, total(() => engine.stats().listening.audioSeconds));
+  fromTotals('voxline_recognizer_errors_total', 'Recognition jobs that failed, by error code.', 'code', () => Object.entries(engine.stats().listening.recognizerErrors));
   fromTotals('voxline_backpressure_pauses_total', 'Times an upstream was paused because its client was not reading.', null, total(() => engine.stats().backpressurePauses));
   fromTotals('voxline_auth_failures_total', 'session.start frames refused for a missing or wrong key.', null, total(() => engine.stats().authFailures));
   fromTotals('voxline_rate_limited_total', 'Client frames refused by the message or text rate limits.', null, total(() => engine.stats().rateLimited));

@@ -119,6 +119,9 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     expect((await c.waitForEnd('queued')).reason).toBe('interrupted');
     await new Promise((r) => setTimeout(r, 100));
     assertContract(c.frames);
+    const metrics = await (await fetch(url.replace('ws', 'http').replace('/v1/voice', '/metrics'))).text();
+    expect(Number(/^voxline_barge_ins_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^voxline_listen_turns_total (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     c.close();
     await released();
   }, 60_000);
