@@ -164,6 +164,31 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
   }, 60_000);
 });
 
+describe('listening: the Opus uplink', () => {
+  it('a phrase sent as one 20 ms Opus packet per frame is heard exactly', async () => {
+    const OpusScript = (await import('opusscript')).default;
+    const encoder = new OpusScript(16_000, 1, OpusScript.Application.VOIP);
+    try {
+      const c = await TestVoiceClient.start(url, { listen: { ...listen, format: { encoding: 'opus', sampleRate: 16_000 } } });
+      const ready = c.messages()[0] as Extract<ServerMessage, { type: 'session.ready' }>;
+      expect(ready.listen?.format.encoding).toBe('opus');
+      const pcm = await speech.render('read my messages', { leadMs: 300, tailMs: 1_000 });
+      for (const f of frames(pcm, 20)) {
+        if (f.length < 320) break;
+        c.ws.send(encoder.encode(Buffer.from(f.buffer, f.byteOffset, f.byteLength), 320));
+        if (c.ws.bufferedAmount > 0) await new Promise((r) => setTimeout(r, 1));
+      }
+      const final = await c.waitForMessage<Extract<ServerMessage, { type: 'transcript' }>>((m) => m.type === 'transcript' && m.final, 20_000);
+      expect(final.text).toBe('read my messages');
+      expect(c.messages().some((m) => m.type === 'error')).toBe(false);
+      c.close();
+      await released();
+    } finally {
+      encoder.delete();
+    }
+  }, 60_000);
+});
+
 describe('listening: hostile microphone input through the real mic gate', () => {
   it('odd bytes, a 300 ms frame and a flood faster than real time get typed errors; the session and a neighbour go on, memory bounded', async () => {
     const listening = await createListening();
