@@ -13,6 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ChatMessage } from '../agent/types.js';
 import { BodyTooLargeError, readBody } from '../server/readBody.js';
 import { FaultSchedule } from './faults.js';
+import { apiError, sendJson, serveFaultControl } from './httpReplies.js';
 
 export const chatFaults = [
   'slow_first_token', // headers at once, then the first text only after `slowFirstTokenMs`
@@ -170,7 +171,7 @@ export class ChatEmulator extends EventEmitter<{ released: [ChatEmulatorRequest]
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/_emulator/faults' && req.method === 'POST') return this.controlFaults(req, res);
+    if (path === '/_emulator/faults' && req.method === 'POST') return serveFaultControl(req, res, this.faults, isChatFault);
     if (path === '/_emulator/stats') return sendJson(res, 200, this.stats());
     if (!(await this.handle(req, res))) apiError(res, 404, 'Unknown request URL', 'invalid_request_error', 'unknown_url');
   }
@@ -347,17 +348,6 @@ export class ChatEmulator extends EventEmitter<{ released: [ChatEmulatorRequest]
     return false;
   }
 
-  private async controlFaults(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const body = JSON.parse(await readBody(req, 16 * 1024, 10_000)) as { push?: unknown[]; always?: unknown; clear?: boolean };
-      if (body.clear) this.faults.clear();
-      for (const f of body.push ?? []) if (isChatFault(f)) this.faults.push(f);
-      if (body.always === null || isChatFault(body.always)) this.faults.always(body.always);
-      sendJson(res, 200, { ok: true });
-    } catch {
-      sendJson(res, 400, { ok: false });
-    }
-  }
 }
 
 export async function startChatEmulator(options: ChatEmulatorOptions = {}, port = 0): Promise<ChatEmulator> {
@@ -395,12 +385,4 @@ function drained(res: ServerResponse): Promise<void> {
   });
 }
 
-function apiError(res: ServerResponse, status: number, message: string, type: string, code?: string): void {
-  sendJson(res, status, { error: { message, type, ...(code ? { code } : {}) } });
-}
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-}

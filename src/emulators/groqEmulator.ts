@@ -15,6 +15,7 @@ import { BodyTimeoutError, BodyTooLargeError, readBody, readBodyBytes } from '..
 import { groqArabicModel, groqArabicVoices, groqEnglishModel, groqEnglishVoices, groqMaxInputChars } from '../providers/groq/groqProvider.js';
 import { EmulatedSpeech } from './emulatedSpeech.js';
 import { FaultSchedule, isUpstreamFault, type UpstreamFault } from './faults.js';
+import { apiError, sendJson, serveFaultControl } from './httpReplies.js';
 
 export interface GroqEmulatorOptions {
   /** When set, requests must carry `Authorization: Bearer <apiKey>`. */
@@ -146,7 +147,7 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (path === '/_emulator/faults' && req.method === 'POST') return this.controlFaults(req, res);
+    if (path === '/_emulator/faults' && req.method === 'POST') return serveFaultControl(req, res, this.faults, isUpstreamFault);
     if (path === '/_emulator/stats') return sendJson(res, 200, this.stats());
     if (path === '/openai/v1/audio/transcriptions') return this.transcribe(req, res);
     if (path !== '/openai/v1/audio/speech') return apiError(res, 404, 'Unknown request URL', 'invalid_request_error', 'unknown_url');
@@ -432,17 +433,6 @@ export class GroqEmulator extends EventEmitter<{ released: [{ at: number; outcom
     }
   }
 
-  private async controlFaults(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    try {
-      const body = JSON.parse(await readBody(req, 16 * 1024, 10_000)) as { push?: unknown[]; always?: unknown; clear?: boolean };
-      if (body.clear) this.faults.clear();
-      for (const f of body.push ?? []) if (isUpstreamFault(f)) this.faults.push(f);
-      if (body.always === null || isUpstreamFault(body.always)) this.faults.always(body.always);
-      sendJson(res, 200, { ok: true });
-    } catch {
-      sendJson(res, 400, { ok: false });
-    }
-  }
 }
 
 export async function startGroqEmulator(options: GroqEmulatorOptions = {}, port = 0): Promise<GroqEmulator> {
@@ -489,12 +479,4 @@ function stringField(form: FormData, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
-function apiError(res: ServerResponse, status: number, message: string, type: string, code?: string): void {
-  sendJson(res, status, { error: { message, type, ...(code ? { code } : {}) } });
-}
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) return;
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify(body));
-}
