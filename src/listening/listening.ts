@@ -50,9 +50,6 @@ export async function createListening(config: ListeningConfig = {}): Promise<Lis
   if (recognizers.length === 0) {
     return { options: null, summary: `listening off: ${hint || 'no speech recognizer'} (npm test installs it: node scripts/ensureListening.mjs)` };
   }
-  // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn; a
-  // failure here is the job's to report, and speaking never waits for hearing.
-  for (const recognizer of recognizers) recognizer.ready().catch(() => {});
   const vad = await loadWebRtcVad();
   const options: ListenOptions = {
     recognizers,
