@@ -28,6 +28,8 @@
 import net from 'node:net';
 import koffi from 'koffi';
 
+// The frame kinds, also in sphinxProcess.ts: the worker runs as plain .mjs without tsx, so it
+// cannot import them; change both together.
 const IN_START = 1;
 const IN_AUDIO = 2;
 const IN_END = 3;

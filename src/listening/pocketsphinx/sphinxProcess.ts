@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import type { PocketSphinxPaths } from './install.js';
 
+// The frame kinds, also in pocketsphinxWorker.mjs: the worker runs as plain .mjs without tsx, so it
+// cannot import them; change both together.
 const HEADER = 9;
 const IN_START = 1;
 const IN_AUDIO = 2;
