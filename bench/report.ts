@@ -1,5 +1,6 @@
 // Renders docs/benchmarks.md from a bench run's results (bench/results/latest.json), so
 // the page can be regenerated without rerunning: `tsx bench/report.ts`.
+import type { VoiceToVoiceFigure } from './voiceToVoice.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ContenderName, Summary } from './common.js';
 
@@ -20,17 +21,7 @@ export interface BenchResults {
     espeak: { ttfa: Summary; realtimeFactor: number; streamsPerCore: number } | null;
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
     heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
-    voiceToVoice?: {
-      turns: number;
-      conversations: number;
-      firstTokenDelayMs: number;
-      endpointSilenceMs: number;
-      total: Summary;
-      endpointing: Summary;
-      recognition: Summary;
-      firstToken: Summary;
-      firstAudio: Summary;
-    } | null;
+    voiceToVoice?: VoiceToVoiceFigure | null;
     chat?: { rounds: number; firstTokenDelayMs: number; direct: Summary; adapters: Record<string, { own: Summary; addedP50: number; addedP99: number }> } | null;
   };
 }

@@ -290,6 +290,23 @@ const turnActions = turnEnding.extend({
   },
 });
 
+/**
+ * While the speaker has the reply (`speaking`, `finishing`): its end ends the turn; the user's
+ * words cut it and are answered next; after shutdown nothing is answered (the reply ends with
+ * the speaker's end).
+ */
+const whileSpoken = {
+  UTTERANCE_ENDED: { guard: 'isReplyEnd' as const, target: '#turn.replying.over' as const, actions: 'endSpoken' as const },
+  USER_TURN_HEARD: [
+    { guard: 'isClosing' as const, actions: ['clearHearing' as const, 'endUnanswerable' as const] },
+    {
+      guard: 'heardWords' as const,
+      target: '#turn.replying.ending' as const,
+      actions: ['clearHearing' as const, { type: 'cutReply' as const, params: { status: 'interrupted' as const } }, 'keepNext' as const],
+    },
+  ],
+};
+
 /** After a reply's turn ended: closed on shutdown, else the words heard meanwhile, else waiting. */
 const afterReply = [
   { guard: 'isClosing' as const, target: '#turn.closed' as const, actions: 'endNext' as const },
@@ -402,16 +419,7 @@ export const turnMachine = turnActions.createMachine({
                   target: '#turn.replying.ending',
                   actions: { type: 'cutReply', params: ({ event }) => ({ status: 'failed' as const, error: (event as Extract<ReplyEvent, { type: 'REPLY_ERROR' }>).error }) },
                 },
-                UTTERANCE_ENDED: { guard: 'isReplyEnd', target: '#turn.replying.over', actions: 'endSpoken' },
-                USER_TURN_HEARD: [
-                  // Shutting down: nothing is answered any more, the reply ends with the speaker.
-                  { guard: 'isClosing', actions: ['clearHearing', 'endUnanswerable'] },
-                  {
-                    guard: 'heardWords',
-                    target: '#turn.replying.ending',
-                    actions: ['clearHearing', { type: 'cutReply', params: { status: 'interrupted' } }, 'keepNext'],
-                  },
-                ],
+                ...whileSpoken,
                 // A client STOP reaches the speaker too: the reply's end follows as UTTERANCE_ENDED.
                 // A shutdown ends the speaker's utterances too (failed, shutting_down), the same way.
               },
@@ -421,15 +429,7 @@ export const turnMachine = turnActions.createMachine({
         // All text handed; the speaker plays the rest.
         finishing: {
           on: {
-            UTTERANCE_ENDED: { guard: 'isReplyEnd', target: 'over', actions: 'endSpoken' },
-            USER_TURN_HEARD: [
-              { guard: 'isClosing', actions: ['clearHearing', 'endUnanswerable'] },
-              {
-                guard: 'heardWords',
-                target: 'ending',
-                actions: ['clearHearing', { type: 'cutReply', params: { status: 'interrupted' } }, 'keepNext'],
-              },
-            ],
+            ...whileSpoken,
           },
         },
         // The turn asked the speaker to end the reply; its end is awaited (bounded).
