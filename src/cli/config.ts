@@ -27,6 +27,8 @@ export interface ServeConfig {
   espeakWorkers: number;
   /** Only these providers (default: every one that is configured). */
   providers?: string[];
+  /** Server processes sharing the port (node:cluster); 'auto' is one per core. Default 1: no cluster. */
+  processes?: number | 'auto';
 }
 
 export interface SayConfig {
@@ -61,6 +63,8 @@ serve options (each also from the environment):
   --log-level <level>   fatal error warn info debug trace silent (LOG_LEVEL, default info)
   --emulators           Groq and ElevenLabs voices from local emulators, offline (VOXLINE_EMULATORS=1)
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
+  --processes <n|auto>  server processes sharing the port, one engine each; auto = one per core
+                        (VOXLINE_PROCESSES, default 1). Per-key caps and rate limits are per process
   --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
 
@@ -118,6 +122,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         emulators: { type: 'boolean' },
         'espeak-workers': { type: 'string' },
         providers: { type: 'string' },
+        processes: { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -167,6 +172,8 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }
+  const processesArg = values.processes ?? env.VOXLINE_PROCESSES;
+  const processes = processesArg === 'auto' ? 'auto' : int('--processes', processesArg, 1, 256);
   const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
   const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
   return {
@@ -185,6 +192,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       logLevel,
       emulators,
       ...(providers ? { providers } : {}),
+      ...(processes !== undefined ? { processes } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

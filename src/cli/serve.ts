@@ -6,11 +6,28 @@ import { createChatModelFromEnv } from '../config/chatModelFromEnv.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
 import type { ServeConfig } from './config.js';
+import cluster from 'node:cluster';
+import { processCount, runPrimary } from './cluster.js';
 
 const allRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
 
 export async function serve(config: ServeConfig): Promise<void> {
-  const log = createLogger(config.logLevel);
+  // --processes N: this process becomes the cluster's primary; each worker runs the rest of serve().
+  const clustered = processCount(config.processes ?? 1) > 1;
+  if (clustered && cluster.isPrimary) return runPrimary(config);
+  const log = createLogger(config.logLevel, undefined, clustered ? { worker: cluster.worker?.id, pid: process.pid } : {});
+  // A cluster worker drains when its primary says so, not on signals: a terminal's Ctrl-C
+  // reaches the whole process group, and the primary relays it once to every worker.
+  let drainAsked: ((signal: string) => void) | null = null;
+  let drainPending: string | null = null;
+  if (clustered) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => {});
+    process.on('message', (m: { type?: string; signal?: string }) => {
+      if (m?.type !== 'voxline:drain') return;
+      if (drainAsked) drainAsked(m.signal ?? 'SIGTERM');
+      else drainPending = m.signal ?? 'SIGTERM';
+    });
+  }
   const setup = await providersFromEnv(process.env, {
     espeakWorkers: config.espeakWorkers,
     emulators: config.emulators,
@@ -61,13 +78,19 @@ export async function serve(config: ServeConfig): Promise<void> {
       () => process.exit(1),
     );
   };
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  if (clustered) {
+    drainAsked = onSignal;
+    if (drainPending) return onSignal(drainPending);
+  } else {
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+  }
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
   log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, agent: chat.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
-  if (!listening.options) process.stderr.write(`voxline: ${listening.summary}\n`);
-  process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
+  // In a cluster the primary says it once, when every worker listens.
+  if (!listening.options && (cluster.worker?.id ?? 1) === 1) process.stderr.write(`voxline: ${listening.summary}\n`);
+  if (!clustered) process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
   voxline.engine.ready().then(
     () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
     (error: Error) => log.error({ event: 'not_ready', message: error.message }),

@@ -3,8 +3,8 @@
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 import type { VoiceEngine } from '../engine/voiceEngine.js';
 
-export function createLogger(level: LevelWithSilent = 'info', destination?: NodeJS.WritableStream): Logger {
-  return pino({ level, base: { service: 'voxline' } }, destination ?? process.stdout);
+export function createLogger(level: LevelWithSilent = 'info', destination?: NodeJS.WritableStream, bindings: Record<string, unknown> = {}): Logger {
+  return pino({ level, base: { service: 'voxline', ...bindings } }, destination ?? process.stdout);
 }
 
 /** Log every lifecycle event of `engine`; returns a function that stops logging. */
