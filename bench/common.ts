@@ -32,7 +32,22 @@ export function slope(points: Array<[number, number]>): number {
 }
 
 /** `direct` is the baseline: the load generator fetching from the emulator itself, no gateway. */
-export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-espeak' | 'direct';
+export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-cluster' | 'voxline-espeak' | 'direct';
+
+/** A figure across rounds: its median and its spread (min–max), and every round's value. */
+export interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+export function spread(values: number[]): Spread {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  const median = v.length === 0 ? Number.NaN : v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  return { median, min: v.length ? v[0]! : Number.NaN, max: v.length ? v.at(-1)! : Number.NaN, values };
+}
 
 export const sampleRate = 24_000;
 export const emulatorVoice = 'troy';

@@ -13,7 +13,7 @@ import type { ChatFirstTokenFigure } from './chatFirstToken.js';
 import type { VoiceToVoiceFigure } from './voiceToVoice.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
-import { slope, summarize, type ContenderName, type Summary } from './common.js';
+import { slope, spread, summarize, type ContenderName, type Spread, type Summary } from './common.js';
 import type { Scenario } from './loadgen.js';
 
 interface ListeningPass {
@@ -29,6 +29,8 @@ const { values } = parseArgs({
     // While working on one figure: `--only ttfa,stop` runs just those and writes bench/results/only.json.
     only: { type: 'string' },
     contenders: { type: 'string' },
+    // Rounds of figures 1–4 (default 3; 2 with --quick): each figure is the median across rounds.
+    rounds: { type: 'string' },
   },
 });
 const only = values.only ? new Set(values.only.split(',')) : null;
@@ -36,9 +38,12 @@ const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak
 const quick = values.quick;
 const sizes = quick
   ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20, voiceTurns: 2, voiceConversations: 1 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
 const firstByteDelayMs = 20;
-const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
+// voxline-cluster (`voxline serve --processes 2`) runs in the capacity figure only.
+const capacityContenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline', 'voxline-cluster']) as ContenderName[];
+const contenders = capacityContenders.filter((c) => c !== 'voxline-cluster');
+const rounds = Number(values.rounds ?? (quick ? 2 : 3));
 const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const execArgv = ['--import', 'tsx', '--expose-gc'];
@@ -147,121 +152,220 @@ async function quiet(): Promise<void> {
 }
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-for (const contender of contenders) {
-  let afterLoadRssMB: number | undefined;
-  report.ttfa[contender] = {};
-  report.stop[contender] = {};
+// Figures 1–4 are measured in rounds, the contenders interleaved within each round (A B C,
+// then B C A, …), so a neighbour's load that comes and goes hits every contender alike; each
+// figure is reported as its median across rounds, and each ratio to raw-ws as the median of
+// the per-round ratios with their min–max.
+interface TtfaRound { added50: number; added99: number; base50: number; base99: number; cpuMs: number }
+interface CapacityRound { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }>; afterLoadRssMB: number }
+interface MemoryRound { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idleRssMB: number }
+interface Round {
+  order: ContenderName[];
+  ttfa: Record<string, Record<number, TtfaRound>>;
+  stop: Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>;
+  capacity: Record<string, CapacityRound>;
+  memory: Record<string, MemoryRound>;
+}
+const perRound: Round[] = [];
+const rotate = <T>(list: T[], by: number) => list.map((_, i) => list[(i + by) % list.length]!);
+
+/** 1 + 2 for one contender in a fresh server: time to first audio (against the direct baseline just before), then STOP. */
+async function latencyFigures(contender: ContenderName, round: Round): Promise<void> {
+  round.ttfa[contender] = {};
+  round.stop[contender] = {};
   await withServer(contender, async (port, server) => {
-    // 1. Time to first audio added by the gateway: against the direct baseline (the load
-    // generator fetching from the emulator itself) measured just before, at the same load.
-    report.ttfaBaseline[contender] = {};
-    report.ttfaCpuMs[contender] = {};
     for (const [k, sessions] of runs('ttfa') ? sizes.ttfa.entries() : []) {
-      const rounds = sizes.ttfaRounds[k]!;
+      const ttfaRounds = sizes.ttfaRounds[k]!;
       await quiet();
-      const base = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender: 'direct', port: upstreamPort, sessions, rounds, text: shortText, tag: tag('b') });
+      const base = await call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender: 'direct', port: upstreamPort, sessions, rounds: ttfaRounds, text: shortText, tag: tag('b') });
       await quiet();
       const warm = nextMessage(loadgen, 'warm');
-      const measured = call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, rounds, text: shortText, tag: tag('t'), holdAfterWarmup: true });
+      const measured = call<{ ttfa: number[] }>(loadgen, { kind: 'ttfa', contender, port, sessions, rounds: ttfaRounds, text: shortText, tag: tag('t'), holdAfterWarmup: true });
       await warm;
       // The server's CPU over the counted rounds: one utterance per session per round.
       const cpuBefore = await cpuMs(server);
       loadgen.send({ type: 'go' });
       const r = await measured;
-      report.ttfaCpuMs[contender]![sessions] = ((await cpuMs(server)) - cpuBefore) / (sessions * rounds);
+      const cpu = ((await cpuMs(server)) - cpuBefore) / (sessions * ttfaRounds);
       const baseline = summarize(base.ttfa);
       const own = summarize(r.ttfa);
-      report.ttfaBaseline[contender]![sessions] = baseline;
-      report.ttfa[contender]![sessions] = { n: own.n, p50: own.p50 - baseline.p50, p99: own.p99 - baseline.p99 };
-      log(`${contender}: ttfa @${sessions} added p50 ${report.ttfa[contender]![sessions]!.p50.toFixed(2)} ms, p99 ${report.ttfa[contender]![sessions]!.p99.toFixed(2)} ms (direct p50 ${baseline.p50.toFixed(2)} ms), ${report.ttfaCpuMs[contender]![sessions]!.toFixed(2)} CPU ms per utterance`);
+      const t = { added50: own.p50 - baseline.p50, added99: own.p99 - baseline.p99, base50: baseline.p50, base99: baseline.p99, cpuMs: cpu };
+      round.ttfa[contender]![sessions] = t;
+      log(`${contender}: ttfa @${sessions} added p50 ${t.added50.toFixed(2)} ms, p99 ${t.added99.toFixed(2)} ms (direct p50 ${t.base50.toFixed(2)} ms), ${cpu.toFixed(2)} CPU ms per utterance`);
     }
-    // 2. STOP → end at the client, STOP → upstream released at the emulator.
     for (const sessions of runs('stop') ? sizes.stop : []) {
       await quiet();
       const r = await call<{ stopToEnd: number[]; stopAt: Record<string, number> }>(loadgen, { kind: 'stop', contender, port, sessions, text: longText, tag: tag('s') });
       await new Promise((res) => setTimeout(res, 300));
       const toRelease = Object.entries(r.stopAt).flatMap(([marker, at]) => (released.has(marker) ? [released.get(marker)! - at] : []));
-      report.stop[contender]![sessions] = { toEnd: summarize(r.stopToEnd.filter(Number.isFinite)), toRelease: summarize(toRelease) };
-      log(`${contender}: stop @${sessions} end p99 ${report.stop[contender]![sessions]!.toEnd.p99.toFixed(2)} ms, release p99 ${report.stop[contender]![sessions]!.toRelease.p99.toFixed(2)} ms`);
+      round.stop[contender]![sessions] = { toEnd: summarize(r.stopToEnd.filter(Number.isFinite)), toRelease: summarize(toRelease) };
+      log(`${contender}: stop @${sessions} end p99 ${round.stop[contender]![sessions]!.toEnd.p99.toFixed(2)} ms, release p99 ${round.stop[contender]![sessions]!.toRelease.p99.toFixed(2)} ms`);
     }
-    // 3. Capacity: ramp real-time streams until a client with a 200 ms jitter buffer underruns,
-    // then bisect between the last load sustained and the first that broke, so the figure
-    // resolves ratios like 0.9 × raw-ws instead of powers of two.
-    const ramp: Array<{ sessions: number; underruns: number }> = [];
-    let maxStreams = 0;
-    let cpuMsPerAudioSecond = Number.NaN;
-    const sustains = async (sessions: number): Promise<boolean> => {
+  });
+}
+
+/**
+ * 3. Capacity, every contender's server up at once (fresh for the round) and the loads
+ * interleaved: each load of the ramp is tried on every contender still sustaining before the
+ * next load, then each bisection step on every contender in turn. A client with a 200 ms
+ * jitter buffer underruns, or a stream does not complete: the load broke.
+ */
+async function capacityFigure(round: Round, order: ContenderName[]): Promise<void> {
+  const servers = await Promise.all(order.map(async (c) => ({ c, ...(await spawnChild(serverScript, [c, upstream], ['--expose-gc'])) })));
+  try {
+    const state = new Map(order.map((c) => [c, { maxStreams: 0, broke: 0, cpuMsPerAudioSecond: Number.NaN, ramp: [] as Array<{ sessions: number; underruns: number }> }]));
+    const sustains = async (c: ContenderName, sessions: number): Promise<boolean> => {
+      const { child, first } = servers.find((s) => s.c === c)!;
+      const st = state.get(c)!;
       await quiet();
-      const before = await stats(server);
-      const text = quick ? shortText : longText;
-      const r = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, { kind: 'capacity', contender, port, sessions, text, jitterMs: 200, tag: tag('c') });
-      const after = await stats(server);
-      ramp.push({ sessions, underruns: r.underruns });
-      log(`${contender}: capacity @${sessions}: ${r.underruns} underruns, ${r.completed} completed`);
-      if (r.underruns > 0 || r.completed < sessions) return false;
-      if (sessions > maxStreams) {
-        maxStreams = sessions;
-        cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
+      const before = await stats(child);
+      const r = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, { kind: 'capacity', contender: c, port: first.port as number, sessions, text: quick ? shortText : longText, jitterMs: 200, tag: tag('c') });
+      const after = await stats(child);
+      st.ramp.push({ sessions, underruns: r.underruns });
+      log(`${c}: capacity @${sessions}: ${r.underruns} underruns, ${r.completed} completed`);
+      if (r.underruns > 0 || r.completed < sessions) {
+        st.broke = sessions;
+        return false;
+      }
+      if (sessions > st.maxStreams) {
+        st.maxStreams = sessions;
+        st.cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
       }
       return true;
     };
-    let broke = 0;
-    for (const sessions of runs('capacity') ? sizes.capacity : []) {
-      if (await sustains(sessions)) continue;
-      broke = sessions;
-      break;
+    for (const sessions of sizes.capacity) {
+      const alive = order.filter((c) => state.get(c)!.broke === 0);
+      if (alive.length === 0) break;
+      for (const c of alive) await sustains(c, sessions);
     }
-    for (let step = 0; step < sizes.capacityBisections && broke > 0 && maxStreams > 0; step++) {
-      const mid = Math.round((maxStreams + broke) / 2 / 10) * 10;
-      if (mid <= maxStreams || mid >= broke) break;
-      if (!(await sustains(mid))) broke = mid;
-    }
-    if (runs('capacity')) report.capacity[contender] = { maxStreams, cpuMsPerAudioSecond, ramp };
-    // The peak RSS of the figures above stays with the process (the allocator keeps its pages),
-    // so the memory figures start from a fresh one; this records what that peak left behind.
-    if (runs('memory')) afterLoadRssMB = (await stats(server)).rss / 2 ** 20;
-  });
-  await withServer(contender, async (port, server) => {
-    // 4. Memory per session, in a fresh process: idle, then streaming.
-    if (runs('memory')) {
-      await quiet();
-      const empty = await stats(server);
-      await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
-      const idle = await stats(server);
-      await call(loadgen, { kind: 'closeAll' });
-      await new Promise((res) => setTimeout(res, 500));
-      const empty2 = await stats(server);
-      await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
-      const streaming = await stats(server);
-      await call(loadgen, { kind: 'closeAll' });
-      report.memory[contender] = {
-        afterLoadRssMB,
-        idle: sizes.idle,
-        streaming: sizes.streaming,
-        idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
-        idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
-        streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
-        idleRssMB: idle.rss / 2 ** 20,
-      };
-      log(`${contender}: memory idle ${report.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session`);
-    }
-
-    // 6. Leak slope (voxline): heap and handles over many consecutive utterances.
-    if (contender === 'voxline' && runs('leak')) {
-      await configureEmulator({ realtime: 0 });
-      const samples: Array<[number, number]> = [];
-      const handles: Array<[number, number]> = [];
-      for (let b = 0; b < sizes.leakBatches; b++) {
-        await call(loadgen, { kind: 'sequence', contender, port, count: sizes.leakBatch, parallel: 10, text: shortText, tag: tag('l') });
-        const s = await stats(server);
-        samples.push([(b + 1) * sizes.leakBatch, s.heapUsed]);
-        handles.push([(b + 1) * sizes.leakBatch, s.handles]);
+    for (let step = 0; step < sizes.capacityBisections; step++) {
+      for (const c of order) {
+        const st = state.get(c)!;
+        const mid = Math.round((st.maxStreams + st.broke) / 2 / 10) * 10;
+        if (st.broke === 0 || mid <= st.maxStreams || mid >= st.broke) continue;
+        await sustains(c, mid);
       }
-      await configureEmulator({ realtime: 1 });
-      // Skip the first batch (warm-up) for the slope.
-      report.leak = { heapBytesPer1000: slope(samples.slice(1)) * 1000, handlesPer1000: slope(handles.slice(1)) * 1000, samples };
-      log(`voxline: leak slope ${report.leak.heapBytesPer1000.toFixed(0)} B / 1000 utterances`);
     }
+    for (const { c, child } of servers) {
+      const st = state.get(c)!;
+      round.capacity[c] = { maxStreams: st.maxStreams, cpuMsPerAudioSecond: st.cpuMsPerAudioSecond, ramp: st.ramp, afterLoadRssMB: (await stats(child)).rss / 2 ** 20 };
+    }
+  } finally {
+    for (const { child } of servers) child.kill('SIGKILL');
+  }
+}
+
+/** 4. Memory per session, in a fresh process: idle, then streaming. */
+async function memoryFigure(contender: ContenderName, round: Round): Promise<void> {
+  await withServer(contender, async (port, server) => {
+    await quiet();
+    const empty = await stats(server);
+    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.idle, tag: tag('i') });
+    const idle = await stats(server);
+    await call(loadgen, { kind: 'closeAll' });
+    await new Promise((res) => setTimeout(res, 500));
+    const empty2 = await stats(server);
+    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
+    const streaming = await stats(server);
+    await call(loadgen, { kind: 'closeAll' });
+    round.memory[contender] = {
+      idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
+      idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
+      streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
+      idleRssMB: idle.rss / 2 ** 20,
+    };
+    log(`${contender}: memory idle ${round.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session, streaming ${round.memory[contender]!.streamingKBPerSession.toFixed(1)} KB/session`);
+  });
+}
+
+for (let r = 0; r < rounds; r++) {
+  const order = rotate(contenders, r);
+  const round: Round = { order, ttfa: {}, stop: {}, capacity: {}, memory: {} };
+  log(`round ${r + 1} of ${rounds}: ${order.join(', ')}`);
+  if (runs('ttfa') || runs('stop')) for (const c of order) await latencyFigures(c, round);
+  if (runs('capacity')) await capacityFigure(round, rotate(capacityContenders, r));
+  if (runs('memory')) for (const c of order) await memoryFigure(c, round);
+  perRound.push(round);
+}
+
+// Medians across rounds (the tables), and ratios to raw-ws per round (median and min–max).
+const med = (values: number[]) => spread(values).median;
+const metrics: Record<string, { label: string; of: (round: Round, c: ContenderName) => number | undefined; contenders: ContenderName[] }> = {};
+for (const c of contenders) {
+  report.ttfa[c] = {};
+  report.ttfaBaseline[c] = {};
+  report.ttfaCpuMs[c] = {};
+  report.stop[c] = {};
+  for (const n of runs('ttfa') ? sizes.ttfa : []) {
+    const rs = perRound.map((rd) => rd.ttfa[c]![n]!);
+    report.ttfa[c]![n] = { n: rounds, p50: med(rs.map((t) => t.added50)), p99: med(rs.map((t) => t.added99)) };
+    report.ttfaBaseline[c]![n] = { n: rounds, p50: med(rs.map((t) => t.base50)), p99: med(rs.map((t) => t.base99)) };
+    report.ttfaCpuMs[c]![n] = med(rs.map((t) => t.cpuMs));
+  }
+  for (const n of runs('stop') ? sizes.stop : []) {
+    const rs = perRound.map((rd) => rd.stop[c]![n]!);
+    const m = (f: (x: (typeof rs)[number]) => number) => med(rs.map(f));
+    report.stop[c]![n] = { toEnd: { n: rounds, p50: m((x) => x.toEnd.p50), p99: m((x) => x.toEnd.p99) }, toRelease: { n: rounds, p50: m((x) => x.toRelease.p50), p99: m((x) => x.toRelease.p99) } };
+  }
+  if (runs('memory')) {
+    const rs = perRound.map((rd) => rd.memory[c]!);
+    report.memory[c] = {
+      idle: sizes.idle,
+      streaming: sizes.streaming,
+      idleKBPerSession: med(rs.map((x) => x.idleKBPerSession)),
+      idleHeapKBPerSession: med(rs.map((x) => x.idleHeapKBPerSession)),
+      streamingKBPerSession: med(rs.map((x) => x.streamingKBPerSession)),
+      idleRssMB: med(rs.map((x) => x.idleRssMB)),
+      ...(runs('capacity') && perRound[0]!.capacity[c] ? { afterLoadRssMB: med(perRound.map((rd) => rd.capacity[c]!.afterLoadRssMB)) } : {}),
+    };
+  }
+}
+for (const c of runs('capacity') ? capacityContenders : []) {
+  const rs = perRound.map((rd) => rd.capacity[c]!);
+  report.capacity[c] = { maxStreams: med(rs.map((x) => x.maxStreams)), cpuMsPerAudioSecond: med(rs.map((x) => x.cpuMsPerAudioSecond)), ramp: rs.flatMap((x) => x.ramp) };
+}
+if (runs('ttfa')) {
+  for (const n of sizes.ttfa) {
+    metrics[`ttfaAdded50@${n}`] = { label: `added time to first audio p50, ${n} sessions`, of: (rd, c) => rd.ttfa[c]?.[n]?.added50, contenders };
+    metrics[`cpuPerUtterance@${n}`] = { label: `CPU per utterance, ${n} sessions`, of: (rd, c) => rd.ttfa[c]?.[n]?.cpuMs, contenders };
+  }
+}
+for (const n of runs('stop') ? sizes.stop : []) metrics[`stopToEnd99@${n}`] = { label: `STOP → end p99, ${n} streaming`, of: (rd, c) => rd.stop[c]?.[n]?.toEnd.p99, contenders };
+if (runs('capacity')) {
+  metrics.capacity = { label: 'real-time streams without underrun (per machine)', of: (rd, c) => rd.capacity[c]?.maxStreams, contenders: capacityContenders };
+  metrics.capacityCpu = { label: 'CPU per streamed audio-second', of: (rd, c) => rd.capacity[c]?.cpuMsPerAudioSecond, contenders: capacityContenders };
+}
+if (runs('memory')) {
+  metrics.memoryIdle = { label: 'idle RSS per session', of: (rd, c) => rd.memory[c]?.idleKBPerSession, contenders };
+  metrics.memoryStreaming = { label: 'streaming RSS per session', of: (rd, c) => rd.memory[c]?.streamingKBPerSession, contenders };
+}
+const ratios: Record<string, { label: string; values: Record<string, Spread>; ratios: Record<string, Spread> }> = {};
+for (const [key, m] of Object.entries(metrics)) {
+  ratios[key] = { label: m.label, values: {}, ratios: {} };
+  for (const c of m.contenders) {
+    ratios[key].values[c] = spread(perRound.map((rd) => m.of(rd, c) ?? Number.NaN));
+    ratios[key].ratios[c] = spread(perRound.map((rd) => (m.of(rd, c) ?? Number.NaN) / (m.of(rd, 'raw-ws') ?? Number.NaN)));
+  }
+}
+results.rounds = perRound;
+results.ratios = ratios;
+
+// 6. Leak slope (voxline): heap and handles over many consecutive utterances, in a fresh process.
+if (contenders.includes('voxline') && runs('leak')) {
+  await withServer('voxline', async (port, server) => {
+    await configureEmulator({ realtime: 0 });
+    const samples: Array<[number, number]> = [];
+    const handles: Array<[number, number]> = [];
+    for (let b = 0; b < sizes.leakBatches; b++) {
+      await call(loadgen, { kind: 'sequence', contender: 'voxline', port, count: sizes.leakBatch, parallel: 10, text: shortText, tag: tag('l') });
+      const s = await stats(server);
+      samples.push([(b + 1) * sizes.leakBatch, s.heapUsed]);
+      handles.push([(b + 1) * sizes.leakBatch, s.handles]);
+    }
+    await configureEmulator({ realtime: 1 });
+    // Skip the first batch (warm-up) for the slope.
+    report.leak = { heapBytesPer1000: slope(samples.slice(1)) * 1000, handlesPer1000: slope(handles.slice(1)) * 1000, samples };
+    log(`voxline: leak slope ${report.leak.heapBytesPer1000.toFixed(0)} B / 1000 utterances`);
   });
 }
 
@@ -322,6 +426,8 @@ results.date = new Date().toISOString();
 results.quick = quick;
 results.sizes = sizes;
 results.contenders = contenders;
+results.capacityContenders = capacityContenders;
+results.command = `npm run bench${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 results.firstByteDelayMs = firstByteDelayMs;
 
 // Every figure must exist; quick mode asserts only this.
@@ -330,8 +436,8 @@ for (const c of contenders) {
   if (runs('ttfa')) for (const n of sizes.ttfa) if (!Number.isFinite(report.ttfa[c]?.[n]?.p50)) missing.push(`ttfa ${c} @${n}`);
   if (runs('stop')) for (const n of sizes.stop) if (!Number.isFinite(report.stop[c]?.[n]?.toEnd.p99)) missing.push(`stop ${c} @${n}`);
   if (runs('memory') && !Number.isFinite(report.memory[c]?.idleKBPerSession)) missing.push(`memory ${c}`);
-  if (runs('capacity') && !report.capacity[c]) missing.push(`capacity ${c}`);
 }
+for (const c of runs('capacity') ? capacityContenders : []) if (!report.capacity[c] || report.capacity[c].ramp.length === 0) missing.push(`capacity ${c}`);
 if (runs('espeak') && (!report.espeak || !Number.isFinite(report.espeak.ttfa.p50))) missing.push('espeak');
 if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push('leak');
 if (runs('leak') && !report.heapDiff) missing.push('heap diff');
@@ -344,7 +450,7 @@ writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`
 if (!quick && !only && !values.contenders) {
   mkdirSync('docs/images', { recursive: true });
   writeFileSync('docs/images/bench-ttfa.svg', lineChart('Added time to first audio, p50 (ms)', 'concurrent sessions', sizes.ttfa, contenders.map((c) => ({ name: c, values: sizes.ttfa.map((n) => report.ttfa[c]![n]!.p50) }))));
-  writeFileSync('docs/images/bench-capacity.svg', barChart('Real-time streams without underrun (200 ms jitter buffer)', contenders.map((c) => ({ name: c, value: report.capacity[c]!.maxStreams }))));
+  writeFileSync('docs/images/bench-capacity.svg', barChart('Real-time streams without underrun (200 ms jitter buffer)', capacityContenders.map((c) => ({ name: c, value: report.capacity[c]!.maxStreams }))));
   writeFileSync(values.out!, renderReport(results as unknown as BenchResults));
 }
 log(missing.length === 0 ? `bench: every figure produced (${quick ? 'quick' : 'full'} run)` : `bench: MISSING ${missing.join(', ')}`);

@@ -1,9 +1,13 @@
 // One contender in its own process (so its memory and CPU can be measured alone):
-// raw-ws, socket.io, voxline (upstream: the emulator) or voxline-espeak (embedded voice).
+// raw-ws, socket.io, voxline (upstream: the emulator) or voxline-espeak (embedded voice);
+// voxline-cluster is voxline as `voxline serve --processes 2` runs it: this process is the
+// cluster's primary and two workers, each a whole server, share its port; `stats` and `cpu`
+// answer for the three processes together.
 // Talks to the orchestrator over IPC: `ready` with its port, then `stats` (or just `cpu`) on request.
 // tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
 // every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
 process.setSourceMapsEnabled(false);
+import cluster, { type Worker } from 'node:cluster';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { groqProvider } from '../src/providers/groq/groqProvider.js';
@@ -15,10 +19,15 @@ import type { ContenderName } from './common.js';
 const [contender, upstream] = process.argv.slice(2) as [ContenderName, string];
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 let port: number;
+let workers: Worker[] = [];
 
-if (contender === 'voxline' || contender === 'voxline-espeak') {
+if (contender === 'voxline-cluster' && cluster.isPrimary) {
+  workers = [cluster.fork(), cluster.fork()];
+  const ports = await Promise.all(workers.map((w) => new Promise<number>((resolve) => w.once('message', (m: { port: number }) => resolve(m.port)))));
+  port = ports[0]!;
+} else if (contender === 'voxline' || contender === 'voxline-espeak' || contender === 'voxline-cluster') {
   const server = createVoxlineServer({
-    providers: contender === 'voxline' ? [groqProvider({ apiKey: 'bench', baseURL: upstream })] : [new EspeakProvider({ size: 2 })],
+    providers: contender !== 'voxline-espeak' ? [groqProvider({ apiKey: 'bench', baseURL: upstream })] : [new EspeakProvider({ size: 2 })],
     metrics: false,
     maxConnectionsPerIp: 100_000,
     abuse: { messagesPerSecond: 1_000, messageBurst: 1_000, maxSessionsPerKey: 100_000 },
@@ -40,7 +49,36 @@ const cpuMs = () => {
   return (cpu.user + cpu.system) / 1000;
 };
 
+/** The cluster's primary: ask every worker, add their answers to this process's own. */
+async function gather(type: 'cpu' | 'stats'): Promise<Record<string, number>> {
+  const answers = await Promise.all(
+    workers.map((w) => {
+      const answer = new Promise<Record<string, number>>((resolve) => {
+        const on = (m: { type: string } & Record<string, number>) => {
+          if (m.type !== type) return;
+          w.off('message', on);
+          resolve(m);
+        };
+        w.on('message', on);
+      });
+      w.send({ type });
+      return answer;
+    }),
+  );
+  const own = { cpuMs: cpuMs(), ...(type === 'stats' ? { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, handles: 0 } : {}) } as Record<string, number>;
+  for (const a of answers) for (const k of Object.keys(own)) own[k]! += a[k] ?? 0;
+  return own;
+}
+
 process.on('message', async (message: { type: string }) => {
+  if (workers.length > 0) {
+    if (message.type === 'exit') {
+      for (const w of workers) w.process.kill('SIGKILL');
+      process.exit(0);
+    }
+    if (message.type === 'cpu' || message.type === 'stats') process.send!({ type: message.type, ...(await gather(message.type)) });
+    return;
+  }
   if (message.type === 'exit') process.exit(0); // lets --cpu-prof write its profile
   if (message.type === 'cpu') {
     // CPU alone, without the collections `stats` forces first, for the CPU spent on one scenario.
