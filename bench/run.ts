@@ -121,7 +121,7 @@ const report = {
   ttfaCpuMs: {} as Record<string, Record<number, number>>,
   stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
-  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idle: number; streaming: number; idleRssMB?: number; afterLoadRssMB?: number }>,
+  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession?: number; idle: number; streaming: number; idleRssMB?: number; afterLoadRssMB?: number }>,
   espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
   /** PocketSphinx: CPU ms of its worker per listened audio-second, with a grammar and with the general model. */
   listening: null as null | { sentences: number; audioSeconds: number; startMs: number; grammar: ListeningPass; general: ListeningPass },
@@ -158,7 +158,7 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 // the per-round ratios with their min–max.
 interface TtfaRound { added50: number; added99: number; base50: number; base99: number; cpuMs: number }
 interface CapacityRound { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }>; afterLoadRssMB: number }
-interface MemoryRound { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; idleRssMB: number }
+interface MemoryRound { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession: number; idleRssMB: number }
 interface Round {
   order: ContenderName[];
   ttfa: Record<string, Record<number, TtfaRound>>;
@@ -272,9 +272,10 @@ async function memoryFigure(contender: ContenderName, round: Round): Promise<voi
       idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
       idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
       streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
+      streamingHeapKBPerSession: (streaming.heapUsed - empty2.heapUsed) / 1024 / sizes.streaming,
       idleRssMB: idle.rss / 2 ** 20,
     };
-    log(`${contender}: memory idle ${round.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session, streaming ${round.memory[contender]!.streamingKBPerSession.toFixed(1)} KB/session`);
+    log(`${contender}: memory idle ${round.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session, streaming ${round.memory[contender]!.streamingKBPerSession.toFixed(1)} KB/session (heap ${round.memory[contender]!.streamingHeapKBPerSession.toFixed(1)})`);
   });
 }
 
@@ -315,6 +316,7 @@ for (const c of contenders) {
       idleKBPerSession: med(rs.map((x) => x.idleKBPerSession)),
       idleHeapKBPerSession: med(rs.map((x) => x.idleHeapKBPerSession)),
       streamingKBPerSession: med(rs.map((x) => x.streamingKBPerSession)),
+      streamingHeapKBPerSession: med(rs.map((x) => x.streamingHeapKBPerSession)),
       idleRssMB: med(rs.map((x) => x.idleRssMB)),
       ...(runs('capacity') && perRound[0]!.capacity[c] ? { afterLoadRssMB: med(perRound.map((rd) => rd.capacity[c]!.afterLoadRssMB)) } : {}),
     };
