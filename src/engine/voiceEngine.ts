@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
+import { turnMachine, type TurnEnd } from '../../machines/turn.machine.js';
 import { closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import {
@@ -14,12 +15,18 @@ import {
   type ListenLimits,
   type ListenRequest,
   type ListenVerdict,
+  type AgentSettings,
   type ServerMessage,
   type SessionLimits,
   type VoiceInfo,
   type WireError,
 } from '../../machines/types.js';
 import { createListenerHost, type MicInput } from '../listening/listenerHost.js';
+import { Conversation, type ConversationLimits } from '../agent/conversation.js';
+import { withDeadlines } from '../agent/deadlines.js';
+import { echoChatModel } from '../agent/echoChatModel.js';
+import { createReplyActor } from '../agent/replyActor.js';
+import type { ChatModel } from '../agent/types.js';
 import type { Clock } from '../listening/mediaClock.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../listening/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
@@ -55,6 +62,26 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /** The agent turn (sessions that ask with session.start `agent`); the embedded echo model by default. */
+  agent?: AgentOptions;
+}
+
+/** What the engine answers user turns with (wire contract v2, "The agent turn"). */
+export interface AgentOptions {
+  /** The language model, already behind withDeadlines (default: the echo model, with deadlines). */
+  model?: ChatModel;
+  /** Bounds of each session's conversation. */
+  conversation?: ConversationLimits;
+}
+
+/** Agent counters (metrics and leak checks). */
+export interface AgentStats {
+  /** Model requests alive (one per reply being written). */
+  replies: number;
+  /** Turns ended, by status. */
+  turnsEnded: Record<string, number>;
+  /** Model failures, by code. */
+  modelErrors: Record<string, number>;
 }
 
 /** What the engine needs to listen (wire contract v2). */
@@ -136,6 +163,7 @@ export interface EngineStats {
    */
   heldAudioBytes: number;
   listening: ListeningStats;
+  agent: AgentStats;
   /** session.start frames refused for a missing or wrong key. */
   authFailures: number;
   /** Client frames refused by the message or text rate limits. */
@@ -175,6 +203,8 @@ interface SessionIO {
   observe: boolean;
   /** The session's place under its key's cap, given back when the session ends. */
   keyLease?: Lease;
+  /** The agent's conversation with this session's user (created with its first turn). */
+  conversation?: Conversation;
 }
 
 export interface SessionHandle {
@@ -201,6 +231,10 @@ export class VoiceEngine extends EventEmitter<{
   sessionEnded: [{ sessionId: string }];
   providerError: [{ provider: string; error: WireError }];
   providerCircuit: [{ provider: string; state: CircuitStateName }];
+  /** An agent turn ended (one per user turn of a session with an agent). */
+  turnEnded: [{ sessionId: string } & TurnEnd];
+  /** A reply's first text came from the model. */
+  replyFirstText: [{ sessionId: string; turn: string }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -213,7 +247,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -232,6 +266,9 @@ export class VoiceEngine extends EventEmitter<{
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
   private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
+  /** The agent's model (the configured one, or the embedded echo model). */
+  readonly chatModel: ChatModel;
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -339,6 +376,38 @@ export class VoiceEngine extends EventEmitter<{
           },
         })
       : undefined;
+    this.chatModel = options.agent?.model ?? withDeadlines(echoChatModel());
+    const conversationLimits = options.agent?.conversation;
+    const agentStats = this.agentStats;
+    const conversationOf = (sessionId: string) => {
+      const io = this.sessions.get(sessionId);
+      if (io) io.conversation ??= new Conversation(conversationLimits);
+      return io?.conversation;
+    };
+    const turn = turnMachine.provide({
+      actions: {
+        sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
+        remember: ({ context }, memory) => {
+          const conversation = conversationOf(context.sessionId);
+          if (memory.kind === 'user') conversation?.userSaid(memory.turn, memory.text);
+          else conversation?.assistantHeard(memory.turn, memory.heard, memory.interrupted);
+        },
+        turnEnded: ({ context }, end) => {
+          agentStats.turnsEnded[end.status] = (agentStats.turnsEnded[end.status] ?? 0) + 1;
+          this.emit('turnEnded', { sessionId: context.sessionId, ...end });
+        },
+      },
+      actors: {
+        reply: createReplyActor({
+          model: this.chatModel,
+          conversation: conversationOf,
+          onStart: () => agentStats.replies++,
+          onEnd: () => agentStats.replies--,
+          onFirstText: (sessionId, turnId) => this.emit('replyFirstText', { sessionId, turn: turnId }),
+          onError: (error) => (agentStats.modelErrors[error.code] = (agentStats.modelErrors[error.code] ?? 0) + 1),
+        }),
+      },
+    });
     this.machine = connectionMachine.provide({
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
@@ -347,7 +416,7 @@ export class VoiceEngine extends EventEmitter<{
           if (io?.transport.isOpen()) io.transport.close(close);
         },
       },
-      actors: listener ? { speaker, listener } : { speaker },
+      actors: listener ? { speaker, listener, turn } : { speaker, turn },
     });
   }
 
@@ -369,6 +438,11 @@ export class VoiceEngine extends EventEmitter<{
     await Promise.all(this.options.providers.map((p) => p.ready()));
   }
 
+  /** A voice id (or `provider:id`) a session may name. */
+  offersVoice(id: string): boolean {
+    return this.voiceIds.has(id);
+  }
+
   /** The listener's limits in force (defaults with the engine's overrides). */
   listenLimits(): ListenLimits {
     return { ...defaultListenLimits, ...this.listen?.limits };
@@ -384,6 +458,7 @@ export class VoiceEngine extends EventEmitter<{
       backpressurePauses: this.counters.backpressurePauses,
       heldAudioBytes: this.lookAheadBytes + this.options.providers.reduce((sum, p) => sum + (p.poolStats?.().bufferedBytes ?? 0), 0),
       listening: { ...this.listening, recognizerErrors: { ...this.listening.recognizerErrors } },
+      agent: { replies: this.agentStats.replies, turnsEnded: { ...this.agentStats.turnsEnded }, modelErrors: { ...this.agentStats.modelErrors } },
       authFailures: this.admission.counters.authFailures,
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,

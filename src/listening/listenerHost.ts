@@ -27,9 +27,14 @@ import type {
   RecognitionCommand,
   RecognitionEvent,
   ServerMessage,
+  UserTurnEvent,
+  WireError,
 } from '../../machines/types.js';
 import { MediaClock, type Clock } from './mediaClock.js';
 import { listenSampleRate, RecognitionError, type RecognitionJob, type SpeechRecognizer, type VoiceActivityDetector } from './types.js';
+
+/** What the host tells its connection. */
+type ListenerHostReport = { type: 'BARGE_IN' } | UserTurnEvent;
 
 /** A refused microphone frame: the client gets this error and the session goes on. */
 export interface MicRefusal {
@@ -163,12 +168,14 @@ class ListeningSession {
   private readonly wallClock: Clock;
   private job: LiveJob | null = null;
   private released = false;
+  /** The recognition error of the turn being finalized, sent with its final. */
+  private turnError: WireError | null = null;
 
   constructor(
     private readonly input: ListenerHostInput,
     private readonly options: ListenerHostOptions,
     machine: ProvidedListener,
-    private readonly sendBack: (event: { type: 'BARGE_IN' }) => void,
+    private readonly sendBack: (event: ListenerHostReport) => void,
   ) {
     const recognizer = options.recognizers.get(input.grant.recognizer);
     if (!recognizer) throw new Error(`no recognizer named ${input.grant.recognizer}`);
@@ -234,7 +241,11 @@ class ListeningSession {
     }
   }
 
-  /** The listener's report: messages to the client, barge-in to the connection. */
+  /**
+   * The listener's report: messages to the client; barge-in, and each user turn's start and final
+   * (for the agent turn), to the connection. A recognition error precedes its turn's empty final
+   * and travels with it.
+   */
   report(report: ListenerReport): void {
     if (this.released) return;
     const hooks = this.options.hooks;
@@ -245,9 +256,22 @@ class ListeningSession {
         return;
       case 'input.speech_started':
         hooks?.turnStarted?.();
-        break;
+        this.send(report);
+        this.sendBack({ type: 'USER_TURN_STARTED', turn: report.turn });
+        return;
       case 'error':
         hooks?.recognizerError?.(report.code);
+        this.turnError = { code: report.code, message: report.message };
+        break;
+      case 'transcript':
+        if (report.final) {
+          // The client reads the final before anything the agent says about it.
+          this.send(report);
+          const error = this.turnError;
+          this.turnError = null;
+          this.sendBack({ type: 'USER_TURN_HEARD', turn: report.turn, text: report.text, ...(error ? { error } : {}) });
+          return;
+        }
         break;
     }
     this.send(report);
@@ -376,7 +400,7 @@ class ListeningSession {
 export function createListenerHost(options: ListenerHostOptions) {
   const machine = providedListener();
   return fromCallback<ListenerHostEvent, ListenerHostInput>(({ input, sendBack, receive }) => {
-    const session = new ListeningSession(input, options, machine, sendBack as (event: { type: 'BARGE_IN' }) => void);
+    const session = new ListeningSession(input, options, machine, sendBack as (event: ListenerHostReport) => void);
     receive((event) => {
       // A throw here would kill the callback without its cleanup (XState #5433): never let one out.
       try {
