@@ -2,15 +2,8 @@
 // (timeline playback), with `VoicePlayback` wiring the two together; `VoiceAgent` adds the
 // microphone (`Microphone`, an AudioWorklet making 16 kHz frames) to talk to the server's agent.
 export { VoiceClient } from './voiceClient.js';
-export type {
-  AgentRequestOptions,
-  ConnectionState,
-  ListenRequestOptions,
-  SpeakOptions,
-  TurnStatus,
-  VoiceClientEvents,
-  VoiceClientOptions,
-} from './voiceClient.js';
+export type { ConnectionState, ListenRequestOptions, SpeakOptions, VoiceClientEvents, VoiceClientOptions } from './voiceClient.js';
+export type { AgentSettings, TurnStatus } from '../../machines/types.js';
 export { AudioStreamPlayer } from './audioStreamPlayer.js';
 export type { AudioStreamPlayerOptions, PlaybackFinished } from './audioStreamPlayer.js';
 export { VoicePlayback } from './voicePlayback.js';

@@ -6,7 +6,8 @@
 // what the user heard.
 import { AudioStreamPlayer, type PlaybackFinished } from './audioStreamPlayer.js';
 import { Microphone } from './microphone.js';
-import { VoiceClient, type AgentRequestOptions, type ListenRequestOptions, type VoiceClientEvents, type VoiceClientOptions } from './voiceClient.js';
+import type { AgentSettings } from '../../machines/types.js';
+import { VoiceClient, type ListenRequestOptions, type VoiceClientEvents, type VoiceClientOptions } from './voiceClient.js';
 import { VoicePlayback } from './voicePlayback.js';
 
 /** Hands-free: the microphone is always heard. Push-to-talk: only while held; release ends the speech. */
@@ -17,7 +18,7 @@ export type MicrophoneState = 'off' | 'opening' | 'live' | 'muted' | 'failed';
 
 export interface VoiceAgentOptions extends Pick<VoiceClientOptions, 'url' | 'token' | 'voice' | 'observe' | 'reconnect' | 'maxQueuedAudioBytes'> {
   /** What the agent is told (`false`: listen only, transcripts without replies). Default `{}`. */
-  agent?: AgentRequestOptions | false;
+  agent?: AgentSettings | false;
   /** Listening hints; the microphone format is always 16 kHz PCM unless the server grants another rate. */
   listen?: Omit<ListenRequestOptions, 'format'>;
   mode?: TalkMode;

@@ -2,7 +2,7 @@
 // session.start (never in the URL), speak() / stop(), a typed event for every server
 // message, and reconnection with capped exponential backoff and jitter. Version 2: asks to
 // listen and for the agent turn, sends microphone frames, input.commit and playback reports.
-import type { EndReason, ListenFormat, ServerMessage, SessionPhase, VoiceInfo, WireError } from '../../machines/types.js';
+import type { AgentSettings, EndReason, ListenFormat, ServerMessage, SessionPhase, TurnStatus, VoiceInfo, WireError } from '../../machines/types.js';
 
 /** What `listen` asks for in session.start (wire contract v2); the format defaults to 16 kHz PCM. */
 export interface ListenRequestOptions {
@@ -13,19 +13,6 @@ export interface ListenRequestOptions {
   /** Barge-in: the user speaking over a reply ends it (default true on the server). */
   interruptions?: boolean;
 }
-
-/** What `agent` asks for in session.start: the server answers each user turn itself. */
-export interface AgentRequestOptions {
-  instructions?: string;
-  voice?: string;
-}
-
-export type TurnStatus = 'completed' | 'interrupted' | 'empty' | 'superseded' | 'failed';
-
-/** The agent turn's messages (wire contract v2, "The agent turn"). */
-type AgentMessage =
-  | { type: 'reply.text'; turn: string; text: string }
-  | { type: 'turn.end'; turn: string; status: TurnStatus; heard?: string; error?: WireError };
 
 export type ConnectionState = 'connecting' | 'ready' | 'reconnecting' | 'closed';
 
@@ -42,8 +29,8 @@ export interface VoiceClientOptions {
   reconnect?: { initialMs?: number; maxMs?: number; jitter?: number } | false;
   /** Ask the server to hear the microphone (sent with every session.start, also on reconnect). */
   listen?: ListenRequestOptions;
-  /** Ask the server to answer each user turn (needs `listen`). */
-  agent?: AgentRequestOptions;
+  /** Ask the server to answer each user turn (needs `listen`): `{ instructions?, voice? }`. */
+  agent?: AgentSettings;
   /**
    * Microphone audio queued in the socket beyond this many bytes is dropped rather than sent
    * late (default 32 000: one second of 16 kHz PCM). Live audio is worthless once stale.
@@ -73,7 +60,8 @@ export interface VoiceClientEvents {
   transcript: { turn: string; text: string; final: boolean };
   // The agent turn: the reply's text as it is written, and each turn's one end.
   replyText: { turn: string; text: string };
-  turnEnd: { turn: string; status: TurnStatus; heard?: string; error?: WireError };
+  /** `heard`: the part of the reply the user heard (all of it when completed). */
+  turnEnd: { turn: string; status: TurnStatus; heard: string; error?: WireError };
 }
 
 type Listener<K extends keyof VoiceClientEvents> = (event: VoiceClientEvents[K]) => void;
@@ -225,9 +213,9 @@ export class VoiceClient {
       this.emit('audio', { stream, seq, pcm });
       return;
     }
-    let message: ServerMessage | AgentMessage;
+    let message: ServerMessage;
     try {
-      message = JSON.parse(data) as ServerMessage | AgentMessage;
+      message = JSON.parse(data) as ServerMessage;
     } catch {
       return;
     }
@@ -276,12 +264,7 @@ export class VoiceClient {
         this.emit('replyText', { turn: message.turn, text: message.text });
         return;
       case 'turn.end':
-        this.emit('turnEnd', {
-          turn: message.turn,
-          status: message.status,
-          ...(message.heard !== undefined ? { heard: message.heard } : {}),
-          ...(message.error ? { error: message.error } : {}),
-        });
+        this.emit('turnEnd', { turn: message.turn, status: message.status, heard: message.heard, ...(message.error ? { error: message.error } : {}) });
         return;
       default:
         return;
