@@ -33,6 +33,7 @@ import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from 
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import { PlayoutClock } from './playout.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 
 export interface VoiceEngineOptions {
@@ -62,6 +63,12 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /**
+   * How far (ms of audio) a listening session's audio may run ahead of its client's playback
+   * (default 1000): enough for network jitter, and barge-in then ends a reply the user is still
+   * hearing. Sessions that do not listen are not paced.
+   */
+  playoutLeadMs?: number;
   /** The agent turn (sessions that ask with session.start `agent`); the embedded echo model by default. */
   agent?: AgentOptions;
 }
@@ -102,6 +109,11 @@ export interface ListenOptions {
   limits?: Partial<ListenLimits>;
   /** Wall clock of the recognition deadline (tests pass a simulated one). */
   wallClock?: Clock;
+}
+
+/** The session's negotiated output rate (the connection's context). */
+function actorSampleRate(io: SessionIO): number | undefined {
+  return (io.actor.getSnapshot().context as { sampleRate?: number }).sampleRate;
 }
 
 /** Listening counters (metrics and leak checks). */
@@ -205,6 +217,13 @@ interface SessionIO {
   keyLease?: Lease;
   /** The agent's conversation with this session's user (created with its first turn). */
   conversation?: Conversation;
+  /** A listening session's playback as the server models it (paces its audio). */
+  playout?: PlayoutClock;
+  /**
+   * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
+   * speech_stopped message went out), and the stream of its reply once accepted.
+   */
+  voiceToVoice?: { turn: string; speechStoppedAt: number; stream: number | null };
 }
 
 export interface SessionHandle {
@@ -218,6 +237,8 @@ export interface SessionHandle {
   watchState(): void;
   /** Hold the session's place under its key's cap until it ends; false if it has ended already (the lease is released). */
   holdKeyLease(lease: Lease): boolean;
+  /** Pace this session's audio to real time plus the playout lead (sessions that listen; after START). */
+  pacePlayout(): void;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
 }
@@ -235,6 +256,8 @@ export class VoiceEngine extends EventEmitter<{
   turnEnded: [{ sessionId: string } & TurnEnd];
   /** A reply's first text came from the model. */
   replyFirstText: [{ sessionId: string; turn: string }];
+  /** From the end of the user's speech (speech_stopped) to the first audio of its reply. */
+  voiceToVoice: [{ sessionId: string; turn: string; ms: number }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -247,7 +270,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -269,6 +292,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
   /** The agent's model (the configured one, or the embedded echo model). */
   readonly chatModel: ChatModel;
+  private readonly playoutLeadMs: number;
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -329,6 +353,8 @@ export class VoiceEngine extends EventEmitter<{
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
         utteranceEnded: ({ context }, record) => {
+          // Cut short: the client drops what it had scheduled, so nothing of it is ahead any more.
+          if (record.reason === 'interrupted' || record.reason === 'stopped') this.sessions.get(context.sessionId)?.playout?.reset();
           this.counters.ended++;
           this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
           const stopAt = record.reason === 'stopped' ? this.stopArrivedAt.get(context.sessionId) : undefined;
@@ -348,7 +374,7 @@ export class VoiceEngine extends EventEmitter<{
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
-            if (!io || io.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+            if (!io || (io.transport.bufferedBytes() <= this.options.lowWaterBytes && (io.playout?.drained ?? true))) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
@@ -377,6 +403,7 @@ export class VoiceEngine extends EventEmitter<{
         })
       : undefined;
     this.chatModel = options.agent?.model ?? withDeadlines(echoChatModel());
+    this.playoutLeadMs = options.playoutLeadMs ?? 1_000;
     const conversationLimits = options.agent?.conversation;
     const agentStats = this.agentStats;
     const conversationOf = (sessionId: string) => {
@@ -517,6 +544,9 @@ export class VoiceEngine extends EventEmitter<{
         this.watchPhases(actor, transport);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
+      pacePlayout: () => {
+        io.playout ??= new PlayoutClock(this.playoutLeadMs);
+      },
       stop: (id) => {
         // The machine announces the ends inside this send; note when the STOP arrived for metrics.
         this.stopArrivedAt.set(sessionId, performance.now());
@@ -606,6 +636,12 @@ export class VoiceEngine extends EventEmitter<{
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
     if (!io?.transport.isOpen()) return;
+    // The start of a voice-to-voice measurement (its end is the reply's first audio, in sendAudio).
+    if (message.type === 'input.speech_stopped' && io.playout !== undefined) {
+      io.voiceToVoice = { turn: message.turn, speechStoppedAt: performance.now(), stream: null };
+    } else if (message.type === 'speak.accepted' && io.voiceToVoice && message.id === `reply:${io.voiceToVoice.turn}`) {
+      io.voiceToVoice.stream = message.stream;
+    }
     try {
       io.transport.send(message);
     } catch {
@@ -634,7 +670,13 @@ export class VoiceEngine extends EventEmitter<{
       this.transportFailed(io);
       return;
     }
-    if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
+    io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
+    const v2v = io.voiceToVoice;
+    if (v2v && v2v.stream === stream) {
+      io.voiceToVoice = undefined;
+      this.emit('voiceToVoice', { sessionId, turn: v2v.turn, ms: performance.now() - v2v.speechStoppedAt });
+    }
+    if (io.transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();

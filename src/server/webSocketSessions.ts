@@ -155,6 +155,8 @@ export class WebSocketSessions {
           ...(listen ? { listen } : {}),
           ...(message.agent ? { agent: message.agent } : {}),
         });
+        // A listening client is paced to its playback: barge-in ends what the user still hears.
+        if (listen?.granted) session.pacePlayout();
         return;
       }
       case 'speak': {
