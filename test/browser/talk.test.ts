@@ -77,8 +77,9 @@ beforeAll(async () => {
   page.on('pageerror', (error) => {
     throw error;
   });
-  // The wider jitter buffer of page.test.ts: 2 cores shared with the server and PocketSphinx.
-  await page.goto(`${url}/?tab=talk&jitterMs=150`);
+  // A wide jitter buffer: 2 cores shared with the server, its synth workers and PocketSphinx,
+  // and replies paced a second ahead of playback; an underrun is a gap (see inOrder).
+  await page.goto(`${url}/?tab=talk&jitterMs=300`);
   await page.waitForSelector('#connection[data-state="ready"]');
   await installTap(page);
 }, 60_000);
@@ -105,8 +106,10 @@ function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
 
 /**
  * Every sample the server sent, played in order and exactly (float32 = s16 / 32768), allowing
- * only silence inserted between them: a reply is spoken as it is written, so a piece that comes
- * late leaves the player a gap (an underrun) before it. `gaps` counts them; `mismatchAt` is the
+ * only silence inserted between them: a reply is spoken as it is written and paced to playback
+ * (a second ahead), so on a loaded machine a piece can come after the page's buffer ran dry,
+ * and the player starts it after a gap (an underrun). How many is timing, not correctness, and
+ * is not asserted; a sample played wrong, or out of order, is. `gaps` counts them; `mismatchAt` is the
  * first received sample not played where it should have been (-1: none); `compared` how many
  * received samples were checked before `played` ran out.
  */
@@ -170,15 +173,16 @@ describe('Talk mode in Chromium: the microphone heard by the real listening stac
     await startTalk('hands-free');
     const constraints = await page.evaluate(() => (window as any).__mic.constraints.at(-1));
     expect(constraints.audio).toMatchObject({ echoCancellation: true, noiseSuppression: true, autoGainControl: true });
+    const droppedBefore = await page.evaluate(() => (window as any).voxline.agent.client.droppedAudioFrames as number);
     await sayIntoMicrophone(page, await wavOf('turn on the kitchen lights'));
     await page.waitForSelector(finalSaid('t1'), { timeout: 20_000 });
     expect(await page.textContent(finalSaid('t1'))).toBe('turn on the kitchen lights');
     await screenshot(page, 'talk-heard');
     const trail = (await page.textContent('#listener-trail'))!.split(' → ');
     expect(trail.slice(0, 4)).toEqual(['quiet', 'speaking', 'finalizing', 'quiet']);
-    // Frames went up in real time, 20 ms of 16 kHz each, none dropped.
-    const dropped = await page.evaluate(() => (window as any).voxline.agent.client.droppedAudioFrames as number);
-    expect(dropped).toBe(0);
+    // Once the session listened, no frame was dropped (the microphone opens while it connects,
+    // and frames before session.ready are dropped by design).
+    expect(await page.evaluate(() => (window as any).voxline.agent.client.droppedAudioFrames as number)).toBe(droppedBefore);
     await endTalk();
   }, 60_000);
 
@@ -287,8 +291,7 @@ describe('Talk mode in Chromium: the agent answers, is talked over, and the page
       { s: replyStream, endFrame },
     );
     const cut = inOrder(received, played);
-    expect(cut.mismatchAt, `first mismatch at sample ${cut.mismatchAt} of ${received.length}`).toBe(-1);
-    expect(cut.gaps).toBeLessThanOrEqual(1);
+    expect(cut.mismatchAt, `first mismatch at sample ${cut.mismatchAt} of ${received.length} (${cut.gaps} gaps)`).toBe(-1);
     expect(cut.compared).toBeGreaterThan(2 * rate);
     // The page shows what was heard: a beginning of the reply, shorter than all of it.
     const reply = (await page.textContent('#conversation .turn[data-turn="t1"] .reply'))!;
@@ -307,12 +310,22 @@ describe('Talk mode in Chromium: the agent answers, is talked over, and the page
     await page.waitForSelector('#conversation .turn[data-turn="t2"][data-status="completed"]', { timeout: 30_000 });
     await screenshot(page, 'talk-completed');
     // The second reply played whole, sample for sample, and its position went up as it played.
+    // turn.end leaves with the server's speak.end, up to a second (the pacing lead) before the
+    // page has played it all: wait for the page to finish.
+    await page.waitForFunction(
+      () => {
+        const t = (window as any).__tap;
+        return t.finished.some((f: { stream: number }) => f.stream === t.streamOf.get('reply:t2'));
+      },
+      undefined,
+      { timeout: 10_000 },
+    );
     const second = await page.evaluate(() => {
       const t = (window as any).__tap;
       const stream: number = t.streamOf.get('reply:t2');
       const received: number[] = t.received.get(stream) ?? [];
-      // A second's room for a late piece's gap (see inOrder).
-      const played: number[] = (window as any).__played(t.starts.get(stream), received.length + 24_000);
+      // Room for gaps where audio came late (see inOrder).
+      const played: number[] = (window as any).__played(t.starts.get(stream), received.length + 5 * 24_000);
       return {
         received,
         played,
@@ -322,8 +335,7 @@ describe('Talk mode in Chromium: the agent answers, is talked over, and the page
     });
     expect(second.received.length).toBeGreaterThan(0.5 * rate);
     const whole = inOrder(second.received, second.played);
-    expect(whole).toMatchObject({ mismatchAt: -1, compared: second.received.length });
-    expect(whole.gaps).toBeLessThanOrEqual(1);
+    expect(whole, `${whole.gaps} gaps`).toMatchObject({ mismatchAt: -1, compared: second.received.length });
     expect(second.finished).toMatchObject({ how: 'played', playedMs: Math.round((second.received.length * 1000) / rate) });
     const positions = second.reports.map((r) => r.playedMs);
     expect(positions.length).toBeGreaterThanOrEqual(2);
