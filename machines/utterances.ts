@@ -36,6 +36,12 @@ export interface CurrentUtterance {
 }
 
 /**
+ * Non-space characters a second that any voice speaks at least (about 130 words a minute; voices
+ * speak 150-180): what counts as heard of a piece whose audio is still being sent.
+ */
+export const slowestSpeechCharsPerSecond = 10;
+
+/**
  * Where one utterance's audio leaves: its sequence numbers, its tallies, its gate and its seal.
  * The speaker chart decides and the outlet obeys: the states in which a chunk changes nothing
  * but the tallies (`streaming.flowing`, `streaming.paused.receiving`) open the gate on entry and
@@ -127,14 +133,19 @@ export class UtteranceOutlet implements AudioLane {
 
   /**
    * Non-space characters heard by `playedMs`, at most: every piece whose audio was wholly played,
-   * plus the played share (rounded down) of a piece whose audio was all sent. A piece still being
-   * synthesized counts nothing: its length in time is not known yet, and heard must not run ahead.
+   * plus the played share (rounded down) of a piece whose audio was all sent. Of a piece still
+   * being sent (its length in time not known yet), only what the slowest speech says in the time
+   * it played: heard must never run ahead of what was said.
    */
   heardChars(playedMs: number, sampleRate: number): number {
     const played = (playedMs / 1000) * sampleRate;
     let chars = 0;
     for (const piece of this.pieces) {
-      if (piece.end < 0 || played <= piece.start) break;
+      if (played <= piece.start) break;
+      if (piece.end < 0) {
+        chars += Math.min(piece.chars, Math.floor(((played - piece.start) / sampleRate) * slowestSpeechCharsPerSecond));
+        break;
+      }
       if (played >= piece.end) chars += piece.chars;
       else chars += Math.floor((piece.chars * (played - piece.start)) / Math.max(1, piece.end - piece.start));
     }
