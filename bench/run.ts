@@ -46,6 +46,7 @@ const contenders = capacityContenders.filter((c) => c !== 'voxline-cluster');
 const rounds = Number(values.rounds ?? (quick ? 2 : 3));
 const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
+const replyText = `${longText} ${longText} ${longText}`;
 const execArgv = ['--import', 'tsx', '--expose-gc'];
 
 function spawnChild(script: string, args: string[] = [], argv = execArgv): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
@@ -121,7 +122,7 @@ const report = {
   ttfaCpuMs: {} as Record<string, Record<number, number>>,
   stop: {} as Record<string, Record<number, { toEnd: Summary; toRelease: Summary }>>,
   capacity: {} as Record<string, { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }> }>,
-  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession?: number; idle: number; streaming: number; idleRssMB?: number; afterLoadRssMB?: number }>,
+  memory: {} as Record<string, { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession?: number; replyKBPerSession?: number; idle: number; streaming: number; idleRssMB?: number; afterLoadRssMB?: number }>,
   espeak: null as null | { ttfa: Summary; realtimeFactor: number; streamsPerCore: number },
   /** PocketSphinx: CPU ms of its worker per listened audio-second, with a grammar and with the general model. */
   listening: null as null | { sentences: number; audioSeconds: number; startMs: number; grammar: ListeningPass; general: ListeningPass },
@@ -158,7 +159,7 @@ const log = (line: string) => process.stdout.write(`${line}\n`);
 // the per-round ratios with their min–max.
 interface TtfaRound { added50: number; added99: number; base50: number; base99: number; cpuMs: number }
 interface CapacityRound { maxStreams: number; cpuMsPerAudioSecond: number; ramp: Array<{ sessions: number; underruns: number }>; afterLoadRssMB: number }
-interface MemoryRound { idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession: number; idleRssMB: number }
+interface MemoryRound { replyKBPerSession: number; idleKBPerSession: number; idleHeapKBPerSession: number; streamingKBPerSession: number; streamingHeapKBPerSession: number; idleRssMB: number }
 interface Round {
   order: ContenderName[];
   ttfa: Record<string, Record<number, TtfaRound>>;
@@ -269,13 +270,26 @@ async function memoryFigure(contender: ContenderName, round: Round): Promise<voi
     const streaming = await stats(server);
     await call(loadgen, { kind: 'closeAll' });
     round.memory[contender] = {
+      replyKBPerSession: Number.NaN,
       idleKBPerSession: (idle.rss - empty.rss) / 1024 / sizes.idle,
       idleHeapKBPerSession: (idle.heapUsed - empty.heapUsed) / 1024 / sizes.idle,
       streamingKBPerSession: (streaming.rss - empty2.rss) / 1024 / sizes.streaming,
       streamingHeapKBPerSession: (streaming.heapUsed - empty2.heapUsed) / 1024 / sizes.streaming,
       idleRssMB: idle.rss / 2 ** 20,
     };
-    log(`${contender}: memory idle ${round.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session, streaming ${round.memory[contender]!.streamingKBPerSession.toFixed(1)} KB/session (heap ${round.memory[contender]!.streamingHeapKBPerSession.toFixed(1)})`);
+  });
+  // A reply of three sentences, in a fresh process (RSS does not come back down after a peak),
+  // measured 2 s into its first sentence: voxline has requested the second piece (its
+  // look-ahead) while the first plays; a relay holds nothing ahead.
+  await withServer(contender, async (port, server) => {
+    await quiet();
+    const empty = await stats(server);
+    await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: replyText, tag: tag('r') });
+    await new Promise((res) => setTimeout(res, 2_000));
+    const reply = await stats(server);
+    await call(loadgen, { kind: 'closeAll' });
+    round.memory[contender]!.replyKBPerSession = (reply.rss - empty.rss) / 1024 / sizes.streaming;
+    log(`${contender}: memory idle ${round.memory[contender]!.idleKBPerSession.toFixed(1)} KB/session, streaming ${round.memory[contender]!.streamingKBPerSession.toFixed(1)} KB/session (heap ${round.memory[contender]!.streamingHeapKBPerSession.toFixed(1)}), reply ${round.memory[contender]!.replyKBPerSession.toFixed(1)} KB/session`);
   });
 }
 
@@ -317,6 +331,7 @@ for (const c of contenders) {
       idleHeapKBPerSession: med(rs.map((x) => x.idleHeapKBPerSession)),
       streamingKBPerSession: med(rs.map((x) => x.streamingKBPerSession)),
       streamingHeapKBPerSession: med(rs.map((x) => x.streamingHeapKBPerSession)),
+      replyKBPerSession: med(rs.map((x) => x.replyKBPerSession)),
       idleRssMB: med(rs.map((x) => x.idleRssMB)),
       ...(runs('capacity') && perRound[0]!.capacity[c] ? { afterLoadRssMB: med(perRound.map((rd) => rd.capacity[c]!.afterLoadRssMB)) } : {}),
     };
@@ -339,7 +354,8 @@ if (runs('capacity')) {
 }
 if (runs('memory')) {
   metrics.memoryIdle = { label: 'idle RSS per session', of: (rd, c) => rd.memory[c]?.idleKBPerSession, contenders };
-  metrics.memoryStreaming = { label: 'streaming RSS per session', of: (rd, c) => rd.memory[c]?.streamingKBPerSession, contenders };
+  metrics.memoryStreaming = { label: 'streaming RSS per session (one-piece utterance)', of: (rd, c) => rd.memory[c]?.streamingKBPerSession, contenders };
+  metrics.memoryReply = { label: 'streaming RSS per session (three-sentence reply, 2 s in)', of: (rd, c) => rd.memory[c]?.replyKBPerSession, contenders };
 }
 const ratios: Record<string, { label: string; values: Record<string, Spread>; ratios: Record<string, Spread> }> = {};
 for (const [key, m] of Object.entries(metrics)) {

@@ -1,13 +1,18 @@
 // Cuts a stream of PCM into wire frames of a fixed duration (the last one may be shorter).
+//
+// The frame being filled lives in the chunker's own buffer, allocated once; a complete frame
+// is copied out into pooled memory as it leaves. A partial frame waits tens of milliseconds
+// (longer while the upstream waits for text), and a pool slice held that long keeps its whole
+// 8 KiB slab alive: one per streaming session, most of the slab other sessions' frames long gone.
 import { allocInt16 } from './pcm.js';
 
 export class PcmChunker {
-  private pending: Int16Array;
+  private readonly pending: Int16Array;
   private filled = 0;
 
   constructor(readonly frameSamples: number) {
     if (!Number.isInteger(frameSamples) || frameSamples <= 0) throw new RangeError('frameSamples must be a positive integer');
-    this.pending = allocInt16(frameSamples);
+    this.pending = new Int16Array(frameSamples);
   }
 
   /** Append samples; returns every frame that became complete. */
@@ -20,8 +25,9 @@ export class PcmChunker {
       this.filled += take;
       offset += take;
       if (this.filled === this.frameSamples) {
-        frames.push(this.pending);
-        this.pending = allocInt16(this.frameSamples);
+        const frame = allocInt16(this.frameSamples);
+        frame.set(this.pending);
+        frames.push(frame);
         this.filled = 0;
       }
     }

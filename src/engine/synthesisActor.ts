@@ -45,8 +45,13 @@ export interface SynthesisOptions {
   onHeldAudio?: (deltaBytes: number) => void;
 }
 
-/** 256 KiB: over 5 s of 24 kHz speech ready at a sentence boundary, far more than a first-byte wait. */
-export const defaultLookAheadBytes = 256 * 1024;
+/**
+ * 64 KiB: 1.4 s of 24 kHz speech (0.7 s at 48 kHz) ready at a sentence boundary. Playing needs
+ * the next piece's first audio there, and enough to cover its request picking up again once it
+ * plays (one round trip: the provider held the rest meanwhile); more only costs memory per
+ * session (it was 256 KiB, over 5 s).
+ */
+export const defaultLookAheadBytes = 64 * 1024;
 
 type SendBack = (event: UpstreamEvent) => void;
 
@@ -506,7 +511,9 @@ class PieceFetch {
   push(block: PcmBlock): void | Promise<void> {
     if (this.ended) return;
     if (this.taker) return this.taker(block);
-    this.early.push(block);
+    // Kept for seconds: copied out of Node's buffer pool, where one small slice held that long
+    // keeps its whole 8 KiB slab alive (several times the audio itself, per piece waiting).
+    this.early.push({ samples: block.samples.slice(), sampleRate: block.sampleRate });
     this.hold(block.samples.byteLength);
   }
 
