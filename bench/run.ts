@@ -38,7 +38,7 @@ const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak
 const quick = values.quick;
 const sizes = quick
   ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20, voiceTurns: 2, voiceConversations: 1 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
+  : { ttfa: [1, 100, 1000], ttfaRounds: [10, 3, 1], stop: [100, 1000], capacity: [100, 200, 400, 800, 1600], capacityBisections: 2, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
 const firstByteDelayMs = 20;
 // voxline-cluster (`voxline serve --processes 2`) runs in the capacity figure only.
 const capacityContenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline', 'voxline-cluster']) as ContenderName[];

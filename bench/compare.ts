@@ -1,0 +1,36 @@
+// `tsx bench/compare.ts A.json B.json`: do two bench runs agree? For every ratio to raw-ws in
+// both (bench/results/*.json written by `npm run bench`), each run's median [min–max] across
+// its rounds, and whether the two ranges overlap. Prints a markdown table.
+import { readFileSync } from 'node:fs';
+import type { BenchResults } from './report.js';
+
+const [a, b] = process.argv.slice(2).map((file) => ({ file, r: JSON.parse(readFileSync(file, 'utf8')) as BenchResults }));
+if (!a || !b || !a.r.ratios || !b.r.ratios) throw new Error('usage: tsx bench/compare.ts A.json B.json (runs made in rounds)');
+const f = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const rows: string[] = [];
+let agree = 0;
+let compared = 0;
+for (const [key, ra] of Object.entries(a.r.ratios)) {
+  const rb = b.r.ratios[key];
+  if (!rb) continue;
+  for (const c of Object.keys(ra.ratios)) {
+    if (c === 'raw-ws' || !rb.ratios[c]) continue;
+    const x = ra.ratios[c]!;
+    const y = rb.ratios[c]!;
+    if (!Number.isFinite(x.median) || !Number.isFinite(y.median)) continue;
+    const overlap = x.min <= y.max && y.min <= x.max;
+    compared++;
+    if (overlap) agree++;
+    rows.push(`| ${ra.label} | ${c} | ${f(x.median)} [${f(x.min)}–${f(x.max)}] | ${f(y.median)} [${f(y.min)}–${f(y.max)}] | ${overlap ? 'yes' : '**no**'} |`);
+  }
+}
+process.stdout.write(
+  [
+    `| figure | contender | run A: ratio to raw-ws, median [min–max] | run B | ranges overlap |`,
+    '|---|---|---|---|---|',
+    ...rows,
+    '',
+    `${agree} of ${compared} ratios agree (A: \`${a.r.command ?? a.file}\` at ${String(a.r.date).slice(11, 16)} UTC, ${a.r.rounds?.length ?? '?'} rounds; B: \`${b.r.command ?? b.file}\` at ${String(b.r.date).slice(11, 16)} UTC, ${b.r.rounds?.length ?? '?'} rounds).`,
+    '',
+  ].join('\n'),
+);
