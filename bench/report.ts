@@ -29,6 +29,7 @@ export interface BenchResults {
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
     heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
     voiceToVoice?: VoiceToVoiceFigure | null;
+    listening?: { sentences: number; audioSeconds: number; startMs: number; grammar: { cpuMsPerAudioSecond: number; wallMsPerAudioSecond: number; wer: number }; general: { cpuMsPerAudioSecond: number; wallMsPerAudioSecond: number; wer: number } } | null;
     chat?: { rounds: number; firstTokenDelayMs: number; direct: Summary; adapters: Record<string, { own: Summary; addedP50: number; addedP99: number }> } | null;
   };
 }
@@ -183,6 +184,23 @@ export function renderReport(results: BenchResults): string {
           ...(['total', 'endpointing', 'recognition', 'firstToken', 'firstAudio'] as const).map((k) => {
             const names = { total: '**end of speech → first reply audio**', endpointing: 'endpointing (→ speech_stopped)', recognition: 'recognition (→ final transcript)', firstToken: 'first token (→ first reply.text)', firstAudio: 'first audio (→ first reply audio frame)' };
             return `| ${names[k]} | ${f(report.voiceToVoice![k].p50, 0)} | ${f(report.voiceToVoice![k].p99, 0)} |`;
+          }),
+          '',
+        ]
+      : []),
+    ...(report.listening
+      ? [
+          '## 9. Listening: CPU per listened audio-second (PocketSphinx)',
+          '',
+          `\`tsx bench/listening.ts ${report.listening.sentences}\`: ${report.listening.sentences} spoken sentences (${f(report.listening.audioSeconds, 1)} s of audio) through one PocketSphinx worker process, its own CPU. ` +
+            'Sessions per core is 1 000 ms divided by the CPU per audio-second: what one core could recognize in real time, with nothing else on it. ' +
+            'The VAD (WebRTC, in the server process) is not in this figure: it costs about 2.5 ms of CPU per audio-second (19 ms for a 7.6 s file, measured when it was chosen; not re-measured here).',
+          '',
+          '| model | CPU ms per audio-second | listening sessions per core | wall ms per audio-second | word error rate |',
+          '|---|---|---|---|---|',
+          ...(['grammar', 'general'] as const).map((k) => {
+            const l = report.listening![k];
+            return `| ${k === 'grammar' ? 'grammar of the expected phrases' : 'general English model'} | ${f(l.cpuMsPerAudioSecond, 1)} | ${f(1000 / l.cpuMsPerAudioSecond, 0)} | ${f(l.wallMsPerAudioSecond, 1)} | ${f(l.wer * 100, 0)} % |`;
           }),
           '',
         ]
