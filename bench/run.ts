@@ -29,7 +29,7 @@ const { values } = parseArgs({
     // While working on one figure: `--only ttfa,stop` runs just those and writes bench/results/only.json.
     only: { type: 'string' },
     contenders: { type: 'string' },
-    // Rounds of figures 1–4 (default 3; 2 with --quick): each figure is the median across rounds.
+    // Rounds of figures 1–4 (default 3; 1 with --quick): each figure is the median across rounds.
     rounds: { type: 'string' },
   },
 });
@@ -43,7 +43,7 @@ const firstByteDelayMs = 20;
 // voxline-cluster (`voxline serve --processes 2`) runs in the capacity figure only.
 const capacityContenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline', 'voxline-cluster']) as ContenderName[];
 const contenders = capacityContenders.filter((c) => c !== 'voxline-cluster');
-const rounds = Number(values.rounds ?? (quick ? 2 : 3));
+const rounds = Number(values.rounds ?? (quick ? 1 : 3));
 const shortText = 'Good morning, here is the weather for today.';
 const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const replyText = `${longText} ${longText} ${longText}`;
