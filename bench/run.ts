@@ -234,6 +234,13 @@ async function capacityFigure(round: Round, order: ContenderName[]): Promise<voi
       }
       return true;
     };
+    // Fresh processes are cold (JIT, the upstream connection pool): a first load would break on
+    // that alone. Each server first streams an uncounted load, as it did when this figure ran
+    // in the process that had just served figures 1 and 2.
+    for (const { c, first } of servers) {
+      await quiet();
+      await call(loadgen, { kind: 'capacity', contender: c, port: first.port as number, sessions: quick ? 2 : 50, text: shortText, jitterMs: 200, tag: tag('w') });
+    }
     for (const sessions of sizes.capacity) {
       const alive = order.filter((c) => state.get(c)!.broke === 0);
       if (alive.length === 0) break;
