@@ -6,18 +6,21 @@
 // listening invokes the listener host (src/listening/listenerHost.ts, which runs the listener
 // chart, listener.machine.ts, on the input's media clock) and routes microphone audio, commits
 // and the speaker's audibility to it; the listener's barge-in comes back and interrupts the speaker.
+// A third region, `link`, lets a resumable session outlive a dropped connection: `detached` for
+// at most the resume window, then it ends as if the client were gone.
 //
 // Ending: CLIENT_GONE and SHUTDOWN go to the speaker, which ends everything it holds (one
 // speak.end each) and is done; its output says why, and the connection closes accordingly.
 // All of it happens inside the one `send` that delivered the event (XState's mailboxes are
 // synchronous), so `closing` is never seen from outside and needs no deadline.
-import { assign, enqueueActions, fromCallback, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
+import { assign, enqueueActions, fromCallback, raise, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
 import type {
   AssistantAudible,
   ConnectionEvent,
   ErrorCode,
   ListenGrant,
   ListenVerdict,
+  ResumeOffer,
   ServerMessage,
   SessionLimits,
   SpeakerEndCause,
@@ -52,6 +55,8 @@ export interface ConnectionContext {
   now: () => number;
   /** The engine's listen verdict from START; null when the client did not ask to listen. */
   listen: ListenVerdict | null;
+  /** The resume offer from START; null when the client did not ask to be able to resume. */
+  resume: ResumeOffer | null;
 }
 
 /** What the connection's listening actor (the listener host) takes: everything it routes there. */
@@ -85,6 +90,7 @@ export const connectionSetup = setup({
         sampleRate: context.sampleRates.includes(event.sampleRate) ? event.sampleRate : context.sampleRate,
         defaultVoice: event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
         ...(event.listen ? { listen: event.listen } : {}),
+        ...(event.resume ? { resume: event.resume } : {}),
       };
     }),
     /** Anything the connection forwards to the speaker unchanged (its events are the speaker's own). */
@@ -109,12 +115,14 @@ export const connectionSetup = setup({
   },
   guards: {
     listenGranted: ({ context }) => context.listen?.granted === true,
+    resumable: ({ context }) => context.resume !== null,
     /** The speaker is done for `cause` (its output). */
     speakerEndedFor: ({ event }, { cause }: { cause: SpeakerEndCause }) =>
       (event as unknown as DoneActorEvent<SpeakerOutput>).output?.cause === cause,
   },
   delays: {
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
+    resumeWindow: ({ context }) => context.resume?.windowMs ?? 0,
   },
 });
 
@@ -156,6 +164,7 @@ export const connectionMachine = connectionActions.createMachine({
     sampleRate: input.sampleRates[0] ?? 24_000,
     now: input.now ?? performanceNow,
     listen: null,
+    resume: null,
   }),
   initial: 'handshake',
   states: {
@@ -180,10 +189,11 @@ export const connectionMachine = connectionActions.createMachine({
               params: ({ context }) => ({
                 type: 'session.ready',
                 sessionId: context.sessionId,
-                protocol: context.listen ? 2 : 1,
+                protocol: context.listen || context.resume ? 2 : 1,
                 format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
                 voices: context.voices,
                 ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+                ...(context.resume ? { resume: context.resume } : {}),
               }),
             },
             'refuseListening',
@@ -289,6 +299,23 @@ export const connectionMachine = connectionActions.createMachine({
                 // The speaker is ending what it holds; its done event (above) closes the connection.
                 closing: {},
               },
+            },
+          },
+        },
+
+        // The link region: whether a client is connected. Only a resumable session (one given a
+        // resume offer) is ever detached: its speaker and listener go on, their frames kept in the
+        // session's outbound log (src/), until a client resumes it or the window runs out, which
+        // ends the session exactly as a client gone would.
+        link: {
+          initial: 'attached',
+          states: {
+            attached: {
+              on: { DETACH: { guard: 'resumable', target: 'detached' } },
+            },
+            detached: {
+              after: { resumeWindow: { actions: raise({ type: 'CLIENT_GONE' } satisfies ConnectionEvent) } },
+              on: { ATTACH: 'attached' },
             },
           },
         },

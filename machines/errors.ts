@@ -66,6 +66,7 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorSpec>> = {
   model_busy: { message: 'the language model is busy; try again later', http: 503 },
   model_failed: { message: 'the language model failed to write a reply', http: 502 },
   model_timeout: { message: 'the language model did not answer in time', http: 504 },
+  resume_failed: { message: 'this session cannot be resumed; start a new one', http: 409, close: CloseCode.policyViolation },
 };
 
 /** The close reason of a refused handshake, whatever the code of the refusal. */

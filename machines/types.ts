@@ -45,7 +45,9 @@ export type ErrorCode =
   | 'model_unavailable'
   | 'model_busy'
   | 'model_failed'
-  | 'model_timeout';
+  | 'model_timeout'
+  // Resuming a session (wire contract v2).
+  | 'resume_failed';
 
 export interface WireError {
   code: ErrorCode;
@@ -87,6 +89,10 @@ export type ServerMessage =
       voices: VoiceInfo[];
       /** Present when the session listens: the microphone format the server takes. */
       listen?: { format: ListenFormat };
+      /** Present when the session may be resumed (the client asked with session.start `resume: true`). */
+      resume?: ResumeOffer;
+      /** The answer to session.resume: the same session, going on. */
+      resumed?: true;
     }
   | { type: 'speak.accepted'; id: string; stream: number }
   /** Only to clients that asked with `observe: true`: the session statechart's state. */
@@ -233,6 +239,8 @@ export type ConnectionEvent =
       voice?: string;
       /** Present when the client asked to listen: the engine's verdict (the chart stays pure). */
       listen?: ListenVerdict;
+      /** Present when the client asked to be able to resume: the engine's offer (token made outside the chart). */
+      resume?: ResumeOffer;
     }
   | { type: 'BAD_START'; code: ErrorCode; message: string }
   | SpeakerCommand
@@ -244,7 +252,17 @@ export type ConnectionEvent =
   /** From the listener: the user spoke over the assistant. */
   | { type: 'BARGE_IN' }
   /** From the speaker: whether an utterance of the assistant is audible now. */
-  | AssistantAudible;
+  | AssistantAudible
+  /** A resumable session's connection dropped: it goes on, detached, for the resume window. */
+  | { type: 'DETACH' }
+  /** A client resumed the detached session (its missed frames were replayed first). */
+  | { type: 'ATTACH' };
+
+/** What session.ready offers a client that asked to be able to resume. */
+export interface ResumeOffer {
+  token: string;
+  windowMs: number;
+}
 
 /** The speaker's own report: an utterance is audible from its first audio frame until its end. */
 export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean };

@@ -1,6 +1,6 @@
 // The voice engine: turns each WebSocket connection into a session actor and wires the
 // actor's actions to the socket. It owns the providers and the set of live sessions.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
@@ -14,6 +14,7 @@ import {
   type ListenLimits,
   type ListenRequest,
   type ListenVerdict,
+  type ResumeOffer,
   type ServerMessage,
   type SessionLimits,
   type VoiceInfo,
@@ -27,6 +28,7 @@ import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
+import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -55,6 +57,28 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
+  resume?: Partial<ResumeOptions> | false;
+}
+
+/** How long a dropped session waits for its client, and how much of what it sent it keeps. */
+export interface ResumeOptions {
+  /** The resume window: a detached session ends (as if its client were gone) after this long. */
+  windowMs: number;
+  /** Most bytes of sent frames kept per resumable session (the oldest go first; a resume that needs them fails). */
+  maxLogBytes: number;
+}
+
+export const defaultResumeOptions: ResumeOptions = { windowMs: 30_000, maxLogBytes: 4 * 1024 * 1024 };
+
+/** Resume outcomes for metrics: `succeeded`, or the failure's reason. */
+export type ResumeOutcome = 'succeeded' | ResumeFailure;
+
+/** What the client sent in session.resume, validated. */
+export interface ResumeRequest {
+  sessionId: string;
+  token: string;
+  cursor: ResumeCursor;
 }
 
 /** What the engine needs to listen (wire contract v2). */
@@ -144,6 +168,14 @@ export interface EngineStats {
   floodCutoffs: number;
   /** Upgrades refused before a session existed, by reason (origin, ip_cap). */
   refusedConnections: Record<string, number>;
+  /** Sessions whose connection dropped, waiting (at most the resume window) for their client. */
+  detachedSessions: number;
+  /** Bytes held in the outbound logs of resumable sessions. */
+  outboundLogBytes: number;
+  /** session.resume frames by outcome. */
+  resumes: Record<string, number>;
+  /** Frames (audio and control) sent again to resumed clients. */
+  framesReplayed: number;
 }
 
 export interface UtteranceEndedEvent extends EndRecord {
@@ -168,9 +200,25 @@ export interface SessionTransport {
 
 export type SessionActor = ActorRefFrom<typeof connectionMachine>;
 
-interface SessionIO {
+/** A session's current connection: where its frames go, and what to do with it when the session ends. */
+interface SessionLink {
   transport: SessionTransport;
+  onEnd?: () => void;
+}
+
+/** What makes a session resumable: the digest of its token and everything it sent within the window. */
+interface Resumable {
+  tokenDigest: Buffer;
+  log: OutboundLog;
+}
+
+interface SessionIO {
+  /** Null while detached (a resumable session whose connection dropped). */
+  link: SessionLink | null;
+  resumable: Resumable | null;
   actor: SessionActor;
+  /** Ends the session's bookkeeping once (the actor completed, or a handshake was absorbed by a resume). */
+  finish: () => void;
   /** The client asked for `session.state` messages (session.start `observe: true`). */
   observe: boolean;
   /** The session's place under its key's cap, given back when the session ends. */
@@ -190,7 +238,15 @@ export interface SessionHandle {
   holdKeyLease(lease: Lease): boolean;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
+  /** Make the session resumable (the client asked): the offer its START carries to session.ready. */
+  offerResume(): ResumeOffer | null;
+  /** The connection `transport` is gone: a resumable session detaches, any other ends (CLIENT_GONE). */
+  connectionLost(transport: SessionTransport): void;
+  /** Whether the session was granted listening (binary frames are then microphone audio). */
+  listens(): boolean;
 }
+
+const tokenDigest = (token: string) => createHash('sha256').update(token).digest();
 
 const defaultRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
 
@@ -213,7 +269,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -232,6 +288,8 @@ export class VoiceEngine extends EventEmitter<{
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
   private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly resumeOptions: ResumeOptions | null;
+  private readonly resumeCounters = { byOutcome: {} as Record<string, number>, framesReplayed: 0 };
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -311,13 +369,15 @@ export class VoiceEngine extends EventEmitter<{
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
-            if (!io || io.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+            // Detached: nobody to wait for (the outbound log has its own bound).
+            if (!io?.link || io.link.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
       },
     });
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
+    this.resumeOptions = options.resume === false ? null : { ...defaultResumeOptions, ...options.resume };
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({
@@ -343,8 +403,8 @@ export class VoiceEngine extends EventEmitter<{
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         closeConnection: ({ context }, close) => {
-          const io = this.sessions.get(context.sessionId);
-          if (io?.transport.isOpen()) io.transport.close(close);
+          const transport = this.sessions.get(context.sessionId)?.link?.transport;
+          if (transport?.isOpen()) transport.close(close);
         },
       },
       actors: listener ? { speaker, listener } : { speaker },
@@ -388,6 +448,10 @@ export class VoiceEngine extends EventEmitter<{
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
       refusedConnections: { ...this.admission.counters.refused },
+      detachedSessions: [...this.sessions.values()].filter((io) => io.link === null).length,
+      outboundLogBytes: [...this.sessions.values()].reduce((sum, io) => sum + (io.resumable?.log.bytes ?? 0), 0),
+      resumes: { ...this.resumeCounters.byOutcome },
+      framesReplayed: this.resumeCounters.framesReplayed,
     };
   }
 
@@ -408,29 +472,41 @@ export class VoiceEngine extends EventEmitter<{
       },
       ...(this.options.inspector ? { inspect: this.options.inspector.observe(sessionId) } : {}),
     });
-    const io: SessionIO = { transport, actor, observe: false };
+    const io: SessionIO = {
+      link: { transport, ...(onEnd ? { onEnd } : {}) },
+      resumable: null,
+      actor,
+      observe: false,
+      finish: () => {
+        if (!this.sessions.delete(sessionId)) return;
+        io.keyLease?.release();
+        io.resumable?.log.release();
+        this.options.inspector?.sessionEnded(sessionId);
+        io.link?.onEnd?.();
+        this.emit('sessionEnded', { sessionId });
+      },
+    };
     this.sessions.set(sessionId, io);
-    const send = (event: Parameters<SessionActor['send']>[0]) => {
-      if (actor.getSnapshot().status === 'active') actor.send(event);
-    };
-    const finish = () => {
-      if (!this.sessions.delete(sessionId)) return;
-      io.keyLease?.release();
-      this.options.inspector?.sessionEnded(sessionId);
-      onEnd?.();
-      this.emit('sessionEnded', { sessionId });
-    };
     // Only the end is watched here; the phases only for a client that asked (watchState).
     actor.subscribe({
-      complete: finish,
+      complete: io.finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
-        transport.close(closeRequest('internal'));
-        finish();
+        io.link?.transport.close(closeRequest('internal'));
+        io.finish();
       },
     });
     this.emit('sessionStarted', { sessionId });
     actor.start();
+    return this.handleOf(sessionId, io);
+  }
+
+  /** The handle through which a connection drives session `sessionId` (a new one, or one it resumed). */
+  private handleOf(sessionId: string, io: SessionIO): SessionHandle {
+    const { actor } = io;
+    const send = (event: Parameters<SessionActor['send']>[0]) => {
+      if (actor.getSnapshot().status === 'active') actor.send(event);
+    };
     return {
       sessionId,
       send,
@@ -439,7 +515,7 @@ export class VoiceEngine extends EventEmitter<{
       watchState: () => {
         if (io.observe) return;
         io.observe = true;
-        this.watchPhases(actor, transport);
+        this.watchPhases(io);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
       stop: (id) => {
@@ -451,21 +527,125 @@ export class VoiceEngine extends EventEmitter<{
           this.stopArrivedAt.delete(sessionId);
         }
       },
+      offerResume: () => {
+        const options = this.resumeOptions;
+        if (!options || !this.sessions.has(sessionId)) return null;
+        const token = randomBytes(32).toString('base64url');
+        io.resumable?.log.release();
+        io.resumable = { tokenDigest: tokenDigest(token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
+        return { token, windowMs: options.windowMs };
+      },
+      connectionLost: (transport) => this.connectionLost(io, transport),
+      listens: () => actor.getSnapshot().context.listen?.granted === true,
     };
+  }
+
+  /**
+   * session.resume as the first frame of the connection `handshake` (a session still in its
+   * handshake): if the session exists, the token matches and its log still holds what the
+   * client missed, the handshake session is absorbed (it ends without closing its connection),
+   * the connection becomes the resumed session's, which answers session.ready (`resumed`),
+   * replays what was missed in order and goes on live. Everything here is synchronous, so no
+   * live frame can slip between the replay and the attach.
+   */
+  resumeSession(handshake: SessionHandle, request: ResumeRequest, onEnd?: () => void): { ok: true; session: SessionHandle } | { ok: false; reason: ResumeFailure; message: string } {
+    const refuse = (reason: ResumeFailure, message: string) => {
+      this.countResume(reason);
+      return { ok: false as const, reason, message };
+    };
+    const shell = this.sessions.get(handshake.sessionId);
+    const transport = shell?.link?.transport;
+    if (!shell || !transport || this.draining) return refuse('unavailable', 'this server is not taking sessions');
+    const io = this.sessions.get(request.sessionId);
+    const snapshot = io?.actor.getSnapshot();
+    if (!io?.resumable || io === shell || snapshot?.status !== 'active') return refuse('unknown_session', 'no such session (unknown, ended or its window ran out)');
+    // Constant time over the digests: the comparison says nothing about how much of the token matched.
+    if (!timingSafeEqual(io.resumable.tokenDigest, tokenDigest(request.token))) return refuse('wrong_token', 'the resume token does not match');
+    const { log } = io.resumable;
+    const previous = io.link;
+    if (previous) {
+      // The client is back before this server saw its old connection drop: that one is done.
+      io.link = null;
+      log.markDropped();
+      io.actor.send({ type: 'DETACH' });
+      previous.onEnd?.();
+    }
+    const verdict = log.replay(request.cursor);
+    if (!verdict.ok) {
+      // The rightful client (it had the token) cannot go on: end the session now, not at the window's end.
+      if (verdict.reason === 'audio_gone') io.actor.send({ type: 'CLIENT_GONE' });
+      return refuse(verdict.reason, verdict.message);
+    }
+    // The handshake session becomes nothing: its bookkeeping ends without closing the connection.
+    shell.link = null;
+    shell.actor.stop();
+    shell.finish();
+    io.link = { transport, ...(onEnd ? { onEnd } : {}) };
+    const context = snapshot.context;
+    this.sendJson(request.sessionId, {
+      type: 'session.ready',
+      sessionId: request.sessionId,
+      protocol: 2,
+      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
+      voices: context.voices,
+      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+      resume: { token: request.token, windowMs: context.resume?.windowMs ?? 0 },
+      resumed: true,
+    });
+    for (const frame of verdict.frames) this.replayFrame(io, frame);
+    this.resumeCounters.framesReplayed += verdict.frames.length;
+    log.markAttached();
+    io.actor.send({ type: 'ATTACH' });
+    this.countResume('succeeded');
+    return { ok: true, session: this.handleOf(request.sessionId, io) };
+  }
+
+  /** `transport` is gone: a resumable session (past its handshake) detaches, any other ends. */
+  private connectionLost(io: SessionIO, transport: SessionTransport): void {
+    // A connection that was replaced by a resume says nothing about the session any more.
+    if (io.link?.transport !== transport) return;
+    const snapshot = io.actor.getSnapshot();
+    if (snapshot.status !== 'active') return;
+    if (io.resumable && !snapshot.matches('handshake')) {
+      io.link = null;
+      io.resumable.log.markDropped();
+      io.actor.send({ type: 'DETACH' });
+    } else {
+      io.actor.send({ type: 'CLIENT_GONE' });
+    }
+  }
+
+  private countResume(outcome: ResumeOutcome): void {
+    this.resumeCounters.byOutcome[outcome] = (this.resumeCounters.byOutcome[outcome] ?? 0) + 1;
+  }
+
+  /** A frame from the log, to the resumed connection only (it is in the log already). */
+  private replayFrame(io: SessionIO, frame: OutboundFrame): void {
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
+    try {
+      if (frame.kind === 'audio') transport.sendAudio(frame.stream, frame.seq, frame.pcm);
+      else transport.send(frame.message);
+    } catch {
+      this.transportFailed(io, transport);
+    }
   }
 
   /**
    * Send `session.state` on every change of phase. The phase comes from the connection or its
    * speaker: both are watched. Made only for sessions whose client asked (session.start `observe`).
    */
-  private watchPhases(actor: SessionActor, transport: SessionTransport): void {
+  private watchPhases(io: SessionIO): void {
+    const { actor } = io;
     let lastPath = '';
     let watchedSpeaker: unknown = null;
     const reportPhase = () => {
       const phase = sessionPhase(actor.getSnapshot());
       if (!phase || phase.path === lastPath) return;
       lastPath = phase.path;
-      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+      // To whichever connection the session has now (a phase is news, not history: never logged).
+      const transport = io.link?.transport;
+      if (transport?.isOpen()) transport.send({ type: 'session.state', ...phase });
     };
     actor.subscribe({
       next: (snapshot) => {
@@ -530,21 +710,23 @@ export class VoiceEngine extends EventEmitter<{
 
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
-    if (!io?.transport.isOpen()) return;
+    if (!io) return;
+    // session.ready and pong answer the connection itself (and session.ready carries the token): never replayed.
+    if (io.resumable && message.type !== 'session.ready' && message.type !== 'pong') io.resumable.log.append({ kind: 'message', message });
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
     try {
-      io.transport.send(message);
+      transport.send(message);
     } catch {
-      this.transportFailed(io);
+      this.transportFailed(io, transport);
     }
   }
 
-  /** A transport that throws is treated as a peer that went away; the machine ends what it owned. */
-  private transportFailed(io: SessionIO): void {
-    queueMicrotask(() => {
-      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_GONE' });
-    });
+  /** A transport that throws is treated as a peer that went away: a resumable session detaches, any other ends. */
+  private transportFailed(io: SessionIO, transport: SessionTransport): void {
+    queueMicrotask(() => this.connectionLost(io, transport));
     try {
-      io.transport.close(closeRequest('internal'));
+      transport.close(closeRequest('internal'));
     } catch {
       /* already broken */
     }
@@ -552,14 +734,17 @@ export class VoiceEngine extends EventEmitter<{
 
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
-    if (!io?.transport.isOpen()) return;
+    if (!io) return;
+    io.resumable?.log.append({ kind: 'audio', stream, seq, pcm });
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
     try {
-      io.transport.sendAudio(stream, seq, pcm);
+      transport.sendAudio(stream, seq, pcm);
     } catch {
-      this.transportFailed(io);
+      this.transportFailed(io, transport);
       return;
     }
-    if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
+    if (transport.bufferedBytes() > this.options.highWaterBytes) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();
@@ -584,7 +769,8 @@ export class VoiceEngine extends EventEmitter<{
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const io of [...this.sessions.values()]) {
       io.actor.stop();
-      io.transport.close(closeRequest('shutting_down'));
+      io.link?.transport.close(closeRequest('shutting_down'));
+      io.resumable?.log.release();
     }
     this.sessions.clear();
     await Promise.all([...this.options.providers.map((p) => p.close()), ...(this.listen?.recognizers ?? []).map((r) => r.close())]);

@@ -14,9 +14,14 @@ export interface WebSocketSessionsOptions {
   heartbeatIntervalMs: number;
 }
 
-/** Whether this connection's session was granted listening (binary frames are then microphone audio). */
-interface ListeningFlag {
-  granted: boolean;
+/**
+ * One connection's mutable state: its session (replaced once when the first frame resumes
+ * another session) and whether that session was granted listening (binary frames are then
+ * microphone audio).
+ */
+interface ConnectionState {
+  session: SessionHandle;
+  listening: boolean;
 }
 
 export class WebSocketSessions {
@@ -39,11 +44,10 @@ export class WebSocketSessions {
     this.startHeartbeat();
     const limiter = this.engine.admission.connectionLimiter();
     let cutOff = false;
-    const listening: ListeningFlag = { granted: false };
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (cutOff) return; // frames already in flight from a client being closed
       // Microphone frames of a listening session have their own budget (50+ a second).
-      const verdict = isBinary && listening.granted ? limiter.admitMicFrame() : limiter.admitFrame();
+      const verdict = isBinary && connection.listening ? limiter.admitMicFrame() : limiter.admitFrame();
       if (verdict === 'cut') {
         cutOff = true;
         transport.send({ type: 'error', ...wireError('rate_limited') });
@@ -56,7 +60,7 @@ export class WebSocketSessions {
         return;
       }
       try {
-        this.onClientFrame(session, data, isBinary, limiter, listening);
+        this.onClientFrame(connection, data, isBinary, limiter, onEnd);
       } catch {
         // A frame handler must never throw into ws (it would be an uncaught exception).
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
@@ -64,15 +68,17 @@ export class WebSocketSessions {
     };
     const transport = new WebSocketTransport(ws);
     this.transports.add(transport);
-    const session = this.engine.startSession(transport, () => {
+    // When the session this connection serves ends (or a resume elsewhere takes it over).
+    const onEnd = () => {
       this.transports.delete(transport);
       ws.off('message', onMessage);
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CloseCode.normal);
-    });
+    };
+    const connection: ConnectionState = { session: this.engine.startSession(transport, onEnd), listening: false };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
-    ws.once('close', () => session.send({ type: 'CLIENT_GONE' }));
-    if (ws.readyState !== ws.OPEN) session.send({ type: 'CLIENT_GONE' });
+    ws.once('close', () => connection.session.connectionLost(transport));
+    if (ws.readyState !== ws.OPEN) connection.session.connectionLost(transport);
   }
 
   /** Stop the heartbeat (shutdown). Idempotent. */
@@ -92,12 +98,13 @@ export class WebSocketSessions {
 
   /** One client frame: decoded, checked against the handshake and the text budget, and handed to the session. */
   private onClientFrame(
-    session: SessionHandle,
+    connection: ConnectionState,
     data: Buffer | ArrayBuffer | Buffer[],
     isBinary: boolean,
     limiter: ConnectionLimiter,
-    listening: ListeningFlag,
+    onEnd: () => void,
   ): void {
+    const { session } = connection;
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');
     const reject = (error: ProtocolError) => {
@@ -106,7 +113,7 @@ export class WebSocketSessions {
     };
     if (isBinary) {
       // Microphone audio, raw, in a session granted listening; anywhere else today's refusal.
-      if (inHandshake || !listening.granted) {
+      if (inHandshake || !connection.listening) {
         reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
         return;
       }
@@ -136,13 +143,30 @@ export class WebSocketSessions {
         }
         if (!session.holdKeyLease(admitted.value)) return;
         const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
-        listening.granted = listen?.granted === true;
+        connection.listening = listen?.granted === true;
+        // Only a client that asks is offered a resume: version 1 clients see nothing new.
+        const resume = message.resume ? session.offerResume() : null;
         send({
           type: 'START',
           sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
           ...(message.voice !== undefined ? { voice: message.voice } : {}),
           ...(listen ? { listen } : {}),
+          ...(resume ? { resume } : {}),
         });
+        return;
+      }
+      case 'session.resume': {
+        if (!inHandshake) {
+          reject(new ProtocolError('bad_request', 'session.resume must be the first frame of a connection'));
+          return;
+        }
+        const resumed = this.engine.resumeSession(session, { sessionId: message.sessionId, token: message.token, cursor: message.cursor }, onEnd);
+        if (!resumed.ok) {
+          send({ type: 'BAD_START', code: 'resume_failed', message: `${resumed.reason}: ${resumed.message}` });
+          return;
+        }
+        connection.session = resumed.session;
+        connection.listening = resumed.session.listens();
         return;
       }
       case 'speak': {
