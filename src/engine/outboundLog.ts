@@ -7,7 +7,7 @@
 // Bounded two ways: by age (entries older than the resume window are trimmed while a client is
 // attached; while detached the window itself bounds the wait) and by bytes (always). What a
 // trim removed is remembered per stream, so a resume that would need it is refused with a
-// typed reason (`audio_gone`) instead of replaying a stream with a hole in it.
+// typed reason (`frames_gone`: what the client missed is no longer kept) instead of replaying a stream with a hole in it.
 import type { ServerMessage } from '../../machines/types.js';
 
 /** One frame as the session sent it. */
@@ -24,7 +24,7 @@ export interface ResumeCursor {
 }
 
 /** Why a resume cannot be honoured; every one is sent as `resume_failed` with this reason. */
-export type ResumeFailure = 'unknown_session' | 'wrong_token' | 'audio_gone' | 'bad_cursor' | 'unavailable';
+export type ResumeFailure = 'unknown_session' | 'wrong_token' | 'frames_gone' | 'bad_cursor' | 'unavailable';
 
 export type ReplayVerdict = { ok: true; frames: OutboundFrame[] } | { ok: false; reason: ResumeFailure; message: string };
 
@@ -80,6 +80,8 @@ export class MemoryOutboundLog implements OutboundLog {
   private dropMark = Number.POSITIVE_INFINITY;
   private attached = true;
   private highestAccepted = 0;
+  /** Position of the latest trimmed control message of no stream (-1: none). */
+  private lostNoteAt = -1;
   /** The highest stream that lost any entry to a trim. */
   private lostAbove = 0;
   /** Per stream that lost audio: the last seq trimmed; per stream whose speak.end was trimmed: true. */
@@ -126,10 +128,11 @@ export class MemoryOutboundLog implements OutboundLog {
     }
     // Refuse when anything the client needs was trimmed: every entry of a stream above
     // lastStream, and the audio after the given seq and the end of every listed stream.
-    if (this.lostAbove > lastStream) return refuse('audio_gone', `what was sent of stream ${this.lostAbove} is no longer kept`);
+    if (this.lostNoteAt >= this.dropMark) return refuse('frames_gone', 'a message sent after the drop is no longer kept');
+    if (this.lostAbove > lastStream) return refuse('frames_gone', `what was sent of stream ${this.lostAbove} is no longer kept`);
     for (const [stream, seq] of streams) {
       const lost = this.lostEnd.has(stream) || (this.lostAudioThrough.get(stream) ?? -1) > seq || stream <= this.forgottenThrough;
-      if (lost) return refuse('audio_gone', `what was sent of stream ${stream} after seq ${seq} is no longer kept`);
+      if (lost) return refuse('frames_gone', `what was sent of stream ${stream} after seq ${seq} is no longer kept`);
     }
     const frames: OutboundFrame[] = [];
     for (let i = this.head; i < this.entries.length; i++) {
@@ -177,9 +180,12 @@ export class MemoryOutboundLog implements OutboundLog {
   }
 
   /** Remember what a trimmed entry was, so a resume that needs it is refused. */
-  private forget({ frame }: Entry): void {
+  private forget({ frame, position }: Entry): void {
     const stream = frame.kind === 'audio' ? frame.stream : streamOf(frame.message);
-    if (stream === undefined) return;
+    if (stream === undefined) {
+      this.lostNoteAt = position;
+      return;
+    }
     this.lostAbove = Math.max(this.lostAbove, stream);
     if (frame.kind === 'audio') this.lostAudioThrough.set(stream, frame.seq);
     else if (frame.message.type === 'speak.end') this.lostEnd.add(stream);

@@ -573,7 +573,7 @@ export class VoiceEngine extends EventEmitter<{
     const verdict = log.replay(request.cursor);
     if (!verdict.ok) {
       // The rightful client (it had the token) cannot go on: end the session now, not at the window's end.
-      if (verdict.reason === 'audio_gone') io.actor.send({ type: 'CLIENT_GONE' });
+      if (verdict.reason === 'frames_gone') io.actor.send({ type: 'CLIENT_GONE' });
       return refuse(verdict.reason, verdict.message);
     }
     // The handshake session becomes nothing: its bookkeeping ends without closing the connection.
