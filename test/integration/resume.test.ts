@@ -218,6 +218,12 @@ describe('resuming a session in one process', () => {
     ]);
     await waitUntil(() => tight.server.engine.stats().upstreamJobs === 0, 2_000, 'the upstream to be released');
     expect(tight.server.engine.stats()).toMatchObject({ sessions: 0, upstreamJobs: 0, detachedSessions: 0, outboundLogBytes: 0, heldAudioBytes: 0 });
+    // The gauges say the same over HTTP.
+    const metrics = await (await fetch(`${tight.url.replace('ws', 'http').replace('/v1/voice', '')}/metrics`)).text();
+    for (const gauge of ['voxline_sessions', 'voxline_upstream_jobs', 'voxline_sessions_detached', 'voxline_outbound_log_bytes', 'voxline_held_audio_bytes']) {
+      expect(metrics, gauge).toMatch(new RegExp(`^${gauge} 0$`, 'm'));
+    }
+    expect(metrics).toMatch(/^voxline_resumes_total\{outcome="unknown_session"\} 1$/m);
   });
 
   it('missed audio no longer kept (over the log bound): resume_failed, and the session is released at once', async () => {
