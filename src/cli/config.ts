@@ -27,6 +27,21 @@ export interface ServeConfig {
   espeakWorkers: number;
   /** Only these providers (default: every one that is configured). */
   providers?: string[];
+  /** Concurrent sessions per API key (across the cluster with `redis`). */
+  maxSessionsPerKey?: number;
+  /** How long a dropped resumable session waits for its client. */
+  resumeWindowMs?: number;
+  /** A cluster member: Redis holds what gateways share (today: the per-key session cap). */
+  cluster?: ClusterConfig;
+}
+
+export type ClusterRole = 'gateway' | 'worker' | 'all';
+
+export interface ClusterConfig {
+  redisUrl: string;
+  role: ClusterRole;
+  /** A dead gateway's places under the per-key caps come back after at most this long. */
+  leaseMs: number;
 }
 
 export interface SayConfig {
@@ -63,6 +78,15 @@ serve options (each also from the environment):
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
   --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
+  --max-sessions-per-key <n>  concurrent sessions per API key (VOXLINE_MAX_SESSIONS_PER_KEY, default 100)
+  --resume-window <ms>  how long a dropped session that asked to be resumable waits for its client
+                        (VOXLINE_RESUME_WINDOW_MS, default 30000; 0 turns resuming off)
+
+cluster options (docs/operations.md, "A cluster"):
+  --redis <url>         join a cluster through Redis, e.g. redis://127.0.0.1:6379 (VOXLINE_REDIS_URL);
+                        the per-key session caps then hold across every gateway
+  --role <role>         gateway or all (VOXLINE_ROLE, default all; worker is not built yet)
+  --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
 
 say options:
   --out <file.wav>      where to write the audio (required)
@@ -118,6 +142,11 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         emulators: { type: 'boolean' },
         'espeak-workers': { type: 'string' },
         providers: { type: 'string' },
+        'max-sessions-per-key': { type: 'string' },
+        'resume-window': { type: 'string' },
+        redis: { type: 'string' },
+        role: { type: 'string' },
+        'lease-ms': { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -169,6 +198,15 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
   const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
+  const maxSessionsPerKey = int('--max-sessions-per-key', values['max-sessions-per-key'] ?? env.VOXLINE_MAX_SESSIONS_PER_KEY, 1, 1_000_000);
+  const resumeWindowMs = int('--resume-window', values['resume-window'] ?? env.VOXLINE_RESUME_WINDOW_MS, 0, 3_600_000);
+  const redisUrl = values.redis ?? env.VOXLINE_REDIS_URL;
+  const role = values.role ?? env.VOXLINE_ROLE;
+  const leaseMs = int('--lease-ms', values['lease-ms'] ?? env.VOXLINE_LEASE_MS, 300, 3_600_000);
+  if (!redisUrl && (role !== undefined || leaseMs !== undefined)) throw new ConfigError('--role and --lease-ms need --redis');
+  if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
+  if (role === 'worker') throw new ConfigError('--role worker: synthesis workers on Redis Streams are not built yet; use gateway or all');
+  if (redisUrl && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError(`--redis must be a redis:// or rediss:// URL, got "${redisUrl}"`);
   return {
     command: 'serve',
     config: {
@@ -185,6 +223,9 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       logLevel,
       emulators,
       ...(providers ? { providers } : {}),
+      ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
+      ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000 } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

@@ -4,7 +4,7 @@ import { providersFromEnv, recognizersFromEnv } from '../config/providersFromEnv
 import { createListening } from '../listening/listening.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
-import type { ServeConfig } from './config.js';
+import type { ClusterConfig, ServeConfig } from './config.js';
 
 const allRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
 
@@ -21,6 +21,13 @@ export async function serve(config: ServeConfig): Promise<void> {
   };
   // Listening (wire contract v2): PocketSphinx when Debian's packages are there, Groq Whisper with a key.
   const listening = await createListening({ recognizers: recognizersFromEnv(process.env) });
+  let cluster: Awaited<ReturnType<typeof joinCluster>> | null = null;
+  try {
+    cluster = config.cluster ? await joinCluster(config.cluster) : null;
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
@@ -33,9 +40,13 @@ export async function serve(config: ServeConfig): Promise<void> {
       inspect: config.inspect,
       metrics: config.metrics,
       ...(listening.options ? { listen: listening.options } : {}),
+      ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
+      ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
+      ...(cluster ? { sharedSessionCap: cluster.cap } : {}),
     });
   } catch (error) {
     await setup.close();
+    await cluster?.close();
     throw error;
   }
   const voxline = created;
@@ -48,7 +59,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     log.info({ event: 'draining', signal });
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
-    Promise.all([voxline.close(), setup.close()]).then(
+    Promise.all([voxline.close().then(() => cluster?.close()), setup.close()]).then(
       () => {
         log.info({ event: 'stopped' });
         log.flush();
@@ -61,11 +72,38 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
-  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  log.info({
+    event: 'listening',
+    url,
+    voiceEndpoint: wsUrl,
+    providers: setup.summary,
+    hearing: listening.summary,
+    inspect: config.inspect,
+    auth: Boolean(config.apiKeys),
+    ...(config.cluster ? { cluster: { role: config.cluster.role, leaseMs: config.cluster.leaseMs } } : {}),
+  });
   if (!listening.options) process.stderr.write(`voxline: ${listening.summary}\n`);
   process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
   voxline.engine.ready().then(
     () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
     (error: Error) => log.error({ event: 'not_ready', message: error.message }),
   );
+}
+
+/**
+ * Join the cluster: ioredis is imported here, and only here, when --redis is given, so a single
+ * process never loads it. A Redis that cannot be reached stops the start (one line, exit 1).
+ */
+async function joinCluster(cluster: ClusterConfig) {
+  const { connectRedis } = await import('../cluster/redis.js');
+  const { RedisSessionCap } = await import('../cluster/keySessionCap.js');
+  const redis = await connectRedis(cluster.redisUrl);
+  const cap = new RedisSessionCap(redis, { leaseMs: cluster.leaseMs });
+  return {
+    cap,
+    async close() {
+      await cap.close();
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
 }

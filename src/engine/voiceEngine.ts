@@ -27,6 +27,7 @@ import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from 
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import type { SharedSessionCap } from '../cluster/keySessionCap.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
@@ -57,6 +58,8 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /** The per-key session cap kept across a cluster (Redis); without it the cap is counted in this process. */
+  sharedSessionCap?: SharedSessionCap;
   /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
   resume?: Partial<ResumeOptions> | false;
 }
@@ -269,7 +272,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -309,7 +312,7 @@ export class VoiceEngine extends EventEmitter<{
       ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
       ...(options.maxConnectionsPerIp !== undefined ? { maxConnectionsPerIp: options.maxConnectionsPerIp } : {}),
       ...(options.allowedOrigins ? { allowedOrigins: options.allowedOrigins } : {}),
-    });
+    }, options.sharedSessionCap);
     // `provider:voice` always names one provider's voice; a bare voice id goes to the
     // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];

@@ -3,10 +3,10 @@
 // connection (from the shared admission policy), decoding client frames into session
 // events, the transport that writes JSON and audio frames, and one heartbeat for all sockets.
 import type { WebSocket } from 'ws';
-import type { ConnectionLimiter } from '../engine/admission.js';
+import type { Admitted, ConnectionLimiter, Lease } from '../engine/admission.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
-import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import { parseClientMessage, ProtocolError, type ClientMessage } from '../protocol/clientMessages.js';
 import { CloseCode, closeRequest, wireError, type CloseRequest } from '../../machines/errors.js';
 
 export interface WebSocketSessionsOptions {
@@ -22,6 +22,8 @@ export interface WebSocketSessionsOptions {
 interface ConnectionState {
   session: SessionHandle;
   listening: boolean;
+  /** A session.start is being admitted (a cluster's shared cap answers asynchronously). */
+  starting: boolean;
 }
 
 export class WebSocketSessions {
@@ -74,7 +76,7 @@ export class WebSocketSessions {
       ws.off('message', onMessage);
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CloseCode.normal);
     };
-    const connection: ConnectionState = { session: this.engine.startSession(transport, onEnd), listening: false };
+    const connection: ConnectionState = { session: this.engine.startSession(transport, onEnd), listening: false, starting: false };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
     ws.once('close', () => connection.session.connectionLost(transport));
@@ -130,33 +132,32 @@ export class WebSocketSessions {
     const { admission } = this.engine;
     switch (message.type) {
       case 'session.start': {
-        if (!inHandshake) {
+        if (!inHandshake || connection.starting) {
           reject(new ProtocolError('bad_request', 'session already started'));
           return;
         }
         if (message.observe) session.watchState();
-        const admitted = admission.admitSession(message.token);
-        if (!admitted.ok) {
-          const { code, message: text } = admitted.refusal;
-          send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
+        const verdict = admission.admitSession(message.token);
+        if (!(verdict instanceof Promise)) {
+          this.start(connection, message, verdict);
           return;
         }
-        if (!session.holdKeyLease(admitted.value)) return;
-        const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
-        connection.listening = listen?.granted === true;
-        // Only a client that asks is offered a resume: version 1 clients see nothing new.
-        const resume = message.resume ? session.offerResume() : null;
-        send({
-          type: 'START',
-          sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
-          ...(message.voice !== undefined ? { voice: message.voice } : {}),
-          ...(listen ? { listen } : {}),
-          ...(resume ? { resume } : {}),
-        });
+        // A cluster's cap answers from Redis; frames meanwhile find the handshake still going.
+        connection.starting = true;
+        verdict.then(
+          (admitted) => {
+            connection.starting = false;
+            this.start(connection, message, admitted);
+          },
+          () => {
+            connection.starting = false;
+            send({ type: 'BAD_START', code: 'internal', message: 'the session could not be admitted; try again' });
+          },
+        );
         return;
       }
       case 'session.resume': {
-        if (!inHandshake) {
+        if (!inHandshake || connection.starting) {
           reject(new ProtocolError('bad_request', 'session.resume must be the first frame of a connection'));
           return;
         }
@@ -215,6 +216,29 @@ export class WebSocketSessions {
         session.reply({ type: 'pong' });
         return;
     }
+  }
+
+  /** session.start admitted or refused: a granted session gets its listen verdict and resume offer with START. */
+  private start(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.start' }>, admitted: Admitted<Lease>): void {
+    const { session } = connection;
+    const send = session.send;
+    if (!admitted.ok) {
+      const { code, message: text } = admitted.refusal;
+      send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
+      return;
+    }
+    if (!session.holdKeyLease(admitted.value)) return;
+    const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
+    connection.listening = listen?.granted === true;
+    // Only a client that asks is offered a resume: version 1 clients see nothing new.
+    const resume = message.resume ? session.offerResume() : null;
+    send({
+      type: 'START',
+      sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
+      ...(message.voice !== undefined ? { voice: message.voice } : {}),
+      ...(listen ? { listen } : {}),
+      ...(resume ? { resume } : {}),
+    });
   }
 }
 
