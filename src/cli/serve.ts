@@ -42,7 +42,7 @@ export async function serve(config: ServeConfig): Promise<void> {
       ...(listening.options ? { listen: listening.options } : {}),
       ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
       ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
-      ...(cluster ? { sharedSessionCap: cluster.cap } : {}),
+      ...(cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory } : {}),
     });
   } catch (error) {
     await setup.close();
@@ -72,6 +72,8 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
+  // Resumes that land on another gateway are relayed here, to the address this gateway listens on.
+  cluster?.advertise(wsUrl);
   log.info({
     event: 'listening',
     url,
@@ -95,15 +97,6 @@ export async function serve(config: ServeConfig): Promise<void> {
  * process never loads it. A Redis that cannot be reached stops the start (one line, exit 1).
  */
 async function joinCluster(cluster: ClusterConfig) {
-  const { connectRedis } = await import('../cluster/redis.js');
-  const { RedisSessionCap } = await import('../cluster/keySessionCap.js');
-  const redis = await connectRedis(cluster.redisUrl);
-  const cap = new RedisSessionCap(redis, { leaseMs: cluster.leaseMs });
-  return {
-    cap,
-    async close() {
-      await cap.close();
-      await redis.quit().catch(() => redis.disconnect());
-    },
-  };
+  const { joinCluster: join } = await import('../cluster/joinCluster.js');
+  return join({ redisUrl: cluster.redisUrl, leaseMs: cluster.leaseMs });
 }

@@ -28,6 +28,7 @@ import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
 import type { SharedSessionCap } from '../cluster/keySessionCap.js';
+import type { SessionDirectory } from '../cluster/sessionDirectory.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
@@ -60,6 +61,8 @@ export interface VoiceEngineOptions {
   listen?: ListenOptions;
   /** The per-key session cap kept across a cluster (Redis); without it the cap is counted in this process. */
   sharedSessionCap?: SharedSessionCap;
+  /** Where a cluster's resumable sessions live, so a resume on another gateway can be relayed here. */
+  sessionDirectory?: SessionDirectory;
   /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
   resume?: Partial<ResumeOptions> | false;
 }
@@ -75,7 +78,7 @@ export interface ResumeOptions {
 export const defaultResumeOptions: ResumeOptions = { windowMs: 30_000, maxLogBytes: 4 * 1024 * 1024 };
 
 /** Resume outcomes for metrics: `succeeded`, or the failure's reason. */
-export type ResumeOutcome = 'succeeded' | ResumeFailure;
+export type ResumeOutcome = 'succeeded' | 'relayed' | ResumeFailure;
 
 /** What the client sent in session.resume, validated. */
 export interface ResumeRequest {
@@ -272,7 +275,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap' | 'sessionDirectory'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -292,6 +295,8 @@ export class VoiceEngine extends EventEmitter<{
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
   private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
   private readonly resumeOptions: ResumeOptions | null;
+  /** A cluster's directory of resumable sessions (null in one process). */
+  readonly directory: SessionDirectory | null;
   private readonly resumeCounters = { byOutcome: {} as Record<string, number>, framesReplayed: 0 };
 
   constructor(options: VoiceEngineOptions) {
@@ -381,6 +386,7 @@ export class VoiceEngine extends EventEmitter<{
     });
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
     this.resumeOptions = options.resume === false ? null : { ...defaultResumeOptions, ...options.resume };
+    this.directory = options.sessionDirectory ?? null;
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({
@@ -483,7 +489,10 @@ export class VoiceEngine extends EventEmitter<{
       finish: () => {
         if (!this.sessions.delete(sessionId)) return;
         io.keyLease?.release();
-        io.resumable?.log.release();
+        if (io.resumable) {
+          io.resumable.log.release();
+          this.directory?.remove(sessionId);
+        }
         this.options.inspector?.sessionEnded(sessionId);
         io.link?.onEnd?.();
         this.emit('sessionEnded', { sessionId });
@@ -536,6 +545,7 @@ export class VoiceEngine extends EventEmitter<{
         const token = randomBytes(32).toString('base64url');
         io.resumable?.log.release();
         io.resumable = { tokenDigest: tokenDigest(token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
+        this.directory?.add(sessionId);
         return { token, windowMs: options.windowMs };
       },
       connectionLost: (transport) => this.connectionLost(io, transport),
@@ -579,10 +589,7 @@ export class VoiceEngine extends EventEmitter<{
       if (verdict.reason === 'frames_gone') io.actor.send({ type: 'CLIENT_GONE' });
       return refuse(verdict.reason, verdict.message);
     }
-    // The handshake session becomes nothing: its bookkeeping ends without closing the connection.
-    shell.link = null;
-    shell.actor.stop();
-    shell.finish();
+    this.absorb(shell);
     io.link = { transport, ...(onEnd ? { onEnd } : {}) };
     const context = snapshot.context;
     this.sendJson(request.sessionId, {
@@ -616,6 +623,27 @@ export class VoiceEngine extends EventEmitter<{
     } else {
       io.actor.send({ type: 'CLIENT_GONE' });
     }
+  }
+
+  /** Whether this process holds resumable session `sessionId` (else a cluster may relay the resume). */
+  holdsSession(sessionId: string): boolean {
+    return this.sessions.get(sessionId)?.resumable != null;
+  }
+
+  /**
+   * A connection's handshake session gives way to another use of its connection (a resume here,
+   * or a relay to the gateway that owns the session): it ends without closing the connection.
+   */
+  abandonHandshake(handshake: SessionHandle, outcome?: ResumeOutcome): void {
+    const shell = this.sessions.get(handshake.sessionId);
+    if (shell?.actor.getSnapshot().matches('handshake')) this.absorb(shell);
+    if (outcome) this.countResume(outcome);
+  }
+
+  private absorb(shell: SessionIO): void {
+    shell.link = null;
+    shell.actor.stop();
+    shell.finish();
   }
 
   private countResume(outcome: ResumeOutcome): void {

@@ -15,6 +15,7 @@ import { SessionInspector } from '../observability/inspector.js';
 import { httpStatus, statusLine } from '../protocol/httpStatus.js';
 import { requestTarget } from './requestTarget.js';
 import { WebSocketSessions } from './webSocketSessions.js';
+import { relayedHeader } from '../cluster/relay.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -101,8 +102,13 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     maxPayload: options.maxFrameBytes ?? 1024 * 1024,
     perMessageDeflate: false, // PCM does not compress; deflate only costs CPU and memory
   });
-  const webSockets = new WebSocketSessions(engine, { heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000 });
-  wss.on('connection', (ws) => webSockets.handleConnection(ws));
+  const webSockets = new WebSocketSessions(engine, {
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+    ...(options.highWaterBytes !== undefined ? { highWaterBytes: options.highWaterBytes } : {}),
+    ...(options.lowWaterBytes !== undefined ? { lowWaterBytes: options.lowWaterBytes } : {}),
+  });
+  // A connection another gateway relays here (a resume of a session this one owns) is never relayed on.
+  wss.on('connection', (ws, req) => webSockets.handleConnection(ws, req.headers[relayedHeader] === '1'));
 
   const admission = engine.admission;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -4,6 +4,7 @@
 // events, the transport that writes JSON and audio frames, and one heartbeat for all sockets.
 import type { WebSocket } from 'ws';
 import type { Admitted, ConnectionLimiter, Lease } from '../engine/admission.js';
+import { relayToOwner, type Relay } from '../cluster/relay.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError, type ClientMessage } from '../protocol/clientMessages.js';
@@ -12,6 +13,9 @@ import { CloseCode, closeRequest, wireError, type CloseRequest } from '../../mac
 export interface WebSocketSessionsOptions {
   /** WebSocket ping interval; a peer that missed one full interval is disconnected (0: no heartbeat). */
   heartbeatIntervalMs: number;
+  /** Backpressure of a relayed connection (the engine's marks). */
+  highWaterBytes?: number;
+  lowWaterBytes?: number;
 }
 
 /**
@@ -20,10 +24,15 @@ export interface WebSocketSessionsOptions {
  * microphone audio).
  */
 interface ConnectionState {
+  ws: WebSocket;
   session: SessionHandle;
   listening: boolean;
-  /** A session.start is being admitted (a cluster's shared cap answers asynchronously). */
+  /** A session.start is being admitted, or the owner of a session.resume looked up (a cluster answers asynchronously). */
   starting: boolean;
+  /** The connection came relayed from another gateway: it is never relayed again (no loops). */
+  relayed: boolean;
+  /** Set once the connection is relayed to the gateway that owns its session: frames then go there unchanged. */
+  relay: Relay | null;
 }
 
 export class WebSocketSessions {
@@ -42,7 +51,7 @@ export class WebSocketSessions {
   ) {}
 
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
-  handleConnection(ws: WebSocket): void {
+  handleConnection(ws: WebSocket, relayed = false): void {
     this.startHeartbeat();
     const limiter = this.engine.admission.connectionLimiter();
     let cutOff = false;
@@ -61,6 +70,10 @@ export class WebSocketSessions {
         transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.engine.admission.policy.messagesPerSecond} frames per second; frame dropped` });
         return;
       }
+      if (connection.relay) {
+        connection.relay.forward(data, isBinary);
+        return;
+      }
       try {
         this.onClientFrame(connection, data, isBinary, limiter, onEnd);
       } catch {
@@ -76,10 +89,25 @@ export class WebSocketSessions {
       ws.off('message', onMessage);
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CloseCode.normal);
     };
-    const connection: ConnectionState = { session: this.engine.startSession(transport, onEnd), listening: false, starting: false };
+    const connection: ConnectionState = {
+      ws,
+      session: this.engine.startSession(transport, onEnd),
+      listening: false,
+      starting: false,
+      relayed,
+      relay: null,
+    };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
-    ws.once('close', () => connection.session.connectionLost(transport));
+    ws.once('close', () => {
+      if (!connection.relay) {
+        connection.session.connectionLost(transport);
+        return;
+      }
+      connection.relay.clientGone();
+      this.transports.delete(transport);
+      ws.off('message', onMessage);
+    });
     if (ws.readyState !== ws.OPEN) connection.session.connectionLost(transport);
   }
 
@@ -161,13 +189,28 @@ export class WebSocketSessions {
           reject(new ProtocolError('bad_request', 'session.resume must be the first frame of a connection'));
           return;
         }
-        const resumed = this.engine.resumeSession(session, { sessionId: message.sessionId, token: message.token, cursor: message.cursor }, onEnd);
-        if (!resumed.ok) {
-          send({ type: 'BAD_START', code: 'resume_failed', message: `${resumed.reason}: ${resumed.message}` });
+        const directory = this.engine.directory;
+        if (directory && !connection.relayed && !this.engine.holdsSession(message.sessionId)) {
+          // Maybe another gateway of the cluster owns it: ask the directory, then relay there.
+          connection.starting = true;
+          directory.ownerOf(message.sessionId).then(
+            (owner) => {
+              connection.starting = false;
+              if (owner && owner !== directory.self && connection.ws.readyState === connection.ws.OPEN) {
+                this.engine.abandonHandshake(session, 'relayed');
+                connection.relay = relayToOwner(connection.ws, owner, text, { highWaterBytes: this.options.highWaterBytes, lowWaterBytes: this.options.lowWaterBytes });
+                return;
+              }
+              this.resume(connection, message, onEnd);
+            },
+            () => {
+              connection.starting = false;
+              send({ type: 'BAD_START', code: 'resume_failed', message: 'unavailable: the session directory cannot be reached; try again' });
+            },
+          );
           return;
         }
-        connection.session = resumed.session;
-        connection.listening = resumed.session.listens();
+        this.resume(connection, message, onEnd);
         return;
       }
       case 'speak': {
@@ -216,6 +259,17 @@ export class WebSocketSessions {
         session.reply({ type: 'pong' });
         return;
     }
+  }
+
+  /** session.resume honoured here (this process holds the session), or refused. */
+  private resume(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.resume' }>, onEnd: () => void): void {
+    const resumed = this.engine.resumeSession(connection.session, { sessionId: message.sessionId, token: message.token, cursor: message.cursor }, onEnd);
+    if (!resumed.ok) {
+      connection.session.send({ type: 'BAD_START', code: 'resume_failed', message: `${resumed.reason}: ${resumed.message}` });
+      return;
+    }
+    connection.session = resumed.session;
+    connection.listening = resumed.session.listens();
   }
 
   /** session.start admitted or refused: a granted session gets its listen verdict and resume offer with START. */
