@@ -13,6 +13,8 @@ export const CloseCode = {
   policyViolation: 1008,
   /** The server failed in a way it did not expect. */
   internalError: 1011,
+  /** The server is draining: a resumable session's client resumes elsewhere (wire contract v2). */
+  serviceRestart: 1012,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

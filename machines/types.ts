@@ -107,6 +107,8 @@ export type ServerMessage =
     }
   | { type: 'error'; code: ErrorCode; message: string; id?: string }
   | { type: 'pong' }
+  /** A draining server, before it closes a resumable session's connection with 1012: resume elsewhere. */
+  | { type: 'session.goaway'; timeLeftMs: number }
   // Listening (wire contract v2): positions on the input's media clock (audio received).
   | { type: 'input.speech_started'; turn: string; audioMs: number }
   | { type: 'input.speech_stopped'; turn: string; audioMs: number }

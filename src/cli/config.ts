@@ -42,6 +42,8 @@ export interface ClusterConfig {
   role: ClusterRole;
   /** A dead gateway's places under the per-key caps come back after at most this long. */
   leaseMs: number;
+  /** On SIGTERM, how long resumable sessions may finish their utterances after session.goaway. */
+  drainMs: number;
 }
 
 export interface SayConfig {
@@ -87,6 +89,8 @@ cluster options (docs/operations.md, "A cluster"):
                         the per-key session caps then hold across every gateway
   --role <role>         gateway or all (VOXLINE_ROLE, default all; worker is not built yet)
   --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
+  --drain-ms <ms>       on SIGTERM, resumable sessions get session.goaway and 1012, resume on another gateway
+                        and may finish what plays for this long (VOXLINE_DRAIN_MS, default 10000)
 
 say options:
   --out <file.wav>      where to write the audio (required)
@@ -147,6 +151,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         redis: { type: 'string' },
         role: { type: 'string' },
         'lease-ms': { type: 'string' },
+        'drain-ms': { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -203,7 +208,8 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   const redisUrl = values.redis ?? env.VOXLINE_REDIS_URL;
   const role = values.role ?? env.VOXLINE_ROLE;
   const leaseMs = int('--lease-ms', values['lease-ms'] ?? env.VOXLINE_LEASE_MS, 300, 3_600_000);
-  if (!redisUrl && (role !== undefined || leaseMs !== undefined)) throw new ConfigError('--role and --lease-ms need --redis');
+  const drainMs = int('--drain-ms', values['drain-ms'] ?? env.VOXLINE_DRAIN_MS, 0, 600_000);
+  if (!redisUrl && (role !== undefined || leaseMs !== undefined || drainMs !== undefined)) throw new ConfigError('--role, --lease-ms and --drain-ms need --redis');
   if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
   if (role === 'worker') throw new ConfigError('--role worker: synthesis workers on Redis Streams are not built yet; use gateway or all');
   if (redisUrl && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError(`--redis must be a redis:// or rediss:// URL, got "${redisUrl}"`);
@@ -225,7 +231,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       ...(providers ? { providers } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
-      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000 } } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000 } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

@@ -42,7 +42,7 @@ export async function serve(config: ServeConfig): Promise<void> {
       ...(listening.options ? { listen: listening.options } : {}),
       ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
       ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
-      ...(cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory } : {}),
+      ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, drainMs: config.cluster.drainMs } : {}),
     });
   } catch (error) {
     await setup.close();
@@ -57,7 +57,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     if (stopping) process.exit(130); // a second signal exits at once
     stopping = true;
     log.info({ event: 'draining', signal });
-    const force = setTimeout(() => process.exit(1), 10_000);
+    // The drain of a cluster gateway's resumable sessions comes first, then the usual 10 s guard.
+    const force = setTimeout(() => process.exit(1), 10_000 + (config.cluster?.drainMs ?? 0));
     force.unref();
     Promise.all([voxline.close().then(() => cluster?.close()), setup.close()]).then(
       () => {

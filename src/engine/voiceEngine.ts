@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
-import { closeRequest, type CloseRequest } from '../../machines/errors.js';
+import { CloseCode, closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import {
   defaultListenLimits,
@@ -568,7 +568,8 @@ export class VoiceEngine extends EventEmitter<{
     };
     const shell = this.sessions.get(handshake.sessionId);
     const transport = shell?.link?.transport;
-    if (!shell || !transport || this.draining) return refuse('unavailable', 'this server is not taking sessions');
+    // Taken while draining too: a draining gateway's own clients come back to it, relayed by another.
+    if (!shell || !transport) return refuse('unavailable', 'this connection cannot take a session');
     const io = this.sessions.get(request.sessionId);
     const snapshot = io?.actor.getSnapshot();
     if (!io?.resumable || io === shell || snapshot?.status !== 'active') return refuse('unknown_session', 'no such session (unknown, ended or its window ran out)');
@@ -790,12 +791,39 @@ export class VoiceEngine extends EventEmitter<{
   /**
    * Graceful shutdown: refuse new sessions, end every live utterance once (failed,
    * shutting_down), close sockets with 1001, then release the providers.
+   *
+   * Resumable sessions drain first (`drainMs` > 0): their clients get `session.goaway` and a
+   * 1012 close, so they resume on another gateway (which relays them back here); the sessions go
+   * on, detached or relayed, until nothing plays or waits in any of them, or `drainMs` passed.
+   * Only then do they end like the others.
    */
-  async shutdown(timeoutMs = 5_000): Promise<void> {
+  async shutdown(timeoutMs = 5_000, drainMs = 0): Promise<void> {
     this.draining = true;
+    const goaway: CloseRequest = { code: CloseCode.serviceRestart, reason: 'server draining; resume elsewhere', error: 'shutting_down' };
+    const draining: SessionIO[] = [];
     for (const io of [...this.sessions.values()]) {
-      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
+      const snapshot = io.actor.getSnapshot();
+      if (snapshot.status !== 'active') continue;
+      if (drainMs > 0 && io.resumable && !snapshot.matches('handshake')) {
+        draining.push(io);
+        const transport = io.link?.transport;
+        if (transport?.isOpen()) {
+          // Straight to this connection: the next one (the resume) gets its own session.ready, not this.
+          try {
+            transport.send({ type: 'session.goaway', timeLeftMs: drainMs });
+          } catch {
+            /* closing anyway */
+          }
+          transport.close(goaway);
+        }
+        continue;
+      }
+      io.actor.send({ type: 'SHUTDOWN' });
     }
+    const drainDeadline = Date.now() + drainMs;
+    const busy = (io: SessionIO) => io.actor.getSnapshot().status === 'active' && !speakerIdle(io.actor);
+    while (draining.some(busy) && Date.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+    for (const io of draining) if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const io of [...this.sessions.values()]) {
@@ -806,4 +834,10 @@ export class VoiceEngine extends EventEmitter<{
     this.sessions.clear();
     await Promise.all([...this.options.providers.map((p) => p.close()), ...(this.listen?.recognizers ?? []).map((r) => r.close())]);
   }
+}
+
+/** Nothing plays or waits in the session (no speaker yet, or its speaker idle): a drain can end it. */
+function speakerIdle(actor: SessionActor): boolean {
+  const speaker = speakerOf(actor.getSnapshot())?.getSnapshot();
+  return !speaker || speaker.status !== 'active' || speaker.matches('idle');
 }

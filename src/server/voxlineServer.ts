@@ -36,6 +36,12 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   heartbeatIntervalMs?: number;
   /** On close, how long sockets get to finish their close handshake before they are cut (default 2 s). */
   closeGraceMs?: number;
+  /**
+   * On close, how long resumable sessions may go on after their clients were sent
+   * `session.goaway` and a 1012 close (they resume on another gateway of a cluster, which relays
+   * them back here): until nothing plays or waits in them, at most this long (default 0: no drain).
+   */
+  drainMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -120,7 +126,8 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
       return;
     }
     socket.on('error', () => {});
-    if (engine.isDraining) return refuse(socket, 503);
+    // Draining: no new sessions, but the resumes of this gateway's own sessions, relayed by another, come in.
+    if (engine.isDraining && req.headers[relayedHeader] !== '1') return refuse(socket, 503);
     const admitted = admission.admitConnection(req.socket.remoteAddress ?? 'unknown', req.headers.origin);
     if (!admitted.ok) return refuse(socket, httpStatus(admitted.refusal.code));
     socket.once('close', () => admitted.value.release());
@@ -198,10 +205,12 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     handleRequest,
     close() {
       closed ??= (async () => {
-        server.off('upgrade', onUpgrade);
         inspector?.close();
         webSockets.close();
-        await engine.shutdown();
+        // Upgrades stay handled through the drain: new sessions get 503, but this gateway's own
+        // sessions come back through another gateway's relay.
+        await engine.shutdown(5_000, options.drainMs ?? 0);
+        server.off('upgrade', onUpgrade);
         metrics?.detach();
         // Every session has ended and sent its close frame; a peer that does not answer the
         // close handshake in time (one that stopped reading) is cut, so close never hangs on it.

@@ -125,6 +125,27 @@ describe('resuming on another gateway of a cluster', () => {
     });
   }
 
+  it('SIGTERM on a gateway mid-utterance: session.goaway and 1012, the client resumes on the other gateway with nothing lost, the gateway exits 0', async () => {
+    const c = await gateway();
+    const client = await TestVoiceClient.start(c.url, { resume: true });
+    for (const frame of script) client.send(frame);
+    await client.waitFor(() => (audioCount(client) >= 8 ? true : undefined));
+    c.child.kill('SIGTERM');
+    expect(await client.waitForClose()).toBe(1012);
+    expect(client.messages().find((m) => m.type === 'session.goaway')).toMatchObject({ timeLeftMs: 5_000 });
+    const resumed = await resumeOn(b.url, client);
+    expect(resumed.messages()[0]).toMatchObject({ type: 'session.ready', resumed: true });
+    if (!client.messages().some((m) => m.type === 'speak.end' && m.id === 'u3')) await resumed.waitForEnd('u3');
+    const all = [...withoutReady(client.frames), ...withoutReady(resumed.frames)].filter((f) => !(f.kind === 'message' && f.message.type === 'session.goaway'));
+    assertContract(all);
+    const heard = samplesById(all);
+    for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+    // Nothing plays any more: the draining gateway ends the session (1001, relayed) and exits 0.
+    expect(await resumed.waitForClose(8_000)).toBe(1001);
+    await c.exited;
+    expect(c.child.exitCode).toBe(0);
+  });
+
   it('a resume whose owner was killed fails cleanly: resume_failed and 1008 within seconds, nothing hangs', async () => {
     const dropped = await TestVoiceClient.start(a.url, { resume: true });
     dropped.send(script[0]);

@@ -1,6 +1,7 @@
 // A gateway process of a test cluster: the real server and cluster membership (as `voxline serve
 // --redis` makes them), with the deterministic tone voice so runs can be compared sample for
-// sample. Configured by environment: REDIS_URL, LEASE_MS, RESUME_WINDOW_MS, TONE_PAUSE_MS.
+// sample. Configured by environment: REDIS_URL, LEASE_MS, RESUME_WINDOW_MS, TONE_PAUSE_MS, DRAIN_MS.
+// SIGTERM drains (session.goaway, 1012, resumes relayed back here) and exits 0.
 import { joinCluster } from '../../src/cluster/joinCluster.js';
 import { createVoxlineServer } from '../../src/server/voxlineServer.js';
 import { ToneProvider } from './toneProvider.js';
@@ -12,6 +13,7 @@ const server = createVoxlineServer({
   sharedSessionCap: cluster.sessionCap,
   sessionDirectory: cluster.sessionDirectory,
   heartbeatIntervalMs: 0,
+  drainMs: Number(process.env.DRAIN_MS ?? 5_000),
 });
 const { url } = await server.listen(0, '127.0.0.1');
 const voice = `${url.replace('http', 'ws')}/v1/voice`;
