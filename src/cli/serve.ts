@@ -42,7 +42,7 @@ export async function serve(config: ServeConfig): Promise<void> {
       ...(listening.options ? { listen: listening.options } : {}),
       ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
       ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
-      ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, drainMs: config.cluster.drainMs } : {}),
+      ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, sharedTextBudget: cluster.textBudget, drainMs: config.cluster.drainMs } : {}),
     });
   } catch (error) {
     await setup.close();

@@ -1,12 +1,15 @@
 // Everything a gateway shares with its cluster through Redis, made in one place for the CLI and
 // for embedders: the per-key session cap and the directory of resumable sessions.
+import { defaultAdmissionPolicy } from '../engine/admission.js';
 import { RedisSessionCap } from './keySessionCap.js';
 import { connectRedis } from './redis.js';
 import { RedisSessionDirectory } from './sessionDirectory.js';
+import { redisTextBudget, type SharedTextBudget } from './textBudget.js';
 
 export interface ClusterMembership {
   sessionCap: RedisSessionCap;
   sessionDirectory: RedisSessionDirectory;
+  textBudget: SharedTextBudget;
   /** Tell the cluster where this gateway's voice endpoint is (once it listens). */
   advertise(voiceUrl: string): void;
   /** Give back every lease and record of this gateway and disconnect. */
@@ -18,6 +21,8 @@ export interface ClusterOptions {
   /** Leases and directory records live this long without a refresh (a dead gateway's expire after it). */
   leaseMs?: number;
   prefix?: string;
+  /** The speech requests' text budget per key per minute (the admission policy's textCharsPerMinute). */
+  textCharsPerMinute?: number;
 }
 
 export async function joinCluster(options: ClusterOptions): Promise<ClusterMembership> {
@@ -28,6 +33,7 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterMembe
   return {
     sessionCap,
     sessionDirectory,
+    textBudget: redisTextBudget(redis, options.textCharsPerMinute ?? defaultAdmissionPolicy.textCharsPerMinute, options.prefix),
     advertise: (url) => sessionDirectory.advertise(url),
     async close() {
       await Promise.all([sessionCap.close(), sessionDirectory.close()]);

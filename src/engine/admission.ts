@@ -6,6 +6,13 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { TokenBucket } from 'limiter';
 import type { ErrorCode } from '../../machines/types.js';
 import type { SharedSessionCap } from '../cluster/keySessionCap.js';
+import type { SharedTextBudget } from '../cluster/textBudget.js';
+
+/** What a cluster shares across gateways instead of counting in this process. */
+export interface SharedAdmission {
+  sessionCap?: SharedSessionCap;
+  textBudget?: SharedTextBudget;
+}
 
 export interface AdmissionPolicy {
   /** API keys; when set, every session must present one. */
@@ -92,12 +99,12 @@ export class Admission {
   private readonly textBudgets = new Map<string, TokenBucket>();
 
   /**
-   * `sharedCap`: the per-key session cap kept across a cluster (Redis) instead of in this
-   * process; sessions then wait for its answer before they are admitted.
+   * `shared`: the per-key session cap and the speech requests' text budget kept across a cluster
+   * (Redis) instead of in this process; admission then waits for their answers.
    */
   constructor(
     policy: Partial<AdmissionPolicy> = {},
-    private readonly sharedCap?: SharedSessionCap,
+    private readonly shared: SharedAdmission = {},
   ) {
     this.policy = { ...defaultAdmissionPolicy, ...policy };
     this.keyDigests = this.policy.apiKeys.map(digest);
@@ -143,7 +150,7 @@ export class Admission {
     }
     if (!this.requiresKey || token === undefined) return { ok: true, value: noLease };
     const keyId = digest(token).toString('hex');
-    if (this.sharedCap) return this.admitShared(keyId);
+    if (this.shared.sessionCap) return this.admitShared(keyId);
     const open = this.perKey.get(keyId) ?? 0;
     if (open >= this.policy.maxSessionsPerKey) {
       return { ok: false, refusal: { code: 'too_many_sessions', message: `this key already has ${open} open sessions`, reason: 'key_cap' } };
@@ -156,7 +163,7 @@ export class Admission {
     const max = this.policy.maxSessionsPerKey;
     let lease: Lease | null;
     try {
-      lease = await this.sharedCap!.acquire(keyId, max);
+      lease = await this.shared.sessionCap!.acquire(keyId, max);
     } catch {
       // Fail closed: without the cluster's count a key could open any number of sessions.
       return { ok: false, refusal: { code: 'internal', message: 'the session cap cannot be checked now; try again', reason: 'cap_unavailable' } };
@@ -191,8 +198,14 @@ export class Admission {
     };
   }
 
-  /** Spend `chars` of the text budget of an HTTP client (its key, or its IP without keys). */
-  admitRequestText(client: string, chars: number): boolean {
+  /** Spend `chars` of the text budget of an HTTP client (its key, or its IP without keys); cluster-wide when shared. */
+  admitRequestText(client: string, chars: number): boolean | Promise<boolean> {
+    if (this.shared.textBudget) {
+      return this.shared.textBudget.spend(client, chars).then((ok) => {
+        if (!ok) this.counters.rateLimited++;
+        return ok;
+      });
+    }
     let bucket = this.textBudgets.get(client);
     if (bucket) this.textBudgets.delete(client); // re-inserted below: most recently used last
     else bucket = fullBucket(this.policy.textCharsPerMinute, this.policy.textCharsPerMinute, 'minute');

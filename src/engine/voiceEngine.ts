@@ -29,6 +29,7 @@ import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
 import type { SharedSessionCap } from '../cluster/keySessionCap.js';
 import type { SessionDirectory } from '../cluster/sessionDirectory.js';
+import type { SharedTextBudget } from '../cluster/textBudget.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
@@ -61,6 +62,8 @@ export interface VoiceEngineOptions {
   listen?: ListenOptions;
   /** The per-key session cap kept across a cluster (Redis); without it the cap is counted in this process. */
   sharedSessionCap?: SharedSessionCap;
+  /** The speech requests' per-key text budget kept across a cluster (Redis). */
+  sharedTextBudget?: SharedTextBudget;
   /** Where a cluster's resumable sessions live, so a resume on another gateway can be relayed here. */
   sessionDirectory?: SessionDirectory;
   /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
@@ -275,7 +278,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap' | 'sessionDirectory'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -317,7 +320,7 @@ export class VoiceEngine extends EventEmitter<{
       ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
       ...(options.maxConnectionsPerIp !== undefined ? { maxConnectionsPerIp: options.maxConnectionsPerIp } : {}),
       ...(options.allowedOrigins ? { allowedOrigins: options.allowedOrigins } : {}),
-    }, options.sharedSessionCap);
+    }, { ...(options.sharedSessionCap ? { sessionCap: options.sharedSessionCap } : {}), ...(options.sharedTextBudget ? { textBudget: options.sharedTextBudget } : {}) });
     // `provider:voice` always names one provider's voice; a bare voice id goes to the
     // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];

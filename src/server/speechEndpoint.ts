@@ -118,7 +118,8 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
       if (request.input.length > engine.maxTextChars) {
         throw new ApiError(400, `'input' may hold at most ${engine.maxTextChars} characters`, 'invalid_request_error', 'input', 'text_too_long');
       }
-      if (!admission.admitRequestText(admission.clientOf(ip, token), request.input.length)) {
+      const spent = admission.admitRequestText(admission.clientOf(ip, token), request.input.length);
+      if (!(spent instanceof Promise ? await spent : spent)) {
         throw new ApiError(429, `over ${admission.policy.textCharsPerMinute} characters of text per minute`, 'rate_limit_error', null, 'rate_limited', 60_000);
       }
       if (!(speechModels as readonly string[]).includes(request.model)) {

@@ -20,7 +20,7 @@ const children: ChildProcess[] = [];
 
 async function gateway(): Promise<Gateway> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/toneGateway.ts'], {
-    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000' },
+    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -144,6 +144,22 @@ describe('resuming on another gateway of a cluster', () => {
     expect(await resumed.waitForClose(8_000)).toBe(1001);
     await c.exited;
     expect(c.child.exitCode).toBe(0);
+  });
+
+  it('the speech requests’ text budget holds across gateways (one minute window per client, in Redis)', async () => {
+    // TEXT_PER_MINUTE is 400 on these gateways; the client is 127.0.0.1 on both (no keys).
+    const speech = (url: string, input: string) =>
+      fetch(`${url.replace('ws', 'http').replace('/v1/voice', '')}/v1/audio/speech`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'voxline', input, voice: 'tone', response_format: 'pcm' }),
+      });
+    const first = await speech(a.url, 'x'.repeat(250));
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+    const second = await speech(b.url, 'y'.repeat(250));
+    expect(second.status).toBe(429);
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
   });
 
   it('a resume whose owner was killed fails cleanly: resume_failed and 1008 within seconds, nothing hangs', async () => {
