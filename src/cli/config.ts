@@ -44,6 +44,8 @@ export interface ClusterConfig {
   leaseMs: number;
   /** On SIGTERM, how long resumable sessions may finish their utterances after session.goaway. */
   drainMs: number;
+  /** A synthesis job whose worker did not refresh its claim for this long is taken for dead. */
+  claimIdleMs: number;
 }
 
 export interface SayConfig {
@@ -87,7 +89,9 @@ serve options (each also from the environment):
 cluster options (docs/operations.md, "A cluster"):
   --redis <url>         join a cluster through Redis, e.g. redis://127.0.0.1:6379 (VOXLINE_REDIS_URL);
                         the per-key session caps then hold across every gateway
-  --role <role>         gateway or all (VOXLINE_ROLE, default all; worker is not built yet)
+  --role <role>         gateway (sessions; synthesis by workers), worker (synthesis only) or all
+                        (sessions and synthesis in this process) (VOXLINE_ROLE, default all)
+  --claim-idle-ms <ms>  a synthesis job whose worker went quiet this long ends failed (VOXLINE_CLAIM_IDLE_MS, default 5000)
   --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
   --drain-ms <ms>       on SIGTERM, resumable sessions get session.goaway and 1012, resume on another gateway
                         and may finish what plays for this long (VOXLINE_DRAIN_MS, default 10000)
@@ -152,6 +156,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         role: { type: 'string' },
         'lease-ms': { type: 'string' },
         'drain-ms': { type: 'string' },
+        'claim-idle-ms': { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -209,9 +214,9 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   const role = values.role ?? env.VOXLINE_ROLE;
   const leaseMs = int('--lease-ms', values['lease-ms'] ?? env.VOXLINE_LEASE_MS, 300, 3_600_000);
   const drainMs = int('--drain-ms', values['drain-ms'] ?? env.VOXLINE_DRAIN_MS, 0, 600_000);
+  const claimIdleMs = int('--claim-idle-ms', values['claim-idle-ms'] ?? env.VOXLINE_CLAIM_IDLE_MS, 300, 600_000);
   if (!redisUrl && (role !== undefined || leaseMs !== undefined || drainMs !== undefined)) throw new ConfigError('--role, --lease-ms and --drain-ms need --redis');
   if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
-  if (role === 'worker') throw new ConfigError('--role worker: synthesis workers on Redis Streams are not built yet; use gateway or all');
   if (redisUrl && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError(`--redis must be a redis:// or rediss:// URL, got "${redisUrl}"`);
   return {
     command: 'serve',
@@ -231,7 +236,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       ...(providers ? { providers } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
-      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000 } } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000 } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

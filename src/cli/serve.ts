@@ -28,10 +28,19 @@ export async function serve(config: ServeConfig): Promise<void> {
     await setup.close();
     throw error;
   }
+  if (cluster && config.cluster?.role === 'worker') return work(config.cluster, cluster, setup, log);
+  // A gateway synthesizes through the workers: each provider becomes a queue of jobs for them.
+  const providers =
+    cluster && config.cluster?.role === 'gateway'
+      ? await (async () => {
+          const { RedisJobProvider } = await import('../cluster/synthJobs.js');
+          return setup.providers.map((p) => new RedisJobProvider(cluster!.redis, p.name, p.voices, p.maxPieceChars));
+        })()
+      : setup.providers;
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
-      providers: setup.providers,
+      providers,
       ...(config.defaultVoice ? { defaultVoice: config.defaultVoice } : {}),
       ...(config.sampleRate ? { sampleRates: [config.sampleRate, ...allRates.filter((r) => r !== config.sampleRate)] } : {}),
       ...(Object.keys(limits).length > 0 ? { limits } : {}),
@@ -100,4 +109,40 @@ export async function serve(config: ServeConfig): Promise<void> {
 async function joinCluster(cluster: ClusterConfig) {
   const { joinCluster: join } = await import('../cluster/joinCluster.js');
   return join({ redisUrl: cluster.redisUrl, leaseMs: cluster.leaseMs });
+}
+
+/**
+ * `--role worker`: no sessions, no HTTP; this process takes the synthesis jobs of every provider
+ * it runs from Redis Streams and writes their audio back. SIGTERM stops taking jobs, lets the
+ * running ones finish (bounded), and exits 0.
+ */
+async function work(cluster: ClusterConfig, membership: Awaited<ReturnType<typeof joinCluster>>, setup: Awaited<ReturnType<typeof providersFromEnv>>, log: ReturnType<typeof createLogger>): Promise<void> {
+  const { SynthWorker } = await import('../cluster/synthJobs.js');
+  await Promise.all(setup.providers.map((p) => p.ready()));
+  const workers = setup.providers.map(
+    (p) => new SynthWorker(membership.redis, p, { claimIdleMs: cluster.claimIdleMs, concurrency: p.poolStats?.().size ?? 4 }),
+  );
+  await Promise.all(workers.map((w) => w.start()));
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    log.info({ event: 'draining', signal });
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    Promise.all(workers.map((w) => w.stop(10_000)))
+      .then(() => Promise.all([setup.close(), membership.close()]))
+      .then(
+        () => {
+          log.info({ event: 'stopped' });
+          log.flush();
+          process.exit(0);
+        },
+        () => process.exit(1),
+      );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  log.info({ event: 'worker', providers: setup.summary, claimIdleMs: cluster.claimIdleMs });
+  process.stdout.write(`voxline worker ready (${setup.providers.map((p) => p.name).join(', ')})\n`);
 }

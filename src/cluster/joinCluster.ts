@@ -2,11 +2,12 @@
 // for embedders: the per-key session cap and the directory of resumable sessions.
 import { defaultAdmissionPolicy } from '../engine/admission.js';
 import { RedisSessionCap } from './keySessionCap.js';
-import { connectRedis } from './redis.js';
+import { connectRedis, type Redis } from './redis.js';
 import { RedisSessionDirectory } from './sessionDirectory.js';
 import { redisTextBudget, type SharedTextBudget } from './textBudget.js';
 
 export interface ClusterMembership {
+  redis: Redis;
   sessionCap: RedisSessionCap;
   sessionDirectory: RedisSessionDirectory;
   textBudget: SharedTextBudget;
@@ -31,6 +32,7 @@ export async function joinCluster(options: ClusterOptions): Promise<ClusterMembe
   const sessionCap = new RedisSessionCap(redis, shared);
   const sessionDirectory = new RedisSessionDirectory(redis, shared);
   return {
+    redis,
     sessionCap,
     sessionDirectory,
     textBudget: redisTextBudget(redis, options.textCharsPerMinute ?? defaultAdmissionPolicy.textCharsPerMinute, options.prefix),
