@@ -75,6 +75,8 @@ export interface ListenOptions {
   limits?: Partial<ListenLimits>;
   /** Wall clock of the recognition deadline (tests pass a simulated one). */
   wallClock?: Clock;
+  /** With a VAD that decides later (Silero): most audio a session may have waiting for decisions (default 3000 ms). */
+  vadBacklogMs?: number;
 }
 
 /** Listening counters (metrics and leak checks). */
@@ -88,6 +90,8 @@ export interface ListeningStats {
   recognizerErrors: Record<string, number>;
   /** Seconds of microphone audio accepted. */
   audioSeconds: number;
+  /** Milliseconds of audio waiting for an asynchronous VAD's decisions, over every session. */
+  vadBacklogMs: number;
 }
 
 const defaultListenFormats: ListenFormat[] = [{ encoding: 'pcm_s16le', sampleRate: 16_000 }];
@@ -231,7 +235,7 @@ export class VoiceEngine extends EventEmitter<{
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
-  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0, vadBacklogMs: 0 };
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -327,6 +331,7 @@ export class VoiceEngine extends EventEmitter<{
           limits: { ...defaultListenLimits, ...this.listen.limits },
           sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
           ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
+          ...(this.listen.vadBacklogMs !== undefined ? { vadBacklogMs: this.listen.vadBacklogMs } : {}),
           hooks: {
             listenerStarted: () => listening.listeners++,
             listenerStopped: () => listening.listeners--,
@@ -336,6 +341,7 @@ export class VoiceEngine extends EventEmitter<{
             bargeIn: () => listening.bargeIns++,
             recognizerError: (code) => (listening.recognizerErrors[code] = (listening.recognizerErrors[code] ?? 0) + 1),
             audio: (ms) => (listening.audioSeconds += ms / 1000),
+            vadBacklog: (deltaMs) => (listening.vadBacklogMs += deltaMs),
           },
         })
       : undefined;
