@@ -191,6 +191,12 @@ class ListeningSession {
   private readonly maxBacklogSamples: number;
   /** The wait for the VAD's pending decisions, while one runs. */
   private inference: Promise<void> | null = null;
+  /**
+   * A barge-in raised while late decisions are replayed: sent to the connection after the
+   * listener's step, not from inside its `report` action (the connection is idle then and would
+   * run its whole step nested in the listener's action).
+   */
+  private bargeInHeld: 'no' | 'holding' | 'raised' = 'no';
   private job: LiveJob | null = null;
   private released = false;
 
@@ -307,7 +313,15 @@ class ListeningSession {
       const pcm = backlog.take(Math.round(frame.durationMs * samplesPerMs));
       this.options.hooks?.vadBacklog?.(-pcm.length / samplesPerMs);
       this.hear(pcm);
-      this.voice(frame);
+      this.bargeInHeld = 'holding';
+      try {
+        this.voice(frame);
+      } finally {
+        // (`report` may have changed it during the step: TypeScript cannot see that.)
+        const raised = (this.bargeInHeld as string) === 'raised';
+        this.bargeInHeld = 'no';
+        if (raised && !this.released) this.sendBack({ type: 'BARGE_IN' });
+      }
       for (const event of backlog.due()) if (!this.released) this.listener.send(event);
     }
   }
@@ -340,7 +354,8 @@ class ListeningSession {
     switch (report.type) {
       case 'BARGE_IN':
         hooks?.bargeIn?.();
-        this.sendBack({ type: 'BARGE_IN' });
+        if (this.bargeInHeld === 'no') this.sendBack({ type: 'BARGE_IN' });
+        else this.bargeInHeld = 'raised';
         return;
       case 'input.speech_started':
         hooks?.turnStarted?.();
