@@ -122,6 +122,8 @@ export type AbuseLimits = Pick<
 export interface SessionObserver {
   /** XState's `inspect` callback for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void;
+  /** XState's `inspect` callback for the session's listener actor (its own system), if the observer shows it. */
+  observeListener?(sessionId: string): (event: InspectionEvent) => void;
   sessionEnded(sessionId: string): void;
 }
 
@@ -332,6 +334,7 @@ export class VoiceEngine extends EventEmitter<{
           sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
           ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
           ...(this.listen.vadBacklogMs !== undefined ? { vadBacklogMs: this.listen.vadBacklogMs } : {}),
+          ...(options.inspector?.observeListener ? { inspect: (sessionId: string) => options.inspector!.observeListener!(sessionId) } : {}),
           hooks: {
             listenerStarted: () => listening.listeners++,
             listenerStopped: () => listening.listeners--,
