@@ -164,6 +164,27 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
   }, 60_000);
 });
 
+describe('listening: the audible tail after a completed utterance', () => {
+  it('the echo guard holds while the client still plays a completed utterance; a playback report of its end lifts it', async () => {
+    const c = await TestVoiceClient.start(url, { listen });
+    // About 8 s of speech, made ~20x faster than real time: it completes long before it has played.
+    c.send({ type: 'speak', id: 'answer', text: 'This is a complete answer that the client will play for several seconds after it was sent.' });
+    const end = await c.waitForEnd('answer');
+    expect(end.reason).toBe('completed');
+    expect(end.stats.durationMs).toBeGreaterThan(4_000);
+    const echo = await speech.render('This is a long answer that goes on and on. This is a long answer.', { leadMs: 100, tailMs: 300, gainDb: -20 });
+    // The assistant's voice coming back through the microphone, while the client plays the tail.
+    for (const f of frames(echo, 100)) await sendInStep(c, f);
+    expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(false);
+    // The client says it played the stream to its end: the same echo is now the user's speech.
+    c.send({ type: 'playback', stream: end.stream, playedMs: end.stats.durationMs });
+    for (const f of frames(echo, 100)) await sendInStep(c, f);
+    expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(true);
+    c.close();
+    await released();
+  }, 60_000);
+});
+
 describe('listening: the Opus uplink', () => {
   it('a phrase sent as one 20 ms Opus packet per frame is heard exactly', async () => {
     const OpusScript = (await import('opusscript')).default;
