@@ -324,6 +324,10 @@ export class VoiceEngine extends EventEmitter<{
       },
     });
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
+    // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn. Here,
+    // not in createListening: the engine owns them from now on (shutdown closes them), so whoever
+    // starts their processes also stops them. A failure is the first job's to report.
+    for (const recognizer of this.listen?.recognizers ?? []) recognizer.ready().catch(() => {});
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({

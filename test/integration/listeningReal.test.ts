@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
 import { createListening } from '../../src/listening/listening.js';
+import { PocketSphinxRecognizer } from '../../src/listening/pocketsphinx/index.js';
 import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
@@ -35,6 +36,9 @@ beforeAll(async () => {
   const listening = await createListening({ micInput: { burstMs: 600_000 } });
   expect(listening.options, listening.summary).not.toBeNull();
   voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
+  // The engine warms its recognizers when it is made: the first turn does not pay for a process start.
+  const sphinx = listening.options!.recognizers.find((r) => r instanceof PocketSphinxRecognizer) as PocketSphinxRecognizer;
+  await settle(() => sphinx.isReady(), 20_000, 'PocketSphinx warm before any session');
   url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
   await voxline.engine.ready();
   speech = await speechRenderer();
