@@ -81,7 +81,7 @@ export type ServerMessage =
   | {
       type: 'session.ready';
       sessionId: string;
-      /** 1 unless the client asked for a version 2 feature (listen). */
+      /** 1 unless the client asked for a version 2 feature (listen, agent). */
       protocol: 1 | 2;
       format: AudioFormat;
       voices: VoiceInfo[];
@@ -104,7 +104,13 @@ export type ServerMessage =
   // Listening (wire contract v2): positions on the input's media clock (audio received).
   | { type: 'input.speech_started'; turn: string; audioMs: number }
   | { type: 'input.speech_stopped'; turn: string; audioMs: number }
-  | { type: 'transcript'; turn: string; text: string; final: boolean };
+  | { type: 'transcript'; turn: string; text: string; final: boolean }
+  // The agent turn (wire contract v2).
+  | { type: 'reply.text'; turn: string; text: string }
+  | { type: 'turn.end'; turn: string; status: TurnStatus; heard: string; error?: WireError };
+
+/** How an agent turn ended (wire `turn.end.status`). */
+export type TurnStatus = 'completed' | 'interrupted' | 'empty' | 'superseded' | 'failed';
 
 /** A speak request after the codec validated its shape. */
 export interface SpeakRequest {
@@ -124,6 +130,11 @@ export interface EndRecord {
   stats: UtteranceStats;
   /** Internal cause, for logs and metrics only (never on the wire). */
   cause: string;
+  /**
+   * Non-space characters of its text the user heard at most (never on the wire): whole pieces
+   * played, plus the played share of a piece whose audio was all sent (UtteranceOutlet.heardChars).
+   */
+  heardChars: number;
 }
 
 export interface SessionLimits {
@@ -175,6 +186,10 @@ export const defaultSessionLimits: SessionLimits = {
  */
 export interface AudioLane {
   pass(pcm: Int16Array): number;
+  /** The audio from here on speaks a piece of the text with this many non-space characters. */
+  startPiece(chars: number): void;
+  /** All audio of the piece started last was passed or sent. */
+  endPiece(): void;
 }
 
 /** What the upstream (synthesis) actor is started with, one per utterance. */
@@ -239,6 +254,8 @@ export type ConnectionEvent =
       voice?: string;
       /** Present when the client asked to listen: the engine's verdict (the chart stays pure). */
       listen?: ListenVerdict;
+      /** Present when the client asked for the agent turn (and its listen request was granted). */
+      agent?: AgentSettings;
     }
   | { type: 'BAD_START'; code: ErrorCode; message: string }
   | SpeakerCommand
@@ -250,7 +267,58 @@ export type ConnectionEvent =
   /** From the listener: the user spoke over the assistant. */
   | { type: 'BARGE_IN' }
   /** From the speaker: whether an utterance of the assistant is audible now. */
-  | AssistantAudible;
+  | AssistantAudible
+  /** From the listener host: where a user turn starts and what was heard in it. */
+  | UserTurnEvent
+  /** From the speaker: an utterance ended (routed to the turn). */
+  | UtteranceEnded
+  /** From the turn: what the speaker is to say, or stop saying, of a reply. */
+  | ReplyOrder;
+
+/** The speaker's report of every utterance's end, to its parent. */
+export type UtteranceEnded = {
+  type: 'UTTERANCE_ENDED';
+  id: string;
+  stream: number;
+  reason: EndReason;
+  error?: WireError;
+  /** Non-space characters of its text heard at most (EndRecord.heardChars). */
+  heardChars: number;
+};
+
+/** What the listener host tells the connection of each user turn (for the agent turn). */
+export type UserTurnEvent =
+  | { type: 'USER_TURN_STARTED'; turn: string }
+  /** The turn's one final transcript; `error` when recognition failed (text then empty). */
+  | { type: 'USER_TURN_HEARD'; turn: string; text: string; error?: WireError };
+
+/** The turn's orders for the speaker, through the connection. */
+export type ReplyOrder =
+  | { type: 'REPLY_SPEAK'; request: SpeakRequest }
+  /** The user's words cut the reply short: ends it as a barge-in does (`interrupted`). */
+  | { type: 'REPLY_INTERRUPT' }
+  /** The reply cannot go on (its model failed): ends it as a stop does. */
+  | { type: 'REPLY_STOP'; id: string };
+
+/** The agent of a session (wire `session.start.agent`), validated. */
+export interface AgentSettings {
+  instructions?: string;
+  voice?: string;
+}
+
+/** What the reply (language model) actor reports to the turn. */
+export type ReplyEvent =
+  | { type: 'REPLY_DELTA'; text: string }
+  | { type: 'REPLY_DONE' }
+  | { type: 'REPLY_ERROR'; error: WireError };
+
+/** The turn chart's events: from the connection (client, listener, speaker) and its reply actor. */
+export type TurnEvent =
+  | UserTurnEvent
+  | UtteranceEnded
+  | ReplyEvent
+  | { type: 'STOP'; id?: string }
+  | { type: 'SHUTDOWN' };
 
 /**
  * The speaker's own report: an utterance is audible from its first audio frame until its end.

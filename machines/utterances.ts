@@ -53,6 +53,12 @@ export class UtteranceOutlet implements AudioLane {
   /** When the upstream last showed life (a chunk, or the client draining): the gap clock's start. */
   private lastLifeAt: number;
   private gate: 'closed' | 'open' | 'sealed' = 'closed';
+  /**
+   * The text pieces whose audio went out, in order: where each starts (samples numbered before
+   * it), its non-space characters, and where it ends once all its audio went (-1 until then).
+   * At most one entry per sentence of the utterance's text, which is bounded.
+   */
+  private readonly pieces: { start: number; chars: number; end: number }[] = [];
 
   /** The session's clock (the machine's `now`). */
   constructor(private readonly now: () => number) {
@@ -98,6 +104,43 @@ export class UtteranceOutlet implements AudioLane {
     return this.gate === 'open' ? this.number(pcm) : -1;
   }
 
+  startPiece(chars: number): void {
+    if (this.gate === 'sealed') return;
+    this.endPiece();
+    this.pieces.push({ start: this.samples, chars, end: -1 });
+  }
+
+  endPiece(): void {
+    const last = this.pieces[this.pieces.length - 1];
+    if (last && last.end < 0) last.end = this.samples;
+  }
+
+  /**
+   * How much the user can have played: the client's report when there is one, else what was
+   * sent, and never more than real time since the first audio went out (audio plays no faster).
+   */
+  playedMs(sampleRate: number, reportedMs: number | undefined): number {
+    const sentMs = (this.samples / sampleRate) * 1000;
+    if (reportedMs !== undefined) return Math.min(sentMs, reportedMs);
+    return this.firstAudioAt === null ? 0 : Math.min(sentMs, this.now() - this.firstAudioAt);
+  }
+
+  /**
+   * Non-space characters heard by `playedMs`, at most: every piece whose audio was wholly played,
+   * plus the played share (rounded down) of a piece whose audio was all sent. A piece still being
+   * synthesized counts nothing: its length in time is not known yet, and heard must not run ahead.
+   */
+  heardChars(playedMs: number, sampleRate: number): number {
+    const played = (playedMs / 1000) * sampleRate;
+    let chars = 0;
+    for (const piece of this.pieces) {
+      if (piece.end < 0 || played <= piece.start) break;
+      if (played >= piece.end) chars += piece.chars;
+      else chars += Math.floor((piece.chars * (played - piece.start)) / Math.max(1, piece.end - piece.start));
+    }
+    return chars;
+  }
+
   /** The gap clock starts over now. */
   restartGapClock(): void {
     this.lastLifeAt = this.now();
@@ -114,8 +157,7 @@ export class UtteranceOutlet implements AudioLane {
    */
   playsOn(sampleRate: number): { sentMs: number; playsForMs: number } {
     const sentMs = Math.floor((this.samples * 1000) / sampleRate);
-    const playsForMs = this.firstAudioAt === null ? 0 : Math.max(0, this.firstAudioAt + sentMs - this.now());
-    return { sentMs, playsForMs };
+    return { sentMs, playsForMs: Math.max(0, Math.ceil(sentMs - this.playedMs(sampleRate, undefined))) };
   }
 
   /** The utterance's figures for its speak.end. */
@@ -267,6 +309,8 @@ export function endOfCurrent(
   cause: string,
   sampleRate: number,
   error?: WireError,
+  /** What the user heard of it (UtteranceOutlet.heardChars); the speaker knows the playback reports. */
+  heardChars = 0,
 ): EndRecord {
   return {
     id: current.id,
@@ -275,6 +319,7 @@ export function endOfCurrent(
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
     stats: current.outlet.stats(current.acceptedAt, sampleRate),
     cause,
+    heardChars,
   };
 }
 
@@ -286,5 +331,6 @@ export function endOfQueued(queued: QueuedUtterance, reason: EndReason, cause: s
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
     stats: { chunks: 0, bytes: 0, firstAudioMs: null, durationMs: 0 },
     cause,
+    heardChars: 0,
   };
 }

@@ -2,6 +2,7 @@
 // environment enables, pino logs, and a drain on SIGTERM/SIGINT (a second signal exits at once).
 import { providersFromEnv, recognizersFromEnv } from '../config/providersFromEnv.js';
 import { createListening } from '../listening/listening.js';
+import { createChatModelFromEnv } from '../config/chatModelFromEnv.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
 import type { ServeConfig } from './config.js';
@@ -28,6 +29,8 @@ export async function serve(config: ServeConfig): Promise<void> {
     await setup.close();
     throw error;
   }
+  // The agent turn's language model: a configured endpoint, Groq or OpenAI by key, else the echo model.
+  const chat = await createChatModelFromEnv(process.env, { emulators: config.emulators });
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
@@ -40,9 +43,10 @@ export async function serve(config: ServeConfig): Promise<void> {
       inspect: config.inspect,
       metrics: config.metrics,
       ...(listening.options ? { listen: listening.options } : {}),
+      agent: { model: chat.model },
     });
   } catch (error) {
-    await setup.close();
+    await Promise.all([setup.close(), chat.close()]);
     throw error;
   }
   const voxline = created;
@@ -55,7 +59,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     log.info({ event: 'draining', signal });
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
-    Promise.all([voxline.close(), setup.close()]).then(
+    Promise.all([voxline.close(), setup.close(), chat.close()]).then(
       () => {
         log.info({ event: 'stopped' });
         log.flush();
@@ -68,7 +72,7 @@ export async function serve(config: ServeConfig): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
-  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
+  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, agent: chat.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
   if (!listening.options) process.stderr.write(`voxline: ${listening.summary}\n`);
   process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
   voxline.engine.ready().then(

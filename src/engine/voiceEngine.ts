@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
+import { turnMachine, type TurnEnd } from '../../machines/turn.machine.js';
 import { closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import {
@@ -14,18 +15,25 @@ import {
   type ListenLimits,
   type ListenRequest,
   type ListenVerdict,
+  type AgentSettings,
   type ServerMessage,
   type SessionLimits,
   type VoiceInfo,
   type WireError,
 } from '../../machines/types.js';
 import { createListenerHost, type MicInput } from '../listening/listenerHost.js';
+import { Conversation, type ConversationLimits } from '../agent/conversation.js';
+import { withDeadlines } from '../agent/deadlines.js';
+import { echoChatModel } from '../agent/echoChatModel.js';
+import { createReplyActor } from '../agent/replyActor.js';
+import type { ChatModel } from '../agent/types.js';
 import type { Clock } from '../listening/mediaClock.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../listening/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import { PlayoutClock } from './playout.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 
 export interface VoiceEngineOptions {
@@ -55,6 +63,32 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /**
+   * How far (ms of audio) a listening session's audio may run ahead of its client's playback
+   * (default 1000): enough for network jitter, and barge-in then ends a reply the user is still
+   * hearing. Sessions that do not listen are not paced.
+   */
+  playoutLeadMs?: number;
+  /** The agent turn (sessions that ask with session.start `agent`); the embedded echo model by default. */
+  agent?: AgentOptions;
+}
+
+/** What the engine answers user turns with (wire contract v2, "The agent turn"). */
+export interface AgentOptions {
+  /** The language model, already behind withDeadlines (default: the echo model, with deadlines). */
+  model?: ChatModel;
+  /** Bounds of each session's conversation. */
+  conversation?: ConversationLimits;
+}
+
+/** Agent counters (metrics and leak checks). */
+export interface AgentStats {
+  /** Model requests alive (one per reply being written). */
+  replies: number;
+  /** Turns ended, by status. */
+  turnsEnded: Record<string, number>;
+  /** Model failures, by code. */
+  modelErrors: Record<string, number>;
 }
 
 /** What the engine needs to listen (wire contract v2). */
@@ -77,6 +111,11 @@ export interface ListenOptions {
   wallClock?: Clock;
   /** With a VAD that decides later (Silero): most audio a session may have waiting for decisions (default 3000 ms). */
   vadBacklogMs?: number;
+}
+
+/** The session's negotiated output rate (the connection's context). */
+function actorSampleRate(io: SessionIO): number | undefined {
+  return (io.actor.getSnapshot().context as { sampleRate?: number }).sampleRate;
 }
 
 /** Listening counters (metrics and leak checks). */
@@ -142,6 +181,7 @@ export interface EngineStats {
    */
   heldAudioBytes: number;
   listening: ListeningStats;
+  agent: AgentStats;
   /** session.start frames refused for a missing or wrong key. */
   authFailures: number;
   /** Client frames refused by the message or text rate limits. */
@@ -181,6 +221,10 @@ interface SessionIO {
   observe: boolean;
   /** The session's place under its key's cap, given back when the session ends. */
   keyLease?: Lease;
+  /** The agent's conversation with this session's user (created with its first turn). */
+  conversation?: Conversation;
+  /** A listening session's playback as the server models it (paces its audio). */
+  playout?: PlayoutClock;
 }
 
 export interface SessionHandle {
@@ -194,6 +238,8 @@ export interface SessionHandle {
   watchState(): void;
   /** Hold the session's place under its key's cap until it ends; false if it has ended already (the lease is released). */
   holdKeyLease(lease: Lease): boolean;
+  /** Pace this session's audio to real time plus the playout lead (sessions that listen; after START). */
+  pacePlayout(): void;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
 }
@@ -207,6 +253,10 @@ export class VoiceEngine extends EventEmitter<{
   sessionEnded: [{ sessionId: string }];
   providerError: [{ provider: string; error: WireError }];
   providerCircuit: [{ provider: string; state: CircuitStateName }];
+  /** An agent turn ended (one per user turn of a session with an agent). */
+  turnEnded: [{ sessionId: string } & TurnEnd];
+  /** A reply's first text came from the model. */
+  replyFirstText: [{ sessionId: string; turn: string }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -219,7 +269,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen'>
+    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs'>
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -238,6 +288,10 @@ export class VoiceEngine extends EventEmitter<{
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
   private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0, vadBacklogMs: 0 };
+  private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
+  /** The agent's model (the configured one, or the embedded echo model). */
+  readonly chatModel: ChatModel;
+  private readonly playoutLeadMs: number;
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -298,6 +352,8 @@ export class VoiceEngine extends EventEmitter<{
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
         utteranceEnded: ({ context }, record) => {
+          // Cut short: the client drops what it had scheduled, so nothing of it is ahead any more.
+          if (record.reason === 'interrupted' || record.reason === 'stopped') this.sessions.get(context.sessionId)?.playout?.reset();
           this.counters.ended++;
           this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
           const stopAt = record.reason === 'stopped' ? this.stopArrivedAt.get(context.sessionId) : undefined;
@@ -317,7 +373,7 @@ export class VoiceEngine extends EventEmitter<{
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
-            if (!io || io.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+            if (!io || (io.transport.bufferedBytes() <= this.options.lowWaterBytes && (io.playout?.drained ?? true))) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
@@ -352,6 +408,39 @@ export class VoiceEngine extends EventEmitter<{
           },
         })
       : undefined;
+    this.chatModel = options.agent?.model ?? withDeadlines(echoChatModel());
+    this.playoutLeadMs = options.playoutLeadMs ?? 1_000;
+    const conversationLimits = options.agent?.conversation;
+    const agentStats = this.agentStats;
+    const conversationOf = (sessionId: string) => {
+      const io = this.sessions.get(sessionId);
+      if (io) io.conversation ??= new Conversation(conversationLimits);
+      return io?.conversation;
+    };
+    const turn = turnMachine.provide({
+      actions: {
+        sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
+        remember: ({ context }, memory) => {
+          const conversation = conversationOf(context.sessionId);
+          if (memory.kind === 'user') conversation?.userSaid(memory.turn, memory.text);
+          else conversation?.assistantHeard(memory.turn, memory.heard, memory.interrupted);
+        },
+        turnEnded: ({ context }, end) => {
+          agentStats.turnsEnded[end.status] = (agentStats.turnsEnded[end.status] ?? 0) + 1;
+          this.emit('turnEnded', { sessionId: context.sessionId, ...end });
+        },
+      },
+      actors: {
+        reply: createReplyActor({
+          model: this.chatModel,
+          conversation: conversationOf,
+          onStart: () => agentStats.replies++,
+          onEnd: () => agentStats.replies--,
+          onFirstText: (sessionId, turnId) => this.emit('replyFirstText', { sessionId, turn: turnId }),
+          onError: (error) => (agentStats.modelErrors[error.code] = (agentStats.modelErrors[error.code] ?? 0) + 1),
+        }),
+      },
+    });
     this.machine = connectionMachine.provide({
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
@@ -360,7 +449,7 @@ export class VoiceEngine extends EventEmitter<{
           if (io?.transport.isOpen()) io.transport.close(close);
         },
       },
-      actors: listener ? { speaker, listener } : { speaker },
+      actors: listener ? { speaker, listener, turn } : { speaker, turn },
     });
   }
 
@@ -382,6 +471,11 @@ export class VoiceEngine extends EventEmitter<{
     await Promise.all(this.options.providers.map((p) => p.ready()));
   }
 
+  /** A voice id (or `provider:id`) a session may name. */
+  offersVoice(id: string): boolean {
+    return this.voiceIds.has(id);
+  }
+
   /** The listener's limits in force (defaults with the engine's overrides). */
   listenLimits(): ListenLimits {
     return { ...defaultListenLimits, ...this.listen?.limits };
@@ -397,6 +491,7 @@ export class VoiceEngine extends EventEmitter<{
       backpressurePauses: this.counters.backpressurePauses,
       heldAudioBytes: this.lookAheadBytes + this.options.providers.reduce((sum, p) => sum + (p.poolStats?.().bufferedBytes ?? 0), 0),
       listening: { ...this.listening, recognizerErrors: { ...this.listening.recognizerErrors } },
+      agent: { replies: this.agentStats.replies, turnsEnded: { ...this.agentStats.turnsEnded }, modelErrors: { ...this.agentStats.modelErrors } },
       authFailures: this.admission.counters.authFailures,
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
@@ -455,6 +550,9 @@ export class VoiceEngine extends EventEmitter<{
         this.watchPhases(actor, transport);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
+      pacePlayout: () => {
+        io.playout ??= new PlayoutClock(this.playoutLeadMs);
+      },
       stop: (id) => {
         // The machine announces the ends inside this send; note when the STOP arrived for metrics.
         this.stopArrivedAt.set(sessionId, performance.now());
@@ -572,7 +670,8 @@ export class VoiceEngine extends EventEmitter<{
       this.transportFailed(io);
       return;
     }
-    if (io.transport.bufferedBytes() > this.options.highWaterBytes) {
+    io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
+    if (io.transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();

@@ -33,6 +33,8 @@ import type {
   RecognitionCommand,
   RecognitionEvent,
   ServerMessage,
+  UserTurnEvent,
+  WireError,
 } from '../../machines/types.js';
 import { MediaClock, type Clock } from './mediaClock.js';
 import {
@@ -46,6 +48,9 @@ import {
   type VoiceFrame,
 } from './types.js';
 import { VadBacklog } from './vadBacklog.js';
+
+/** What the host tells its connection. */
+type ListenerHostReport = { type: 'BARGE_IN' } | UserTurnEvent;
 
 /** A refused microphone frame: the client gets this error and the session goes on. */
 export interface MicRefusal {
@@ -192,19 +197,21 @@ class ListeningSession {
   /** The wait for the VAD's pending decisions, while one runs. */
   private inference: Promise<void> | null = null;
   /**
-   * A barge-in raised while late decisions are replayed: sent to the connection after the
+   * What the listener tells the connection while late decisions are replayed: sent after the
    * listener's step, not from inside its `report` action (the connection is idle then and would
-   * run its whole step nested in the listener's action).
+   * run its whole step nested in the listener's action). Null outside such a step.
    */
-  private bargeInHeld: 'no' | 'holding' | 'raised' = 'no';
+  private heldForConnection: ListenerHostReport[] | null = null;
   private job: LiveJob | null = null;
   private released = false;
+  /** The recognition error of the turn being finalized, sent with its final. */
+  private turnError: WireError | null = null;
 
   constructor(
     private readonly input: ListenerHostInput,
     private readonly options: ListenerHostOptions,
     machine: ProvidedListener,
-    private readonly sendBack: (event: { type: 'BARGE_IN' }) => void,
+    private readonly sendBack: (event: ListenerHostReport) => void,
   ) {
     const recognizer = options.recognizers.get(input.grant.recognizer);
     if (!recognizer) throw new Error(`no recognizer named ${input.grant.recognizer}`);
@@ -313,14 +320,13 @@ class ListeningSession {
       const pcm = backlog.take(Math.round(frame.durationMs * samplesPerMs));
       this.options.hooks?.vadBacklog?.(-pcm.length / samplesPerMs);
       this.hear(pcm);
-      this.bargeInHeld = 'holding';
+      const held: ListenerHostReport[] = [];
+      this.heldForConnection = held;
       try {
         this.voice(frame);
       } finally {
-        // (`report` may have changed it during the step: TypeScript cannot see that.)
-        const raised = (this.bargeInHeld as string) === 'raised';
-        this.bargeInHeld = 'no';
-        if (raised && !this.released) this.sendBack({ type: 'BARGE_IN' });
+        this.heldForConnection = null;
+        for (const report of held) if (!this.released) this.sendBack(report);
       }
       for (const event of backlog.due()) if (!this.released) this.listener.send(event);
     }
@@ -347,24 +353,45 @@ class ListeningSession {
     );
   }
 
-  /** The listener's report: messages to the client, barge-in to the connection. */
+  /**
+   * The listener's report: messages to the client; barge-in, and each user turn's start and final
+   * (for the agent turn), to the connection. A recognition error precedes its turn's empty final
+   * and travels with it.
+   */
   report(report: ListenerReport): void {
     if (this.released) return;
     const hooks = this.options.hooks;
     switch (report.type) {
       case 'BARGE_IN':
         hooks?.bargeIn?.();
-        if (this.bargeInHeld === 'no') this.sendBack({ type: 'BARGE_IN' });
-        else this.bargeInHeld = 'raised';
+        this.tellConnection({ type: 'BARGE_IN' });
         return;
       case 'input.speech_started':
         hooks?.turnStarted?.();
-        break;
+        this.send(report);
+        this.tellConnection({ type: 'USER_TURN_STARTED', turn: report.turn });
+        return;
       case 'error':
         hooks?.recognizerError?.(report.code);
+        this.turnError = { code: report.code, message: report.message };
+        break;
+      case 'transcript':
+        if (report.final) {
+          // The client reads the final before anything the agent says about it.
+          this.send(report);
+          const error = this.turnError;
+          this.turnError = null;
+          this.tellConnection({ type: 'USER_TURN_HEARD', turn: report.turn, text: report.text, ...(error ? { error } : {}) });
+          return;
+        }
         break;
     }
     this.send(report);
+  }
+
+  private tellConnection(report: ListenerHostReport): void {
+    if (this.heldForConnection) this.heldForConnection.push(report);
+    else this.sendBack(report);
   }
 
   /** One turn's recognition: the `recognition` actor's body. Returns its cleanup. */
@@ -495,7 +522,7 @@ class ListeningSession {
 export function createListenerHost(options: ListenerHostOptions) {
   const machine = providedListener();
   return fromCallback<ListenerHostEvent, ListenerHostInput>(({ input, sendBack, receive }) => {
-    const session = new ListeningSession(input, options, machine, sendBack as (event: { type: 'BARGE_IN' }) => void);
+    const session = new ListeningSession(input, options, machine, sendBack as (event: ListenerHostReport) => void);
     receive((event) => {
       // A throw here would kill the callback without its cleanup (XState #5433): never let one out.
       try {
