@@ -5,42 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import type { ListenGrant, ServerMessage } from '../../machines/types.js';
 import { defaultListenLimits } from '../../machines/types.js';
-import type { AsyncVoiceActivityDetector, VoiceActivityDetector, VoiceFrame } from '../../src/listening/types.js';
+import type { VoiceActivityDetector } from '../../src/listening/types.js';
 import { createHarness } from '../support/machineHarness.js';
-import { bytesOf, levelVad, pcmMicInput, ScriptedRecognizer, tone } from '../support/listeningStandIns.js';
+import { bytesOf, laterVad, levelVad, pcmMicInput, ScriptedRecognizer, tone } from '../support/listeningStandIns.js';
 
 const grant: ListenGrant = { granted: true, format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', interruptions: true, recognizer: 'scripted' };
-
-/** The level VAD, but its decisions are handed out only when the test answers a drain. */
-function laterVad(frameMs = 20) {
-  const inner = levelVad({ frameMs });
-  const decided: VoiceFrame[] = [];
-  const waiters: Array<(frames: VoiceFrame[]) => void> = [];
-  const vad = {
-    frameMs,
-    decidesLater: true as const,
-    closed: false,
-    push(pcm: Int16Array): VoiceFrame[] {
-      if (!vad.closed) decided.push(...inner.push(pcm));
-      return [];
-    },
-    drain(): Promise<VoiceFrame[]> {
-      return new Promise((resolve) => waiters.push(resolve));
-    },
-    /** Answer the waiting drain with the next `count` decisions (all by default). */
-    answer(count = decided.length) {
-      waiters.shift()?.(decided.splice(0, count));
-    },
-    get waiting() {
-      return waiters.length;
-    },
-    reset() {},
-    close() {
-      vad.closed = true;
-    },
-  };
-  return vad satisfies AsyncVoiceActivityDetector;
-}
 
 const flush = async () => {
   for (let i = 0; i < 6; i++) await Promise.resolve();
