@@ -70,6 +70,8 @@ export interface TurnContext {
   endAs: { status: TurnStatus; error?: WireError } | null;
   /** The session is shutting down: no reply starts any more. */
   closing: boolean;
+  /** The user turn that was being heard at shutdown: it ended then, so its final is ignored. */
+  abandoned: string | null;
 }
 
 /** What `remember` is told: the conversation keeps the user's words and what was heard of each reply. */
@@ -191,10 +193,20 @@ const turnActions = turnEnding.extend({
     }),
     /** The words kept while the last reply was being ended start the next (they are remembered already). */
     startNextReply: assign(({ context }) => (context.next ? { reply: newReply(context.next.turn, context.next.text), next: null, endAs: null } : {})),
-    noteClosing: assign({ closing: true }),
+    /**
+     * Shutdown: nothing new starts, and the user turn being heard ends now (its final may only
+     * come after the connection closed). Two actions, no enqueued assign: at shutdown the
+     * connection sends this from inside its own action, where XState warns about dynamic assigns.
+     */
+    endHeardAtClose: turnEnqueue(({ context, enqueue }) => {
+      if (context.hearing) {
+        enqueue({ type: 'endTurn', params: { turn: context.hearing, status: 'failed', heard: '', error: wireError('shutting_down') } });
+      }
+    }),
+    markClosing: assign(({ context }) => ({ closing: true, hearing: null, abandoned: context.hearing })),
     /** After shutdown: a final still ends its turn (nothing answers it any more). */
-    endUnanswerable: turnEnqueue(({ event, enqueue }) => {
-      if (event.type !== 'USER_TURN_HEARD') return;
+    endUnanswerable: turnEnqueue(({ context, event, enqueue }) => {
+      if (event.type !== 'USER_TURN_HEARD' || event.turn === context.abandoned) return;
       const end: TurnEnd = hasWords(event.text)
         ? { turn: event.turn, status: 'failed', heard: '', error: wireError('shutting_down') }
         : event.error
@@ -254,10 +266,9 @@ const turnActions = turnEnding.extend({
     }),
     /** A reply that never reached the speaker ends now. */
     endUnspoken: turnEnqueue<EndAs>(({ context, enqueue }, endAs) => {
-      if (!context.reply) return;
-      enqueue({ type: 'endTurn', params: { turn: context.reply.turn, heard: '', ...endAs } });
-      enqueue.assign({ reply: null });
+      if (context.reply) enqueue({ type: 'endTurn', params: { turn: context.reply.turn, heard: '', ...endAs } });
     }),
+    forgetReply: assign({ reply: null }),
     /** The reply's utterance ended: its turn ends as that end says (or as the turn decided). */
     endSpoken: turnEnqueue(({ context, event, enqueue }) => {
       if (event.type !== 'UTTERANCE_ENDED' || !context.reply) return;
@@ -279,6 +290,23 @@ const turnActions = turnEnding.extend({
   },
 });
 
+/**
+ * While the speaker has the reply (`speaking`, `finishing`): its end ends the turn; the user's
+ * words cut it and are answered next; after shutdown nothing is answered (the reply ends with
+ * the speaker's end).
+ */
+const whileSpoken = {
+  UTTERANCE_ENDED: { guard: 'isReplyEnd' as const, target: '#turn.replying.over' as const, actions: 'endSpoken' as const },
+  USER_TURN_HEARD: [
+    { guard: 'isClosing' as const, actions: ['clearHearing' as const, 'endUnanswerable' as const] },
+    {
+      guard: 'heardWords' as const,
+      target: '#turn.replying.ending' as const,
+      actions: ['clearHearing' as const, { type: 'cutReply' as const, params: { status: 'interrupted' as const } }, 'keepNext' as const],
+    },
+  ],
+};
+
 /** After a reply's turn ended: closed on shutdown, else the words heard meanwhile, else waiting. */
 const afterReply = [
   { guard: 'isClosing' as const, target: '#turn.closed' as const, actions: 'endNext' as const },
@@ -297,12 +325,13 @@ export const turnMachine = turnActions.createMachine({
     next: null,
     endAs: null,
     closing: false,
+    abandoned: null,
   }),
   initial: 'waiting',
   on: {
     USER_TURN_STARTED: { actions: 'noteHearing' },
     // A reply in the speaker's hands ends with the speaker's shutdown (failed, shutting_down).
-    SHUTDOWN: { actions: 'noteClosing' },
+    SHUTDOWN: { actions: ['endHeardAtClose', 'markClosing'] },
   },
   states: {
     // No reply: user turns are heard, and words start one.
@@ -312,7 +341,7 @@ export const turnMachine = turnActions.createMachine({
           { guard: 'heardWords', target: 'replying', actions: ['clearHearing', 'startReply'] },
           { actions: ['clearHearing', 'endUnanswered'] },
         ],
-        SHUTDOWN: { target: 'closed', actions: 'noteClosing' },
+        SHUTDOWN: { target: 'closed', actions: ['endHeardAtClose', 'markClosing'] },
       },
     },
 
@@ -350,28 +379,31 @@ export const turnMachine = turnActions.createMachine({
                 ],
                 REPLY_DONE: [
                   // Nothing written: an empty reply, spoken to its (empty) end.
-                  { guard: 'nothingWritten', target: '#turn.replying.over', actions: { type: 'endUnspoken', params: { status: 'completed' } } },
+                  { guard: 'nothingWritten', target: '#turn.replying.over', actions: [{ type: 'endUnspoken', params: { status: 'completed' } }, 'forgetReply'] },
                   { actions: 'noteWritten' },
                 ],
                 REPLY_ERROR: {
                   target: '#turn.replying.over',
-                  actions: { type: 'endUnspoken', params: ({ event }) => ({ status: 'failed' as const, error: (event as Extract<ReplyEvent, { type: 'REPLY_ERROR' }>).error }) },
+                  actions: [
+                    { type: 'endUnspoken', params: ({ event }) => ({ status: 'failed' as const, error: (event as Extract<ReplyEvent, { type: 'REPLY_ERROR' }>).error }) },
+                    'forgetReply',
+                  ],
                 },
                 // The user's words before the reply began: it is superseded, and they are answered.
                 USER_TURN_HEARD: {
                   guard: 'heardWords',
                   target: '#turn.replying',
                   reenter: true,
-                  actions: ['clearHearing', { type: 'endUnspoken', params: { status: 'superseded' } }, 'startReply'],
+                  actions: ['clearHearing', { type: 'endUnspoken', params: { status: 'superseded' } }, 'forgetReply', 'startReply'],
                 },
                 STOP: {
                   guard: 'stopsReply',
                   target: '#turn.replying.over',
-                  actions: { type: 'endUnspoken', params: { status: 'interrupted' } },
+                  actions: [{ type: 'endUnspoken', params: { status: 'interrupted' } }, 'forgetReply'],
                 },
                 SHUTDOWN: {
                   target: '#turn.closed',
-                  actions: ['noteClosing', { type: 'endUnspoken', params: { status: 'failed', error: wireError('shutting_down') } }],
+                  actions: ['endHeardAtClose', 'markClosing', { type: 'endUnspoken', params: { status: 'failed', error: wireError('shutting_down') } }, 'forgetReply'],
                 },
               },
             },
@@ -387,16 +419,7 @@ export const turnMachine = turnActions.createMachine({
                   target: '#turn.replying.ending',
                   actions: { type: 'cutReply', params: ({ event }) => ({ status: 'failed' as const, error: (event as Extract<ReplyEvent, { type: 'REPLY_ERROR' }>).error }) },
                 },
-                UTTERANCE_ENDED: { guard: 'isReplyEnd', target: '#turn.replying.over', actions: 'endSpoken' },
-                USER_TURN_HEARD: [
-                  // Shutting down: nothing is answered any more, the reply ends with the speaker.
-                  { guard: 'isClosing', actions: ['clearHearing', 'endUnanswerable'] },
-                  {
-                    guard: 'heardWords',
-                    target: '#turn.replying.ending',
-                    actions: ['clearHearing', { type: 'cutReply', params: { status: 'interrupted' } }, 'keepNext'],
-                  },
-                ],
+                ...whileSpoken,
                 // A client STOP reaches the speaker too: the reply's end follows as UTTERANCE_ENDED.
                 // A shutdown ends the speaker's utterances too (failed, shutting_down), the same way.
               },
@@ -406,15 +429,7 @@ export const turnMachine = turnActions.createMachine({
         // All text handed; the speaker plays the rest.
         finishing: {
           on: {
-            UTTERANCE_ENDED: { guard: 'isReplyEnd', target: 'over', actions: 'endSpoken' },
-            USER_TURN_HEARD: [
-              { guard: 'isClosing', actions: ['clearHearing', 'endUnanswerable'] },
-              {
-                guard: 'heardWords',
-                target: 'ending',
-                actions: ['clearHearing', { type: 'cutReply', params: { status: 'interrupted' } }, 'keepNext'],
-              },
-            ],
+            ...whileSpoken,
           },
         },
         // The turn asked the speaker to end the reply; its end is awaited (bounded).

@@ -225,6 +225,11 @@ interface SessionIO {
   conversation?: Conversation;
   /** A listening session's playback as the server models it (paces its audio). */
   playout?: PlayoutClock;
+  /**
+   * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
+   * speech_stopped message went out), and the stream of its reply once accepted.
+   */
+  voiceToVoice?: { turn: string; speechStoppedAt: number; stream: number | null };
 }
 
 export interface SessionHandle {
@@ -257,6 +262,8 @@ export class VoiceEngine extends EventEmitter<{
   turnEnded: [{ sessionId: string } & TurnEnd];
   /** A reply's first text came from the model. */
   replyFirstText: [{ sessionId: string; turn: string }];
+  /** From the end of the user's speech (speech_stopped) to the first audio of its reply. */
+  voiceToVoice: [{ sessionId: string; turn: string; ms: number }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -642,6 +649,12 @@ export class VoiceEngine extends EventEmitter<{
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
     if (!io?.transport.isOpen()) return;
+    // The start of a voice-to-voice measurement (its end is the reply's first audio, in sendAudio).
+    if (message.type === 'input.speech_stopped' && io.playout !== undefined) {
+      io.voiceToVoice = { turn: message.turn, speechStoppedAt: performance.now(), stream: null };
+    } else if (message.type === 'speak.accepted' && io.voiceToVoice && message.id === `reply:${io.voiceToVoice.turn}`) {
+      io.voiceToVoice.stream = message.stream;
+    }
     try {
       io.transport.send(message);
     } catch {
@@ -671,6 +684,11 @@ export class VoiceEngine extends EventEmitter<{
       return;
     }
     io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
+    const v2v = io.voiceToVoice;
+    if (v2v && v2v.stream === stream) {
+      io.voiceToVoice = undefined;
+      this.emit('voiceToVoice', { sessionId, turn: v2v.turn, ms: performance.now() - v2v.speechStoppedAt });
+    }
     if (io.transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {

@@ -110,6 +110,9 @@ describe('the agent turn with real parts', () => {
       { role: 'user', content: 'what time is it' },
     ]);
     assertContract(c.frames);
+    const metrics = await (await fetch(url.replace('ws', 'http').replace('/v1/voice', '/metrics'))).text();
+    expect(Number(/^voxline_agent_turns_total\{status="completed"\} (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^voxline_voice_to_voice_seconds_count (\d+)/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     c.close();
     await released();
   }, 60_000);

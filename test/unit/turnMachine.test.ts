@@ -208,16 +208,19 @@ describe('turn: failures end the turn once, and the session goes on', () => {
     expect(h.reply.input.turn).toBe('t2');
   });
 
-  it('shutdown: a reply not yet handed fails `shutting_down`; a final after it ends its turn too; nothing new starts', () => {
+  it('shutdown: the user turn being heard and a reply not yet handed fail `shutting_down` at once; a later final is ignored; nothing new starts', () => {
     const h = createTurnHarness();
     h.says('t1', 'a');
     h.started('t2');
     h.send({ type: 'SHUTDOWN' });
-    h.heard('t2', 'more words');
+    const shuttingDown = expect.objectContaining({ code: 'shutting_down' });
     expect(h.turnEnds()).toEqual([
-      { type: 'turn.end', turn: 't1', status: 'failed', heard: '', error: expect.objectContaining({ code: 'shutting_down' }) },
-      { type: 'turn.end', turn: 't2', status: 'failed', heard: '', error: expect.objectContaining({ code: 'shutting_down' }) },
+      { type: 'turn.end', turn: 't2', status: 'failed', heard: '', error: shuttingDown },
+      { type: 'turn.end', turn: 't1', status: 'failed', heard: '', error: shuttingDown },
     ]);
+    h.heard('t2', 'more words'); // the listener's final for t2, after the fact
+    h.says('t3', 'b'); // (a listener stops at shutdown; were one to go on, its turns still end once)
+    expect(h.turnEnds().map((e) => [e.turn, e.status])).toEqual([['t2', 'failed'], ['t1', 'failed'], ['t3', 'failed']]);
     expect(h.replies).toHaveLength(1);
     expect(h.reply.stopped).toBe(true);
   });
