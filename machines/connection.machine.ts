@@ -15,6 +15,7 @@ import { assign, enqueueActions, fromCallback, sendTo, setup, type AnyActorRef, 
 import type {
   AgentSettings,
   AssistantAudible,
+  AudibleTail,
   ConnectionEvent,
   ErrorCode,
   ListenGrant,
@@ -55,6 +56,8 @@ export interface ConnectionContext {
   now: () => number;
   /** The engine's listen verdict from START; null when the client did not ask to listen. */
   listen: ListenVerdict | null;
+  /** The completed utterance the client still plays (hearing.listening.tail), else null. */
+  audibleTail: AudibleTail | null;
   /** The session's agent (wire `session.start.agent`); null when the client did not ask for one. */
   agent: AgentSettings | null;
 }
@@ -111,8 +114,12 @@ export const connectionSetup = setup({
     },
     /** Barge-in: the speaker ends what plays and what waits (reason interrupted). */
     interruptSpeaker: sendTo('speaker', { type: 'INTERRUPT' } satisfies SpeakerEvent),
-    /** Microphone audio, commits and the assistant's audibility go to the listener host unchanged. */
+    /** Microphone audio and commits go to the listener host unchanged. */
     routeToListener: sendTo('listener', ({ event }) => event as ListenerHostEvent),
+    /** Whether the assistant is audible, as the listener's echo guard and barge-in should see it. */
+    tellListenerAudible: sendTo('listener', (_, { audible }: { audible: boolean }) => ({ type: 'ASSISTANT_AUDIBLE', audible }) satisfies ListenerHostEvent),
+    noteAudibleTail: assign(({ event }) => ({ audibleTail: event.type === 'ASSISTANT_AUDIBLE' ? (event.tail ?? null) : null })),
+    forgetAudibleTail: assign({ audibleTail: null }),
     /**
      * The session ends for shutdown: a turn in progress gets its final transcript first. Sent to
      * the listener at once (a sendTo would run after this step's close, or find it stopped).
@@ -131,6 +138,12 @@ export const connectionSetup = setup({
   },
   guards: {
     listenGranted: ({ context }) => context.listen?.granted === true,
+    audibleNow: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && event.audible,
+    /** A completed utterance ended and the client still plays some of it. */
+    stillPlays: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && !event.audible && (event.tail?.playsForMs ?? 0) > 0,
+    /** The client reports the tail's stream played to its end. */
+    tailPlayed: ({ context, event }) =>
+      event.type === 'PLAYBACK' && context.audibleTail !== null && event.stream === context.audibleTail.stream && event.playedMs >= context.audibleTail.sentMs,
     /** The agent needs ears: it answers only a session that listens. */
     agentGranted: ({ context }) => context.agent !== null && context.listen?.granted === true,
     /** The speaker is done for `cause` (its output). */
@@ -139,6 +152,8 @@ export const connectionSetup = setup({
   },
   delays: {
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
+    /** What the client plausibly still plays, bounded: the assistant never stays audible for good. */
+    audibleTail: ({ context }) => Math.min(context.audibleTail?.playsForMs ?? 0, context.limits.audibleTailMaxMs),
   },
 });
 
@@ -180,6 +195,7 @@ export const connectionMachine = connectionActions.createMachine({
     sampleRate: input.sampleRates[0] ?? 24_000,
     now: input.now ?? performanceNow,
     listen: null,
+    audibleTail: null,
     agent: null,
   }),
   initial: 'handshake',
@@ -349,7 +365,33 @@ export const connectionMachine = connectionActions.createMachine({
               on: {
                 MIC_AUDIO: { actions: 'routeToListener' },
                 COMMIT: { actions: 'routeToListener' },
-                ASSISTANT_AUDIBLE: { actions: 'routeToListener' },
+              },
+              // The assistant's audibility as the listener hears it: the speaker's view (first audio
+              // to end), plus the tail of a completed utterance that the client still plays from its
+              // buffer, bounded by wall time and cut short by a playback report of its end.
+              initial: 'silent',
+              states: {
+                silent: {
+                  on: { ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' } },
+                },
+                audible: {
+                  entry: { type: 'tellListenerAudible', params: { audible: true } },
+                  on: {
+                    ASSISTANT_AUDIBLE: [
+                      { guard: 'stillPlays', target: 'tail', actions: 'noteAudibleTail' },
+                      { guard: 'audibleNow' },
+                      { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                    ],
+                  },
+                },
+                tail: {
+                  exit: 'forgetAudibleTail',
+                  after: { audibleTail: { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } } },
+                  on: {
+                    ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' },
+                    PLAYBACK: { guard: 'tailPlayed', target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                  },
+                },
               },
             },
           },

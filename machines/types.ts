@@ -155,6 +155,11 @@ export interface SessionLimits {
   maxQueued: number;
   /** How many past utterance ids are remembered for duplicate detection. */
   idMemory: number;
+  /**
+   * After a completed utterance, the assistant counts as audible (for the listener's echo guard)
+   * while the client plausibly still plays what it was sent, but never longer than this.
+   */
+  audibleTailMaxMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -169,6 +174,7 @@ export const defaultSessionLimits: SessionLimits = {
   maxTextChars: 10_000,
   maxQueued: 16,
   idMemory: 1_024,
+  audibleTailMaxMs: 60_000,
 };
 
 /**
@@ -314,8 +320,20 @@ export type TurnEvent =
   | { type: 'STOP'; id?: string }
   | { type: 'SHUTDOWN' };
 
-/** The speaker's own report: an utterance is audible from its first audio frame until its end. */
-export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean };
+/**
+ * The speaker's own report: an utterance is audible from its first audio frame until its end.
+ * The end of a `completed` utterance carries its `tail`: the client still plays what it was sent.
+ */
+export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean; tail?: AudibleTail };
+
+/** What a completed utterance's client still plays after its end (wall time, the session's clock). */
+export interface AudibleTail {
+  stream: number;
+  /** Milliseconds of audio sent for the stream (whole ms, rounded down). */
+  sentMs: number;
+  /** How much longer it plausibly plays: the sent duration since its first audio went out, less the time since. */
+  playsForMs: number;
+}
 
 /** The speaker chart's events: routed by its connection, or reported by its upstream. */
 export type SpeakerEvent = SpeakerCommand | SpeakerInterrupt | SpeakerFinish | UpstreamEvent;

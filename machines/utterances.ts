@@ -162,6 +162,15 @@ export class UtteranceOutlet implements AudioLane {
     return this.now() - this.lastLifeAt;
   }
 
+  /**
+   * What the client still plays of this utterance now: the sent audio (whole ms) and how much of
+   * it is left, assuming playback started with the first audio and runs in real time.
+   */
+  playsOn(sampleRate: number): { sentMs: number; playsForMs: number } {
+    const sentMs = Math.floor((this.samples * 1000) / sampleRate);
+    return { sentMs, playsForMs: Math.max(0, Math.ceil(sentMs - this.playedMs(sampleRate, undefined))) };
+  }
+
   /** The utterance's figures for its speak.end. */
   stats(acceptedAt: number, sampleRate: number): UtteranceStats {
     return {

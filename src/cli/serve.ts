@@ -21,7 +21,14 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
   };
   // Listening (wire contract v2): PocketSphinx when Debian's packages are there, Groq Whisper with a key.
-  const listening = await createListening({ recognizers: recognizersFromEnv(process.env) });
+  // A VAD asked for and not installed stops the start here with its one line (cli.ts prints it).
+  let listening: Awaited<ReturnType<typeof createListening>>;
+  try {
+    listening = await createListening({ recognizers: recognizersFromEnv(process.env), ...(config.vad ? { vad: config.vad } : {}) });
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
   // The agent turn's language model: a configured endpoint, Groq or OpenAI by key, else the echo model.
   const chat = await createChatModelFromEnv(process.env, { emulators: config.emulators });
   let created: VoxlineServer;

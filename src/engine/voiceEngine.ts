@@ -109,6 +109,8 @@ export interface ListenOptions {
   limits?: Partial<ListenLimits>;
   /** Wall clock of the recognition deadline (tests pass a simulated one). */
   wallClock?: Clock;
+  /** With a VAD that decides later (Silero): most audio a session may have waiting for decisions (default 3000 ms). */
+  vadBacklogMs?: number;
 }
 
 /** The session's negotiated output rate (the connection's context). */
@@ -127,6 +129,8 @@ export interface ListeningStats {
   recognizerErrors: Record<string, number>;
   /** Seconds of microphone audio accepted. */
   audioSeconds: number;
+  /** Milliseconds of audio waiting for an asynchronous VAD's decisions, over every session. */
+  vadBacklogMs: number;
 }
 
 const defaultListenFormats: ListenFormat[] = [{ encoding: 'pcm_s16le', sampleRate: 16_000 }];
@@ -157,6 +161,8 @@ export type AbuseLimits = Pick<
 export interface SessionObserver {
   /** XState's `inspect` callback for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void;
+  /** XState's `inspect` callback for the session's listener actor (its own system), if the observer shows it. */
+  observeListener?(sessionId: string): (event: InspectionEvent) => void;
   sessionEnded(sessionId: string): void;
 }
 
@@ -288,7 +294,7 @@ export class VoiceEngine extends EventEmitter<{
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
-  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0, vadBacklogMs: 0 };
   private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
   /** The agent's model (the configured one, or the embedded echo model). */
   readonly chatModel: ChatModel;
@@ -381,6 +387,10 @@ export class VoiceEngine extends EventEmitter<{
       },
     });
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
+    // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn. Here,
+    // not in createListening: the engine owns them from now on (shutdown closes them), so whoever
+    // starts their processes also stops them. A failure is the first job's to report.
+    for (const recognizer of this.listen?.recognizers ?? []) recognizer.ready().catch(() => {});
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({
@@ -390,6 +400,8 @@ export class VoiceEngine extends EventEmitter<{
           limits: { ...defaultListenLimits, ...this.listen.limits },
           sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
           ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
+          ...(this.listen.vadBacklogMs !== undefined ? { vadBacklogMs: this.listen.vadBacklogMs } : {}),
+          ...(options.inspector?.observeListener ? { inspect: (sessionId: string) => options.inspector!.observeListener!(sessionId) } : {}),
           hooks: {
             listenerStarted: () => listening.listeners++,
             listenerStopped: () => listening.listeners--,
@@ -399,6 +411,7 @@ export class VoiceEngine extends EventEmitter<{
             bargeIn: () => listening.bargeIns++,
             recognizerError: (code) => (listening.recognizerErrors[code] = (listening.recognizerErrors[code] ?? 0) + 1),
             audio: (ms) => (listening.audioSeconds += ms / 1000),
+            vadBacklog: (deltaMs) => (listening.vadBacklogMs += deltaMs),
           },
         })
       : undefined;
