@@ -1,5 +1,6 @@
 // Renders docs/benchmarks.md from a bench run's results (bench/results/latest.json), so
 // the page can be regenerated without rerunning: `tsx bench/report.ts`.
+import type { VoiceToVoiceFigure } from './voiceToVoice.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { ContenderName, Summary } from './common.js';
 
@@ -20,6 +21,7 @@ export interface BenchResults {
     espeak: { ttfa: Summary; realtimeFactor: number; streamsPerCore: number } | null;
     leak: { heapBytesPer1000: number; handlesPer1000: number; samples: Array<[number, number]> } | null;
     heapDiff?: { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number } | null;
+    voiceToVoice?: VoiceToVoiceFigure | null;
     chat?: { rounds: number; firstTokenDelayMs: number; direct: Summary; adapters: Record<string, { own: Summary; addedP50: number; addedP99: number }> } | null;
   };
 }
@@ -127,6 +129,23 @@ export function renderReport(results: BenchResults): string {
           '|---|---|---|',
           `| direct | ${f(report.chat.direct.p50)} / ${f(report.chat.direct.p99)} | – |`,
           ...Object.entries(report.chat.adapters).map(([name, a]) => `| ${name} SDK | ${f(a.own.p50)} / ${f(a.own.p99)} | ${f(a.addedP50)} / ${f(a.addedP99)} |`),
+          '',
+        ]
+      : []),
+    ...(report.voiceToVoice
+      ? [
+          '## 8. The agent turn: voice-to-voice latency (ms)',
+          '',
+          `\`tsx bench/voiceToVoice.ts ${report.voiceToVoice.turns} ${report.voiceToVoice.conversations}\`: ${report.voiceToVoice.conversations} concurrent conversation(s) × ${report.voiceToVoice.turns} turns, each phrase sent in real time; ` +
+            `WebRTC VAD, PocketSphinx with phrases, the embedded voice, the chat emulator through groq-sdk (first text after ${report.voiceToVoice.firstTokenDelayMs} ms). ` +
+            `From the last speech sample sent to the reply's first audio frame, client-side wall time; endpointing is the configured ${report.voiceToVoice.endpointSilenceMs} ms of silence plus the VAD.`,
+          '',
+          '| part | p50 | p99 |',
+          '|---|---|---|',
+          ...(['total', 'endpointing', 'recognition', 'firstToken', 'firstAudio'] as const).map((k) => {
+            const names = { total: '**end of speech → first reply audio**', endpointing: 'endpointing (→ speech_stopped)', recognition: 'recognition (→ final transcript)', firstToken: 'first token (→ first reply.text)', firstAudio: 'first audio (→ first reply audio frame)' };
+            return `| ${names[k]} | ${f(report.voiceToVoice![k].p50, 0)} | ${f(report.voiceToVoice![k].p99, 0)} |`;
+          }),
           '',
         ]
       : []),

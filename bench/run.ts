@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
 import type { GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
 import type { ChatFirstTokenFigure } from './chatFirstToken.js';
+import type { VoiceToVoiceFigure } from './voiceToVoice.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
 import { slope, summarize, type ContenderName, type Summary } from './common.js';
@@ -31,11 +32,11 @@ const { values } = parseArgs({
   },
 });
 const only = values.only ? new Set(values.only.split(',')) : null;
-const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak' | 'listening' | 'chat') => !only || only.has(figure);
+const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak' | 'listening' | 'chat' | 'voice') => !only || only.has(figure);
 const quick = values.quick;
 const sizes = quick
-  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300 };
+  ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20, voiceTurns: 2, voiceConversations: 1 }
+  : { ttfa: [1, 100, 1000], ttfaRounds: [20, 5, 2], stop: [100, 1000], capacity: [10, 25, 50, 100, 200, 400, 800, 1600], capacityBisections: 3, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
 const firstByteDelayMs = 20;
 const contenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline']) as ContenderName[];
 const shortText = 'Good morning, here is the weather for today.';
@@ -123,6 +124,7 @@ const report = {
   heapDiff: null as null | { warm: number; measured: number; heapBytes: number; appObjects: number; appBytes: number; engineBytes: number },
   /** The agent turn's chat adapter: time to first token over the chat emulator's, sequential. */
   chat: null as null | ChatFirstTokenFigure,
+  voiceToVoice: null as null | VoiceToVoiceFigure,
 };
 
 async function withServer<T>(contender: ContenderName, fn: (port: number, server: ChildProcess) => Promise<T>): Promise<T> {
@@ -304,6 +306,14 @@ if (runs('chat')) {
   for (const [name, a] of Object.entries(report.chat.adapters)) log(`chat: ${name} adds p50 ${a.addedP50.toFixed(2)} ms to the first token (direct p50 ${report.chat.direct.p50.toFixed(2)} ms)`);
 }
 
+// 9. Voice-to-voice latency of the agent turn, split into its parts (bench/voiceToVoice.ts, its own process).
+if (runs('voice')) {
+  const { first } = await spawnChild('bench/voiceToVoice.ts', [String(sizes.voiceTurns), String(sizes.voiceConversations)]);
+  report.voiceToVoice = first as unknown as VoiceToVoiceFigure;
+  const v = report.voiceToVoice;
+  log(`voice-to-voice: p50 ${v.total.p50.toFixed(0)} ms (endpointing ${v.endpointing.p50.toFixed(0)}, recognition ${v.recognition.p50.toFixed(0)}, first token ${v.firstToken.p50.toFixed(0)}, first audio ${v.firstAudio.p50.toFixed(0)})`);
+}
+
 loadgen.kill();
 emulator.child.kill();
 results.report = report;
@@ -327,6 +337,7 @@ if (runs('leak') && contenders.includes('voxline') && !report.leak) missing.push
 if (runs('leak') && !report.heapDiff) missing.push('heap diff');
 if (runs('listening') && !(Number.isFinite(report.listening?.grammar.cpuMsPerAudioSecond) && Number.isFinite(report.listening?.general.cpuMsPerAudioSecond))) missing.push('listening');
 if (runs('chat') && !Object.values(report.chat?.adapters ?? {}).some((a) => Number.isFinite(a.addedP50))) missing.push('chat first token');
+if (runs('voice') && !Number.isFinite(report.voiceToVoice?.total.p50)) missing.push('voice-to-voice');
 
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(`bench/results/${only ? 'only' : quick ? 'quick' : 'latest'}.json`, JSON.stringify(results, null, 2));

@@ -15,7 +15,9 @@
 // synchronous), so `closing` is never seen from outside and needs no deadline.
 import { assign, enqueueActions, fromCallback, raise, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
 import type {
+  AgentSettings,
   AssistantAudible,
+  AudibleTail,
   ConnectionEvent,
   ErrorCode,
   ListenGrant,
@@ -25,10 +27,12 @@ import type {
   SessionLimits,
   SpeakerEndCause,
   SpeakerEvent,
+  TurnEvent,
   VoiceInfo,
 } from './types.js';
 import { closeRequest, handshakeRefusedReason, wireError, type CloseRequest } from './errors.js';
 import { speakerMachine, type SpeakerInput, type SpeakerOutput } from './speaker.machine.js';
+import { turnMachine, type TurnInput } from './turn.machine.js';
 
 export interface ConnectionInput {
   sessionId: string;
@@ -55,6 +59,10 @@ export interface ConnectionContext {
   now: () => number;
   /** The engine's listen verdict from START; null when the client did not ask to listen. */
   listen: ListenVerdict | null;
+  /** The completed utterance the client still plays (hearing.listening.tail), else null. */
+  audibleTail: AudibleTail | null;
+  /** The session's agent (wire `session.start.agent`); null when the client did not ask for one. */
+  agent: AgentSettings | null;
   /** The resume offer from START; null when the client did not ask to be able to resume. */
   resume: ResumeOffer | null;
 }
@@ -90,15 +98,34 @@ export const connectionSetup = setup({
         sampleRate: context.sampleRates.includes(event.sampleRate) ? event.sampleRate : context.sampleRate,
         defaultVoice: event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
         ...(event.listen ? { listen: event.listen } : {}),
+        ...(event.agent ? { agent: event.agent } : {}),
         ...(event.resume ? { resume: event.resume } : {}),
       };
     }),
-    /** Anything the connection forwards to the speaker unchanged (its events are the speaker's own). */
-    routeToSpeaker: sendTo('speaker', ({ event }) => event as SpeakerEvent),
+    /**
+     * Anything the connection forwards to the speaker: the client's frames unchanged (its events
+     * are the speaker's own), and the turn's reply orders as the speak or stop they stand for.
+     */
+    routeToSpeaker: sendTo('speaker', ({ event }): SpeakerEvent => {
+      if (event.type === 'REPLY_SPEAK') return { type: 'SPEAK', request: event.request };
+      if (event.type === 'REPLY_STOP') return { type: 'STOP', id: event.id };
+      return event as SpeakerEvent;
+    }),
+    /** User turns, utterance ends, and the client's stop go to the turn. */
+    routeToTurn: sendTo('turn', ({ event }) => event as TurnEvent),
+    /** Shutdown: the turn ends what it holds (sent at once, for the same reason as finishListening). */
+    finishTurn: ({ self }) => {
+      const turn = (self.getSnapshot() as { children: Record<string, AnyActorRef | undefined> }).children.turn;
+      turn?.send({ type: 'SHUTDOWN' } satisfies TurnEvent);
+    },
     /** Barge-in: the speaker ends what plays and what waits (reason interrupted). */
     interruptSpeaker: sendTo('speaker', { type: 'INTERRUPT' } satisfies SpeakerEvent),
-    /** Microphone audio, commits and the assistant's audibility go to the listener host unchanged. */
+    /** Microphone audio and commits go to the listener host unchanged. */
     routeToListener: sendTo('listener', ({ event }) => event as ListenerHostEvent),
+    /** Whether the assistant is audible, as the listener's echo guard and barge-in should see it. */
+    tellListenerAudible: sendTo('listener', (_, { audible }: { audible: boolean }) => ({ type: 'ASSISTANT_AUDIBLE', audible }) satisfies ListenerHostEvent),
+    noteAudibleTail: assign(({ event }) => ({ audibleTail: event.type === 'ASSISTANT_AUDIBLE' ? (event.tail ?? null) : null })),
+    forgetAudibleTail: assign({ audibleTail: null }),
     /**
      * The session ends for shutdown: a turn in progress gets its final transcript first. Sent to
      * the listener at once (a sendTo would run after this step's close, or find it stopped).
@@ -112,9 +139,19 @@ export const connectionSetup = setup({
     speaker: speakerMachine,
     /** The listener host of a session granted listening (provided by src/; does nothing by default). */
     listener: fromCallback<ListenerHostEvent, ListenerHostInput>(() => () => {}),
+    /** The agent turn of a session that asked for it (its reply actor provided by src/). */
+    turn: turnMachine,
   },
   guards: {
     listenGranted: ({ context }) => context.listen?.granted === true,
+    audibleNow: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && event.audible,
+    /** A completed utterance ended and the client still plays some of it. */
+    stillPlays: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && !event.audible && (event.tail?.playsForMs ?? 0) > 0,
+    /** The client reports the tail's stream played to its end. */
+    tailPlayed: ({ context, event }) =>
+      event.type === 'PLAYBACK' && context.audibleTail !== null && event.stream === context.audibleTail.stream && event.playedMs >= context.audibleTail.sentMs,
+    /** The agent needs ears: it answers only a session that listens. */
+    agentGranted: ({ context }) => context.agent !== null && context.listen?.granted === true,
     resumable: ({ context }) => context.resume !== null,
     /** The speaker is done for `cause` (its output). */
     speakerEndedFor: ({ event }, { cause }: { cause: SpeakerEndCause }) =>
@@ -122,6 +159,8 @@ export const connectionSetup = setup({
   },
   delays: {
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
+    /** What the client plausibly still plays, bounded: the assistant never stays audible for good. */
+    audibleTail: ({ context }) => Math.min(context.audibleTail?.playsForMs ?? 0, context.limits.audibleTailMaxMs),
     resumeWindow: ({ context }) => context.resume?.windowMs ?? 0,
   },
 });
@@ -164,6 +203,8 @@ export const connectionMachine = connectionActions.createMachine({
     sampleRate: input.sampleRates[0] ?? 24_000,
     now: input.now ?? performanceNow,
     listen: null,
+    audibleTail: null,
+    agent: null,
     resume: null,
   }),
   initial: 'handshake',
@@ -189,7 +230,7 @@ export const connectionMachine = connectionActions.createMachine({
               params: ({ context }) => ({
                 type: 'session.ready',
                 sessionId: context.sessionId,
-                protocol: context.listen || context.resume ? 2 : 1,
+                protocol: context.listen || context.agent || context.resume ? 2 : 1,
                 format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
                 voices: context.voices,
                 ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
@@ -235,6 +276,10 @@ export const connectionMachine = connectionActions.createMachine({
             quiet: {
               on: {
                 SPEAK: 'speaking',
+                REPLY_SPEAK: 'speaking',
+                // Nothing plays: nothing to stop.
+                REPLY_STOP: {},
+                REPLY_INTERRUPT: {},
                 STOP: {},
                 // Nothing plays: a barge-in or a playback report has nothing to act on.
                 BARGE_IN: {},
@@ -242,7 +287,7 @@ export const connectionMachine = connectionActions.createMachine({
                 CLIENT_GONE: '#connection.ended',
                 SHUTDOWN: {
                   target: '#connection.ended',
-                  actions: ['finishListening', { type: 'closeConnection', params: closeRequest('shutting_down') }],
+                  actions: ['finishListening', 'finishTurn', { type: 'closeConnection', params: closeRequest('shutting_down') }],
                 },
               },
             },
@@ -288,12 +333,15 @@ export const connectionMachine = connectionActions.createMachine({
                   on: {
                     SPEAK: { actions: 'routeToSpeaker' },
                     STOP: { actions: 'routeToSpeaker' },
+                    REPLY_SPEAK: { actions: 'routeToSpeaker' },
+                    REPLY_STOP: { actions: 'routeToSpeaker' },
+                    REPLY_INTERRUPT: { actions: 'interruptSpeaker' },
                     CLIENT_BACKPRESSURE: { actions: 'routeToSpeaker' },
                     CLIENT_DRAINED: { actions: 'routeToSpeaker' },
                     PLAYBACK: { actions: 'routeToSpeaker' },
                     BARGE_IN: { actions: 'interruptSpeaker' },
                     CLIENT_GONE: { target: 'closing', actions: 'routeToSpeaker' },
-                    SHUTDOWN: { target: 'closing', actions: ['finishListening', 'routeToSpeaker'] },
+                    SHUTDOWN: { target: 'closing', actions: ['finishListening', 'finishTurn', 'routeToSpeaker'] },
                   },
                 },
                 // The speaker is ending what it holds; its done event (above) closes the connection.
@@ -344,7 +392,66 @@ export const connectionMachine = connectionActions.createMachine({
               on: {
                 MIC_AUDIO: { actions: 'routeToListener' },
                 COMMIT: { actions: 'routeToListener' },
-                ASSISTANT_AUDIBLE: { actions: 'routeToListener' },
+              },
+              // The assistant's audibility as the listener hears it: the speaker's view (first audio
+              // to end), plus the tail of a completed utterance that the client still plays from its
+              // buffer, bounded by wall time and cut short by a playback report of its end.
+              initial: 'silent',
+              states: {
+                silent: {
+                  on: { ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' } },
+                },
+                audible: {
+                  entry: { type: 'tellListenerAudible', params: { audible: true } },
+                  on: {
+                    ASSISTANT_AUDIBLE: [
+                      { guard: 'stillPlays', target: 'tail', actions: 'noteAudibleTail' },
+                      { guard: 'audibleNow' },
+                      { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                    ],
+                  },
+                },
+                tail: {
+                  exit: 'forgetAudibleTail',
+                  after: { audibleTail: { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } } },
+                  on: {
+                    ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' },
+                    PLAYBACK: { guard: 'tailPlayed', target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                  },
+                },
+              },
+            },
+          },
+        },
+
+        // The answering region: a session that asked for the agent (and listens) runs its turn here.
+        answering: {
+          initial: 'choosing',
+          states: {
+            choosing: {
+              always: [{ guard: 'agentGranted', target: 'answering' }, { target: 'off' }],
+            },
+            off: {},
+            answering: {
+              invoke: {
+                id: 'turn',
+                src: 'turn',
+                input: ({ context }): TurnInput => ({
+                  sessionId: context.sessionId,
+                  agent: context.agent!,
+                  maxReplyChars: context.limits.maxTextChars,
+                }),
+                // Should never happen (every action is total); if it does, the session listens and speaks on.
+                onError: {
+                  target: 'off',
+                  actions: { type: 'sendMessage', params: { type: 'error', code: 'internal', message: 'the agent failed; the session goes on without it' } },
+                },
+              },
+              on: {
+                USER_TURN_STARTED: { actions: 'routeToTurn' },
+                USER_TURN_HEARD: { actions: 'routeToTurn' },
+                UTTERANCE_ENDED: { actions: 'routeToTurn' },
+                STOP: { actions: 'routeToTurn' },
               },
             },
           },

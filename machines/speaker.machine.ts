@@ -24,6 +24,7 @@ import type {
   SpeakerEvent,
   UpstreamCommand,
   UpstreamInput,
+  UtteranceEnded,
   WireError,
 } from './types.js';
 import { wireError } from './errors.js';
@@ -123,7 +124,9 @@ function endCurrent(
 ): Partial<SpeakerContext> {
   const current = context.current;
   if (!current || current.ended) return {};
-  const record = endOfCurrent(current, reason, cause, context.sampleRate, error);
+  const reported = context.played.find((p) => p.stream === current.stream)?.playedMs;
+  const heardChars = current.outlet.heardChars(current.outlet.playedMs(context.sampleRate, reported), context.sampleRate);
+  const record = endOfCurrent(current, reason, cause, context.sampleRate, error, heardChars);
   // Sealed before its end goes out: nothing of it is numbered or passed after this.
   current.outlet.seal();
   context.usedIds.remember(current.id, !current.final);
@@ -179,10 +182,15 @@ const baseSetup = setup({
     closeOutlet: ({ context }) => context.current?.outlet.close(),
     /**
      * Tell the connection (the parent, when there is one) whether the assistant is audible: from
-     * an utterance's first audio frame (entering `streaming`) to its end (leaving it).
+     * an utterance's first audio frame (entering `streaming`) to its end (leaving it). A completed
+     * end (left on UPSTREAM_DONE) says what the client still plays: the connection keeps the
+     * assistant audible for that tail.
      */
-    reportAudible: enqueueActions(({ self, enqueue }, { audible }: { audible: boolean }) => {
-      if (self._parent) enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible } satisfies AssistantAudible);
+    reportAudible: enqueueActions(({ context, event, self, enqueue }, { audible }: { audible: boolean }) => {
+      if (!self._parent) return;
+      const current = context.current;
+      const tail = !audible && event.type === 'UPSTREAM_DONE' && current ? { stream: current.stream, ...current.outlet.playsOn(context.sampleRate) } : undefined;
+      enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible, ...(tail ? { tail } : {}) } satisfies AssistantAudible);
     }),
     /** The client's playback report of an accepted stream: its latest playedMs, bounded. */
     notePlayback: assign(({ context, event }) => {
@@ -259,7 +267,7 @@ export const speakerSetup = baseSetup.extend({
     recordEndCause: assign((_: unknown, { cause }: { cause: SpeakerEndCause }) => ({ endCause: cause })),
 
     /** The one place where end records become speak.end signals. */
-    announceEnds: baseSetup.enqueueActions(({ context, enqueue }) => {
+    announceEnds: baseSetup.enqueueActions(({ context, self, enqueue }) => {
       for (const record of context.ending) {
         const message: ServerMessage = {
           type: 'speak.end',
@@ -271,6 +279,17 @@ export const speakerSetup = baseSetup.extend({
         };
         enqueue({ type: 'sendMessage', params: message });
         enqueue({ type: 'utteranceEnded', params: record });
+        // The connection routes it to the agent turn, which needs the reason and what was heard.
+        if (self._parent) {
+          enqueue.sendParent({
+            type: 'UTTERANCE_ENDED',
+            id: record.id,
+            stream: record.stream,
+            reason: record.reason,
+            ...(record.error ? { error: record.error } : {}),
+            heardChars: record.heardChars,
+          } satisfies UtteranceEnded);
+        }
       }
       // Assigned only when there was something to announce: an assign copies the context.
       if (context.ending.length > 0) enqueue.assign({ ending: [] });

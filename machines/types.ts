@@ -83,7 +83,7 @@ export type ServerMessage =
   | {
       type: 'session.ready';
       sessionId: string;
-      /** 1 unless the client asked for a version 2 feature (listen). */
+      /** 1 unless the client asked for a version 2 feature (listen, agent). */
       protocol: 1 | 2;
       format: AudioFormat;
       voices: VoiceInfo[];
@@ -112,7 +112,13 @@ export type ServerMessage =
   // Listening (wire contract v2): positions on the input's media clock (audio received).
   | { type: 'input.speech_started'; turn: string; audioMs: number }
   | { type: 'input.speech_stopped'; turn: string; audioMs: number }
-  | { type: 'transcript'; turn: string; text: string; final: boolean };
+  | { type: 'transcript'; turn: string; text: string; final: boolean }
+  // The agent turn (wire contract v2).
+  | { type: 'reply.text'; turn: string; text: string }
+  | { type: 'turn.end'; turn: string; status: TurnStatus; heard: string; error?: WireError };
+
+/** How an agent turn ended (wire `turn.end.status`). */
+export type TurnStatus = 'completed' | 'interrupted' | 'empty' | 'superseded' | 'failed';
 
 /** A speak request after the codec validated its shape. */
 export interface SpeakRequest {
@@ -132,6 +138,11 @@ export interface EndRecord {
   stats: UtteranceStats;
   /** Internal cause, for logs and metrics only (never on the wire). */
   cause: string;
+  /**
+   * Non-space characters of its text the user heard at most (never on the wire): whole pieces
+   * played, plus the played share of a piece whose audio was all sent (UtteranceOutlet.heardChars).
+   */
+  heardChars: number;
 }
 
 export interface SessionLimits {
@@ -152,6 +163,11 @@ export interface SessionLimits {
   maxQueued: number;
   /** How many past utterance ids are remembered for duplicate detection. */
   idMemory: number;
+  /**
+   * After a completed utterance, the assistant counts as audible (for the listener's echo guard)
+   * while the client plausibly still plays what it was sent, but never longer than this.
+   */
+  audibleTailMaxMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -166,6 +182,7 @@ export const defaultSessionLimits: SessionLimits = {
   maxTextChars: 10_000,
   maxQueued: 16,
   idMemory: 1_024,
+  audibleTailMaxMs: 60_000,
 };
 
 /**
@@ -177,6 +194,10 @@ export const defaultSessionLimits: SessionLimits = {
  */
 export interface AudioLane {
   pass(pcm: Int16Array): number;
+  /** The audio from here on speaks a piece of the text with this many non-space characters. */
+  startPiece(chars: number): void;
+  /** All audio of the piece started last was passed or sent. */
+  endPiece(): void;
 }
 
 /** What the upstream (synthesis) actor is started with, one per utterance. */
@@ -241,6 +262,8 @@ export type ConnectionEvent =
       voice?: string;
       /** Present when the client asked to listen: the engine's verdict (the chart stays pure). */
       listen?: ListenVerdict;
+      /** Present when the client asked for the agent turn (and its listen request was granted). */
+      agent?: AgentSettings;
       /** Present when the client asked to be able to resume: the engine's offer (token made outside the chart). */
       resume?: ResumeOffer;
     }
@@ -255,6 +278,12 @@ export type ConnectionEvent =
   | { type: 'BARGE_IN' }
   /** From the speaker: whether an utterance of the assistant is audible now. */
   | AssistantAudible
+  /** From the listener host: where a user turn starts and what was heard in it. */
+  | UserTurnEvent
+  /** From the speaker: an utterance ended (routed to the turn). */
+  | UtteranceEnded
+  /** From the turn: what the speaker is to say, or stop saying, of a reply. */
+  | ReplyOrder
   /** A resumable session's connection dropped: it goes on, detached, for the resume window. */
   | { type: 'DETACH' }
   /** A client resumed the detached session (its missed frames were replayed first). */
@@ -266,8 +295,65 @@ export interface ResumeOffer {
   windowMs: number;
 }
 
-/** The speaker's own report: an utterance is audible from its first audio frame until its end. */
-export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean };
+/** The speaker's report of every utterance's end, to its parent. */
+export type UtteranceEnded = {
+  type: 'UTTERANCE_ENDED';
+  id: string;
+  stream: number;
+  reason: EndReason;
+  error?: WireError;
+  /** Non-space characters of its text heard at most (EndRecord.heardChars). */
+  heardChars: number;
+};
+
+/** What the listener host tells the connection of each user turn (for the agent turn). */
+export type UserTurnEvent =
+  | { type: 'USER_TURN_STARTED'; turn: string }
+  /** The turn's one final transcript; `error` when recognition failed (text then empty). */
+  | { type: 'USER_TURN_HEARD'; turn: string; text: string; error?: WireError };
+
+/** The turn's orders for the speaker, through the connection. */
+export type ReplyOrder =
+  | { type: 'REPLY_SPEAK'; request: SpeakRequest }
+  /** The user's words cut the reply short: ends it as a barge-in does (`interrupted`). */
+  | { type: 'REPLY_INTERRUPT' }
+  /** The reply cannot go on (its model failed): ends it as a stop does. */
+  | { type: 'REPLY_STOP'; id: string };
+
+/** The agent of a session (wire `session.start.agent`), validated. */
+export interface AgentSettings {
+  instructions?: string;
+  voice?: string;
+}
+
+/** What the reply (language model) actor reports to the turn. */
+export type ReplyEvent =
+  | { type: 'REPLY_DELTA'; text: string }
+  | { type: 'REPLY_DONE' }
+  | { type: 'REPLY_ERROR'; error: WireError };
+
+/** The turn chart's events: from the connection (client, listener, speaker) and its reply actor. */
+export type TurnEvent =
+  | UserTurnEvent
+  | UtteranceEnded
+  | ReplyEvent
+  | { type: 'STOP'; id?: string }
+  | { type: 'SHUTDOWN' };
+
+/**
+ * The speaker's own report: an utterance is audible from its first audio frame until its end.
+ * The end of a `completed` utterance carries its `tail`: the client still plays what it was sent.
+ */
+export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean; tail?: AudibleTail };
+
+/** What a completed utterance's client still plays after its end (wall time, the session's clock). */
+export interface AudibleTail {
+  stream: number;
+  /** Milliseconds of audio sent for the stream (whole ms, rounded down). */
+  sentMs: number;
+  /** How much longer it plausibly plays: the sent duration since its first audio went out, less the time since. */
+  playsForMs: number;
+}
 
 /** The speaker chart's events: routed by its connection, or reported by its upstream. */
 export type SpeakerEvent = SpeakerCommand | SpeakerInterrupt | SpeakerFinish | UpstreamEvent;

@@ -36,6 +36,12 @@ export interface CurrentUtterance {
 }
 
 /**
+ * Non-space characters a second that any voice speaks at least (about 130 words a minute; voices
+ * speak 150-180): what counts as heard of a piece whose audio is still being sent.
+ */
+export const slowestSpeechCharsPerSecond = 10;
+
+/**
  * Where one utterance's audio leaves: its sequence numbers, its tallies, its gate and its seal.
  * The speaker chart decides and the outlet obeys: the states in which a chunk changes nothing
  * but the tallies (`streaming.flowing`, `streaming.paused.receiving`) open the gate on entry and
@@ -53,6 +59,12 @@ export class UtteranceOutlet implements AudioLane {
   /** When the upstream last showed life (a chunk, or the client draining): the gap clock's start. */
   private lastLifeAt: number;
   private gate: 'closed' | 'open' | 'sealed' = 'closed';
+  /**
+   * The text pieces whose audio went out, in order: where each starts (samples numbered before
+   * it), its non-space characters, and where it ends once all its audio went (-1 until then).
+   * At most one entry per sentence of the utterance's text, which is bounded.
+   */
+  private readonly pieces: { start: number; chars: number; end: number }[] = [];
 
   /** The session's clock (the machine's `now`). */
   constructor(private readonly now: () => number) {
@@ -98,6 +110,48 @@ export class UtteranceOutlet implements AudioLane {
     return this.gate === 'open' ? this.number(pcm) : -1;
   }
 
+  startPiece(chars: number): void {
+    if (this.gate === 'sealed') return;
+    this.endPiece();
+    this.pieces.push({ start: this.samples, chars, end: -1 });
+  }
+
+  endPiece(): void {
+    const last = this.pieces[this.pieces.length - 1];
+    if (last && last.end < 0) last.end = this.samples;
+  }
+
+  /**
+   * How much the user can have played: the client's report when there is one, else what was
+   * sent, and never more than real time since the first audio went out (audio plays no faster).
+   */
+  playedMs(sampleRate: number, reportedMs: number | undefined): number {
+    const sentMs = (this.samples / sampleRate) * 1000;
+    if (reportedMs !== undefined) return Math.min(sentMs, reportedMs);
+    return this.firstAudioAt === null ? 0 : Math.min(sentMs, this.now() - this.firstAudioAt);
+  }
+
+  /**
+   * Non-space characters heard by `playedMs`, at most: every piece whose audio was wholly played,
+   * plus the played share (rounded down) of a piece whose audio was all sent. Of a piece still
+   * being sent (its length in time not known yet), only what the slowest speech says in the time
+   * it played: heard must never run ahead of what was said.
+   */
+  heardChars(playedMs: number, sampleRate: number): number {
+    const played = (playedMs / 1000) * sampleRate;
+    let chars = 0;
+    for (const piece of this.pieces) {
+      if (played <= piece.start) break;
+      if (piece.end < 0) {
+        chars += Math.min(piece.chars, Math.floor(((played - piece.start) / sampleRate) * slowestSpeechCharsPerSecond));
+        break;
+      }
+      if (played >= piece.end) chars += piece.chars;
+      else chars += Math.floor((piece.chars * (played - piece.start)) / Math.max(1, piece.end - piece.start));
+    }
+    return chars;
+  }
+
   /** The gap clock starts over now. */
   restartGapClock(): void {
     this.lastLifeAt = this.now();
@@ -106,6 +160,15 @@ export class UtteranceOutlet implements AudioLane {
   /** Milliseconds since the upstream last showed life. */
   quietFor(): number {
     return this.now() - this.lastLifeAt;
+  }
+
+  /**
+   * What the client still plays of this utterance now: the sent audio (whole ms) and how much of
+   * it is left, assuming playback started with the first audio and runs in real time.
+   */
+  playsOn(sampleRate: number): { sentMs: number; playsForMs: number } {
+    const sentMs = Math.floor((this.samples * 1000) / sampleRate);
+    return { sentMs, playsForMs: Math.max(0, Math.ceil(sentMs - this.playedMs(sampleRate, undefined))) };
   }
 
   /** The utterance's figures for its speak.end. */
@@ -257,6 +320,8 @@ export function endOfCurrent(
   cause: string,
   sampleRate: number,
   error?: WireError,
+  /** What the user heard of it (UtteranceOutlet.heardChars); the speaker knows the playback reports. */
+  heardChars = 0,
 ): EndRecord {
   return {
     id: current.id,
@@ -265,6 +330,7 @@ export function endOfCurrent(
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
     stats: current.outlet.stats(current.acceptedAt, sampleRate),
     cause,
+    heardChars,
   };
 }
 
@@ -276,5 +342,6 @@ export function endOfQueued(queued: QueuedUtterance, reason: EndReason, cause: s
     ...(error && (reason === 'failed' || reason === 'timeout') ? { error } : {}),
     stats: { chunks: 0, bytes: 0, firstAudioMs: null, durationMs: 0 },
     cause,
+    heardChars: 0,
   };
 }

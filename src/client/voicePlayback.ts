@@ -1,7 +1,8 @@
 // Glue between VoiceClient and AudioStreamPlayer: streams start, play and end on the
-// server's explicit signals, STOP silences locally at once, and "speaking" is true exactly
-// while some accepted utterance has not finished playing. A dropped connection silences
-// everything and clears "speaking" (its utterances can no longer end on the wire).
+// server's explicit signals, STOP (and a barge-in's `interrupted`) silences locally at once,
+// and "speaking" is true exactly while some accepted utterance has not finished playing. A
+// dropped connection silences everything and clears "speaking" (its utterances can no longer
+// end on the wire).
 import { AudioStreamPlayer, type PlaybackFinished } from './audioStreamPlayer.js';
 import type { VoiceClient, SpeakOptions } from './voiceClient.js';
 
@@ -26,7 +27,9 @@ export class VoicePlayback {
     });
     client.on('audio', ({ stream, pcm }) => player.push(stream, pcm));
     client.on('end', ({ stream, reason }) => {
-      if (reason === 'stopped' || reason === 'superseded') {
+      // Cut short on the server: what is still scheduled must not be heard. Only `completed`,
+      // `failed` and `timeout` let the audio already here play out.
+      if (reason === 'stopped' || reason === 'superseded' || reason === 'interrupted') {
         if (player.stream === stream) player.stop();
       }
       player.end(stream);

@@ -11,6 +11,7 @@ import { loopTurn } from './loopBudget.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
 import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
+import { nonSpaceChars } from '../../machines/heardText.js';
 
 export interface VoiceRoute {
   provider: TtsProvider;
@@ -227,7 +228,10 @@ export class UtteranceJob {
           if (!following && splitter.hasReady) following = this.fetchPiece(take()!);
         };
         try {
+          // What text this audio speaks, for what the user heard of an interrupted utterance.
+          this.input.lane.startPiece(current.chars);
           await this.play(current, lookAhead);
+          this.input.lane.endPiece();
           lookAhead();
         } catch (error) {
           following?.cancel();
@@ -254,7 +258,7 @@ export class UtteranceJob {
     const abort = new AbortController();
     const onAbort = () => abort.abort(releasedReason);
     this.abort.signal.addEventListener('abort', onAbort, { once: true });
-    const fetch = new PieceFetch(abort, this.options.onHeldAudio);
+    const fetch = new PieceFetch(abort, this.options.onHeldAudio, nonSpaceChars(text));
     const lookAheadBytes = this.options.lookAheadBytes ?? defaultLookAheadBytes;
     const done = (async () => {
       try {
@@ -492,6 +496,8 @@ class PieceFetch {
   constructor(
     private readonly abort: AbortController,
     private readonly onHeld: ((deltaBytes: number) => void) | undefined,
+    /** Non-space characters of the piece's text. */
+    readonly chars: number,
   ) {
     this.over.catch(() => {}); // observed by whoever plays the piece; a piece cancelled unplayed has no one
   }

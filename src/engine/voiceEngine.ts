@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
+import { turnMachine, type TurnEnd } from '../../machines/turn.machine.js';
 import { CloseCode, closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import {
@@ -15,12 +16,18 @@ import {
   type ListenRequest,
   type ListenVerdict,
   type ResumeOffer,
+  type AgentSettings,
   type ServerMessage,
   type SessionLimits,
   type VoiceInfo,
   type WireError,
 } from '../../machines/types.js';
 import { createListenerHost, type MicInput } from '../listening/listenerHost.js';
+import { Conversation, type ConversationLimits } from '../agent/conversation.js';
+import { withDeadlines } from '../agent/deadlines.js';
+import { echoChatModel } from '../agent/echoChatModel.js';
+import { createReplyActor } from '../agent/replyActor.js';
+import type { ChatModel } from '../agent/types.js';
 import type { Clock } from '../listening/mediaClock.js';
 import type { SpeechRecognizer, VoiceActivityDetector } from '../listening/types.js';
 import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from '../providers/providerGuard.js';
@@ -30,6 +37,7 @@ import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
 import type { SharedSessionCap } from '../cluster/keySessionCap.js';
 import type { SessionDirectory } from '../cluster/sessionDirectory.js';
 import type { SharedTextBudget } from '../cluster/textBudget.js';
+import { PlayoutClock } from './playout.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
 import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
@@ -60,6 +68,14 @@ export interface VoiceEngineOptions {
   allowedOrigins?: string[];
   /** Speech-to-text for sessions that ask to listen; without it every listen request gets listen_unavailable. */
   listen?: ListenOptions;
+  /**
+   * How far (ms of audio) a listening session's audio may run ahead of its client's playback
+   * (default 1000): enough for network jitter, and barge-in then ends a reply the user is still
+   * hearing. Sessions that do not listen are not paced.
+   */
+  playoutLeadMs?: number;
+  /** The agent turn (sessions that ask with session.start `agent`); the embedded echo model by default. */
+  agent?: AgentOptions;
   /** The per-key session cap kept across a cluster (Redis); without it the cap is counted in this process. */
   sharedSessionCap?: SharedSessionCap;
   /** The speech requests' per-key text budget kept across a cluster (Redis). */
@@ -90,6 +106,24 @@ export interface ResumeRequest {
   cursor: ResumeCursor;
 }
 
+/** What the engine answers user turns with (wire contract v2, "The agent turn"). */
+export interface AgentOptions {
+  /** The language model, already behind withDeadlines (default: the echo model, with deadlines). */
+  model?: ChatModel;
+  /** Bounds of each session's conversation. */
+  conversation?: ConversationLimits;
+}
+
+/** Agent counters (metrics and leak checks). */
+export interface AgentStats {
+  /** Model requests alive (one per reply being written). */
+  replies: number;
+  /** Turns ended, by status. */
+  turnsEnded: Record<string, number>;
+  /** Model failures, by code. */
+  modelErrors: Record<string, number>;
+}
+
 /** What the engine needs to listen (wire contract v2). */
 export interface ListenOptions {
   /**
@@ -108,6 +142,13 @@ export interface ListenOptions {
   limits?: Partial<ListenLimits>;
   /** Wall clock of the recognition deadline (tests pass a simulated one). */
   wallClock?: Clock;
+  /** With a VAD that decides later (Silero): most audio a session may have waiting for decisions (default 3000 ms). */
+  vadBacklogMs?: number;
+}
+
+/** The session's negotiated output rate (the connection's context). */
+function actorSampleRate(io: SessionIO): number | undefined {
+  return (io.actor.getSnapshot().context as { sampleRate?: number }).sampleRate;
 }
 
 /** Listening counters (metrics and leak checks). */
@@ -121,6 +162,8 @@ export interface ListeningStats {
   recognizerErrors: Record<string, number>;
   /** Seconds of microphone audio accepted. */
   audioSeconds: number;
+  /** Milliseconds of audio waiting for an asynchronous VAD's decisions, over every session. */
+  vadBacklogMs: number;
 }
 
 const defaultListenFormats: ListenFormat[] = [{ encoding: 'pcm_s16le', sampleRate: 16_000 }];
@@ -151,6 +194,8 @@ export type AbuseLimits = Pick<
 export interface SessionObserver {
   /** XState's `inspect` callback for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void;
+  /** XState's `inspect` callback for the session's listener actor (its own system), if the observer shows it. */
+  observeListener?(sessionId: string): (event: InspectionEvent) => void;
   sessionEnded(sessionId: string): void;
 }
 
@@ -169,6 +214,7 @@ export interface EngineStats {
    */
   heldAudioBytes: number;
   listening: ListeningStats;
+  agent: AgentStats;
   /** session.start frames refused for a missing or wrong key. */
   authFailures: number;
   /** Client frames refused by the message or text rate limits. */
@@ -232,6 +278,15 @@ interface SessionIO {
   observe: boolean;
   /** The session's place under its key's cap, given back when the session ends. */
   keyLease?: Lease;
+  /** The agent's conversation with this session's user (created with its first turn). */
+  conversation?: Conversation;
+  /** A listening session's playback as the server models it (paces its audio). */
+  playout?: PlayoutClock;
+  /**
+   * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
+   * speech_stopped message went out), and the stream of its reply once accepted.
+   */
+  voiceToVoice?: { turn: string; speechStoppedAt: number; stream: number | null };
 }
 
 export interface SessionHandle {
@@ -245,6 +300,8 @@ export interface SessionHandle {
   watchState(): void;
   /** Hold the session's place under its key's cap until it ends; false if it has ended already (the lease is released). */
   holdKeyLease(lease: Lease): boolean;
+  /** Pace this session's audio to real time plus the playout lead (sessions that listen; after START). */
+  pacePlayout(): void;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
   /** Make the session resumable (the client asked): the offer its START carries to session.ready. */
@@ -266,6 +323,12 @@ export class VoiceEngine extends EventEmitter<{
   sessionEnded: [{ sessionId: string }];
   providerError: [{ provider: string; error: WireError }];
   providerCircuit: [{ provider: string; state: CircuitStateName }];
+  /** An agent turn ended (one per user turn of a session with an agent). */
+  turnEnded: [{ sessionId: string } & TurnEnd];
+  /** A reply's first text came from the model. */
+  replyFirstText: [{ sessionId: string; turn: string }];
+  /** From the end of the user's speech (speech_stopped) to the first audio of its reply. */
+  voiceToVoice: [{ sessionId: string; turn: string; ms: number }];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -278,7 +341,10 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget'>
+    Omit<
+      VoiceEngineOptions,
+      'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget'
+    >
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -296,7 +362,11 @@ export class VoiceEngine extends EventEmitter<{
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
-  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0, vadBacklogMs: 0 };
+  private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
+  /** The agent's model (the configured one, or the embedded echo model). */
+  readonly chatModel: ChatModel;
+  private readonly playoutLeadMs: number;
   private readonly resumeOptions: ResumeOptions | null;
   /** A cluster's directory of resumable sessions (null in one process). */
   readonly directory: SessionDirectory | null;
@@ -361,6 +431,8 @@ export class VoiceEngine extends EventEmitter<{
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         sendAudio: ({ context }, audio) => this.sendAudio(context.sessionId, audio.stream, audio.seq, audio.pcm),
         utteranceEnded: ({ context }, record) => {
+          // Cut short: the client drops what it had scheduled, so nothing of it is ahead any more.
+          if (record.reason === 'interrupted' || record.reason === 'stopped') this.sessions.get(context.sessionId)?.playout?.reset();
           this.counters.ended++;
           this.counters.byReason[record.reason] = (this.counters.byReason[record.reason] ?? 0) + 1;
           const stopAt = record.reason === 'stopped' ? this.stopArrivedAt.get(context.sessionId) : undefined;
@@ -381,7 +453,7 @@ export class VoiceEngine extends EventEmitter<{
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
             // Detached: nobody to wait for (the outbound log has its own bound).
-            if (!io?.link || io.link.transport.bufferedBytes() <= this.options.lowWaterBytes) sendBack({ type: 'CLIENT_DRAINED' });
+            if (!io?.link || (io.link.transport.bufferedBytes() <= this.options.lowWaterBytes && (io.playout?.drained ?? true))) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
@@ -390,6 +462,10 @@ export class VoiceEngine extends EventEmitter<{
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
     this.resumeOptions = options.resume === false ? null : { ...defaultResumeOptions, ...options.resume };
     this.directory = options.sessionDirectory ?? null;
+    // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn. Here,
+    // not in createListening: the engine owns them from now on (shutdown closes them), so whoever
+    // starts their processes also stops them. A failure is the first job's to report.
+    for (const recognizer of this.listen?.recognizers ?? []) recognizer.ready().catch(() => {});
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({
@@ -399,6 +475,8 @@ export class VoiceEngine extends EventEmitter<{
           limits: { ...defaultListenLimits, ...this.listen.limits },
           sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
           ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
+          ...(this.listen.vadBacklogMs !== undefined ? { vadBacklogMs: this.listen.vadBacklogMs } : {}),
+          ...(options.inspector?.observeListener ? { inspect: (sessionId: string) => options.inspector!.observeListener!(sessionId) } : {}),
           hooks: {
             listenerStarted: () => listening.listeners++,
             listenerStopped: () => listening.listeners--,
@@ -408,9 +486,43 @@ export class VoiceEngine extends EventEmitter<{
             bargeIn: () => listening.bargeIns++,
             recognizerError: (code) => (listening.recognizerErrors[code] = (listening.recognizerErrors[code] ?? 0) + 1),
             audio: (ms) => (listening.audioSeconds += ms / 1000),
+            vadBacklog: (deltaMs) => (listening.vadBacklogMs += deltaMs),
           },
         })
       : undefined;
+    this.chatModel = options.agent?.model ?? withDeadlines(echoChatModel());
+    this.playoutLeadMs = options.playoutLeadMs ?? 1_000;
+    const conversationLimits = options.agent?.conversation;
+    const agentStats = this.agentStats;
+    const conversationOf = (sessionId: string) => {
+      const io = this.sessions.get(sessionId);
+      if (io) io.conversation ??= new Conversation(conversationLimits);
+      return io?.conversation;
+    };
+    const turn = turnMachine.provide({
+      actions: {
+        sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
+        remember: ({ context }, memory) => {
+          const conversation = conversationOf(context.sessionId);
+          if (memory.kind === 'user') conversation?.userSaid(memory.turn, memory.text);
+          else conversation?.assistantHeard(memory.turn, memory.heard, memory.interrupted);
+        },
+        turnEnded: ({ context }, end) => {
+          agentStats.turnsEnded[end.status] = (agentStats.turnsEnded[end.status] ?? 0) + 1;
+          this.emit('turnEnded', { sessionId: context.sessionId, ...end });
+        },
+      },
+      actors: {
+        reply: createReplyActor({
+          model: this.chatModel,
+          conversation: conversationOf,
+          onStart: () => agentStats.replies++,
+          onEnd: () => agentStats.replies--,
+          onFirstText: (sessionId, turnId) => this.emit('replyFirstText', { sessionId, turn: turnId }),
+          onError: (error) => (agentStats.modelErrors[error.code] = (agentStats.modelErrors[error.code] ?? 0) + 1),
+        }),
+      },
+    });
     this.machine = connectionMachine.provide({
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
@@ -419,7 +531,7 @@ export class VoiceEngine extends EventEmitter<{
           if (transport?.isOpen()) transport.close(close);
         },
       },
-      actors: listener ? { speaker, listener } : { speaker },
+      actors: listener ? { speaker, listener, turn } : { speaker, turn },
     });
   }
 
@@ -441,6 +553,11 @@ export class VoiceEngine extends EventEmitter<{
     await Promise.all(this.options.providers.map((p) => p.ready()));
   }
 
+  /** A voice id (or `provider:id`) a session may name. */
+  offersVoice(id: string): boolean {
+    return this.voiceIds.has(id);
+  }
+
   /** The listener's limits in force (defaults with the engine's overrides). */
   listenLimits(): ListenLimits {
     return { ...defaultListenLimits, ...this.listen?.limits };
@@ -456,6 +573,7 @@ export class VoiceEngine extends EventEmitter<{
       backpressurePauses: this.counters.backpressurePauses,
       heldAudioBytes: this.lookAheadBytes + this.options.providers.reduce((sum, p) => sum + (p.poolStats?.().bufferedBytes ?? 0), 0),
       listening: { ...this.listening, recognizerErrors: { ...this.listening.recognizerErrors } },
+      agent: { replies: this.agentStats.replies, turnsEnded: { ...this.agentStats.turnsEnded }, modelErrors: { ...this.agentStats.modelErrors } },
       authFailures: this.admission.counters.authFailures,
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
@@ -533,6 +651,9 @@ export class VoiceEngine extends EventEmitter<{
         this.watchPhases(io);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
+      pacePlayout: () => {
+        io.playout ??= new PlayoutClock(this.playoutLeadMs);
+      },
       stop: (id) => {
         // The machine announces the ends inside this send; note when the STOP arrived for metrics.
         this.stopArrivedAt.set(sessionId, performance.now());
@@ -750,6 +871,12 @@ export class VoiceEngine extends EventEmitter<{
     if (io.resumable && message.type !== 'session.ready' && message.type !== 'pong') io.resumable.log.append({ kind: 'message', message });
     const transport = io.link?.transport;
     if (!transport?.isOpen()) return;
+    // The start of a voice-to-voice measurement (its end is the reply's first audio, in sendAudio).
+    if (message.type === 'input.speech_stopped' && io.playout !== undefined) {
+      io.voiceToVoice = { turn: message.turn, speechStoppedAt: performance.now(), stream: null };
+    } else if (message.type === 'speak.accepted' && io.voiceToVoice && message.id === `reply:${io.voiceToVoice.turn}`) {
+      io.voiceToVoice.stream = message.stream;
+    }
     try {
       transport.send(message);
     } catch {
@@ -779,7 +906,13 @@ export class VoiceEngine extends EventEmitter<{
       this.transportFailed(io, transport);
       return;
     }
-    if (transport.bufferedBytes() > this.options.highWaterBytes) {
+    io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
+    const v2v = io.voiceToVoice;
+    if (v2v && v2v.stream === stream) {
+      io.voiceToVoice = undefined;
+      this.emit('voiceToVoice', { sessionId, turn: v2v.turn, ms: performance.now() - v2v.speechStoppedAt });
+    }
+    if (transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();

@@ -9,6 +9,12 @@
 // listener at the frame's start, and the clock advances over the frame (timers due inside it
 // fire). Nothing else is allocated per frame but the VOICE events.
 //
+// A VAD that decides later (Silero, AsyncVoiceActivityDetector) gets the same order, later in wall
+// time: the audio waits in a bounded backlog (vadBacklog.ts) and goes to the ring, the job and the
+// clock one VAD frame at a time as decisions come back; COMMIT and ASSISTANT_AUDIBLE wait behind
+// the audio that arrived before them. A frame that would queue past `vadBacklogMs` is refused
+// (`audio_overrun`): inference fell behind, and waiting longer would only grow memory.
+//
 // Messages leave straight to the session's transport (`sendMessage`, as the speaker's do), so
 // a final transcript on SHUTDOWN goes out before the connection closes; BARGE_IN goes back to
 // the connection, which interrupts the speaker. Cleanup (the connection left `listening` or
@@ -27,9 +33,24 @@ import type {
   RecognitionCommand,
   RecognitionEvent,
   ServerMessage,
+  UserTurnEvent,
+  WireError,
 } from '../../machines/types.js';
 import { MediaClock, type Clock } from './mediaClock.js';
-import { listenSampleRate, RecognitionError, type RecognitionJob, type SpeechRecognizer, type VoiceActivityDetector } from './types.js';
+import {
+  decidesLater,
+  listenSampleRate,
+  RecognitionError,
+  type AsyncVoiceActivityDetector,
+  type RecognitionJob,
+  type SpeechRecognizer,
+  type VoiceActivityDetector,
+  type VoiceFrame,
+} from './types.js';
+import { VadBacklog } from './vadBacklog.js';
+
+/** What the host tells its connection. */
+type ListenerHostReport = { type: 'BARGE_IN' } | UserTurnEvent;
 
 /** A refused microphone frame: the client gets this error and the session goes on. */
 export interface MicRefusal {
@@ -59,6 +80,8 @@ export interface ListenerHostHooks {
   recognizerError?(code: ErrorCode): void;
   /** Milliseconds of microphone audio accepted. */
   audio?(ms: number): void;
+  /** Audio waiting for an asynchronous VAD's decisions grew (+) or shrank (-) by this many ms. */
+  vadBacklog?(deltaMs: number): void;
 }
 
 export interface ListenerHostOptions {
@@ -74,7 +97,14 @@ export interface ListenerHostOptions {
   hooks?: ListenerHostHooks;
   /** XState inspection of each session's listener actor. */
   inspect?: (sessionId: string) => ((event: InspectionEvent) => void) | undefined;
+  /** Most audio that may wait for an asynchronous VAD's decisions per session (default 3000 ms). */
+  vadBacklogMs?: number;
 }
+
+/** Above the mic gate's 2 s burst: a client catching up after a stall is not refused for it. */
+export const defaultVadBacklogMs = 3000;
+
+type LaterEvent = Extract<ListenerHostEvent, { type: 'COMMIT' | 'ASSISTANT_AUDIBLE' }>;
 
 const realClock: Clock = {
   setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
@@ -161,14 +191,27 @@ class ListeningSession {
   private readonly recognizer: SpeechRecognizer;
   private readonly listener: ActorRefFrom<ProvidedListener>;
   private readonly wallClock: Clock;
+  /** Only for a VAD that decides later: the audio and events waiting for its decisions. */
+  private readonly backlog: VadBacklog<LaterEvent> | null;
+  private readonly maxBacklogSamples: number;
+  /** The wait for the VAD's pending decisions, while one runs. */
+  private inference: Promise<void> | null = null;
+  /**
+   * What the listener tells the connection while late decisions are replayed: sent after the
+   * listener's step, not from inside its `report` action (the connection is idle then and would
+   * run its whole step nested in the listener's action). Null outside such a step.
+   */
+  private heldForConnection: ListenerHostReport[] | null = null;
   private job: LiveJob | null = null;
   private released = false;
+  /** The recognition error of the turn being finalized, sent with its final. */
+  private turnError: WireError | null = null;
 
   constructor(
     private readonly input: ListenerHostInput,
     private readonly options: ListenerHostOptions,
     machine: ProvidedListener,
-    private readonly sendBack: (event: { type: 'BARGE_IN' }) => void,
+    private readonly sendBack: (event: ListenerHostReport) => void,
   ) {
     const recognizer = options.recognizers.get(input.grant.recognizer);
     if (!recognizer) throw new Error(`no recognizer named ${input.grant.recognizer}`);
@@ -182,6 +225,8 @@ class ListeningSession {
       this.gate.close();
       throw error;
     }
+    this.backlog = decidesLater(this.vad) ? new VadBacklog((this.vad.frameMs * samplesPerMs) | 0) : null;
+    this.maxBacklogSamples = (options.vadBacklogMs ?? defaultVadBacklogMs) * samplesPerMs;
     const inspect = options.inspect?.(input.sessionId);
     this.listener = createActor(machine, {
       clock: this.clock,
@@ -202,7 +247,8 @@ class ListeningSession {
         return;
       case 'COMMIT':
       case 'ASSISTANT_AUDIBLE':
-        this.listener.send(event);
+        // Behind the audio that came before it, when that audio still waits for its decisions.
+        if (!this.backlog || this.backlog.queueOrPass(event)) this.listener.send(event);
         return;
       case 'SHUTDOWN':
         // A turn in progress gets its final transcript now (sent before the connection closes).
@@ -218,39 +264,134 @@ class ListeningSession {
       this.send({ type: 'error', code: pcm.code, message: pcm.message });
       return;
     }
+    if (this.backlog) {
+      this.onLaterAudio(this.backlog, pcm);
+      return;
+    }
     this.options.hooks?.audio?.(pcm.length / samplesPerMs);
-    this.ring.write(pcm);
-    // A job that lives since an earlier frame takes this one whole (a job started below gets it from the ring).
-    const live = this.job;
-    if (live && !live.finished) this.feed(live, pcm);
+    this.hear(pcm);
     const frames = this.vad.push(pcm);
     for (let i = 0; i < frames.length; i++) {
-      const frame = frames[i]!;
-      const voice: ListenerEvent = { type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs };
-      // At the frame's start; then the clock crosses the frame and fires what falls due inside it.
-      this.listener.send(voice);
-      this.clock.advance(frame.durationMs);
+      this.voice(frames[i]!);
       if (this.released) return;
     }
   }
 
-  /** The listener's report: messages to the client, barge-in to the connection. */
+  /** Audio the listener is about to classify: into the ring, and to the turn's job if one lives. */
+  private hear(pcm: Int16Array): void {
+    this.ring.write(pcm);
+    // A job that lives since an earlier frame takes this one whole (a job started by its VOICE gets it from the ring).
+    const live = this.job;
+    if (live && !live.finished) this.feed(live, pcm);
+  }
+
+  /** One VAD frame to the listener at its start; then the clock crosses it and fires what falls due inside it. */
+  private voice(frame: VoiceFrame): void {
+    this.listener.send({ type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs } satisfies ListenerEvent);
+    this.clock.advance(frame.durationMs);
+  }
+
+  /** A VAD that decides later: the audio waits (bounded) for its decisions. */
+  private onLaterAudio(backlog: VadBacklog<LaterEvent>, pcm: Int16Array): void {
+    if (backlog.samples + pcm.length > this.maxBacklogSamples) {
+      const waitingMs = Math.round(backlog.samples / samplesPerMs);
+      this.send({ type: 'error', code: 'audio_overrun', message: `speech detection is ${waitingMs} ms of audio behind; ${pcm.length / samplesPerMs} ms frame dropped` });
+      return;
+    }
+    this.options.hooks?.audio?.(pcm.length / samplesPerMs);
+    backlog.push(pcm);
+    this.options.hooks?.vadBacklog?.(pcm.length / samplesPerMs);
+    let frames: VoiceFrame[];
+    try {
+      frames = this.vad.push(pcm);
+    } catch {
+      this.fail(); // inference broke: its audio would never be decided
+      return;
+    }
+    // Decisions that finished since the last frame come back here; the rest through drain().
+    this.decided(backlog, frames);
+    this.awaitDecisions(backlog);
+  }
+
+  /** Decisions came back: each frame's audio, its VOICE, then the events that waited for it. */
+  private decided(backlog: VadBacklog<LaterEvent>, frames: VoiceFrame[]): void {
+    for (let i = 0; i < frames.length && !this.released; i++) {
+      const frame = frames[i]!;
+      const pcm = backlog.take(Math.round(frame.durationMs * samplesPerMs));
+      this.options.hooks?.vadBacklog?.(-pcm.length / samplesPerMs);
+      this.hear(pcm);
+      const held: ListenerHostReport[] = [];
+      this.heldForConnection = held;
+      try {
+        this.voice(frame);
+      } finally {
+        this.heldForConnection = null;
+        for (const report of held) if (!this.released) this.sendBack(report);
+      }
+      for (const event of backlog.due()) if (!this.released) this.listener.send(event);
+    }
+  }
+
+  /** Wait for the decisions of the frames pushed so far, unless a wait runs already. */
+  private awaitDecisions(backlog: VadBacklog<LaterEvent>): void {
+    if (this.inference || this.released || backlog.samples < this.vad.frameMs * samplesPerMs) return;
+    this.inference = (this.vad as AsyncVoiceActivityDetector).drain().then(
+      (frames) => {
+        this.inference = null;
+        if (this.released) return; // closed meanwhile: nobody to tell
+        try {
+          this.decided(backlog, frames);
+          this.awaitDecisions(backlog);
+        } catch {
+          this.send({ type: 'error', code: 'internal', message: 'could not process microphone audio' });
+        }
+      },
+      () => {
+        this.inference = null;
+        this.fail();
+      },
+    );
+  }
+
+  /**
+   * The listener's report: messages to the client; barge-in, and each user turn's start and final
+   * (for the agent turn), to the connection. A recognition error precedes its turn's empty final
+   * and travels with it.
+   */
   report(report: ListenerReport): void {
     if (this.released) return;
     const hooks = this.options.hooks;
     switch (report.type) {
       case 'BARGE_IN':
         hooks?.bargeIn?.();
-        this.sendBack({ type: 'BARGE_IN' });
+        this.tellConnection({ type: 'BARGE_IN' });
         return;
       case 'input.speech_started':
         hooks?.turnStarted?.();
-        break;
+        this.send(report);
+        this.tellConnection({ type: 'USER_TURN_STARTED', turn: report.turn });
+        return;
       case 'error':
         hooks?.recognizerError?.(report.code);
+        this.turnError = { code: report.code, message: report.message };
+        break;
+      case 'transcript':
+        if (report.final) {
+          // The client reads the final before anything the agent says about it.
+          this.send(report);
+          const error = this.turnError;
+          this.turnError = null;
+          this.tellConnection({ type: 'USER_TURN_HEARD', turn: report.turn, text: report.text, ...(error ? { error } : {}) });
+          return;
+        }
         break;
     }
     this.send(report);
+  }
+
+  private tellConnection(report: ListenerHostReport): void {
+    if (this.heldForConnection) this.heldForConnection.push(report);
+    else this.sendBack(report);
   }
 
   /** One turn's recognition: the `recognition` actor's body. Returns its cleanup. */
@@ -360,6 +501,11 @@ class ListeningSession {
     this.listener.stop(); // stops the recognition actor: its cleanup cancels the job
     this.clock.clear();
     this.job = null;
+    if (this.backlog) {
+      // Pending inference is the VAD's to drop (close); its late answer finds this session released.
+      this.options.hooks?.vadBacklog?.(-this.backlog.samples / samplesPerMs);
+      this.backlog.clear();
+    }
     for (const close of [() => this.vad.close(), () => this.gate.close()]) {
       try {
         close();
@@ -376,7 +522,7 @@ class ListeningSession {
 export function createListenerHost(options: ListenerHostOptions) {
   const machine = providedListener();
   return fromCallback<ListenerHostEvent, ListenerHostInput>(({ input, sendBack, receive }) => {
-    const session = new ListeningSession(input, options, machine, sendBack as (event: { type: 'BARGE_IN' }) => void);
+    const session = new ListeningSession(input, options, machine, sendBack as (event: ListenerHostReport) => void);
     receive((event) => {
       // A throw here would kill the callback without its cleanup (XState #5433): never let one out.
       try {

@@ -135,6 +135,23 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
   fromTotals('voxline_barge_ins_total', 'Utterances interrupted because the user spoke over them.', null, total(() => engine.stats().listening.bargeIns));
   fromTotals('voxline_listened_audio_seconds_total', 'Microphone audio accepted by the mic gates, in seconds.', null, total(() => engine.stats().listening.audioSeconds));
   fromTotals('voxline_recognizer_errors_total', 'Recognition jobs that failed, by error code.', 'code', () => Object.entries(engine.stats().listening.recognizerErrors));
+  // The agent turn (wire contract v2).
+  new Gauge({
+    name: 'voxline_agent_replies',
+    help: 'Replies being written now (one language-model request each).',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().agent.replies);
+    },
+  });
+  fromTotals('voxline_agent_turns_total', 'Agent turns ended, by turn.end status.', 'status', () => Object.entries(engine.stats().agent.turnsEnded));
+  fromTotals('voxline_model_errors_total', 'Replies the language model failed, by error code.', 'code', () => Object.entries(engine.stats().agent.modelErrors));
+  const voiceToVoice = new Histogram({
+    name: 'voxline_voice_to_voice_seconds',
+    help: 'From the end of the user speech (input.speech_stopped) to the first audio of the reply.',
+    buckets: [0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10],
+    registers: [registry],
+  });
   fromTotals('voxline_backpressure_pauses_total', 'Times an upstream was paused because its client was not reading.', null, total(() => engine.stats().backpressurePauses));
   fromTotals('voxline_auth_failures_total', 'session.start frames refused for a missing or wrong key.', null, total(() => engine.stats().authFailures));
   fromTotals('voxline_rate_limited_total', 'Client frames refused by the message or text rate limits.', null, total(() => engine.stats().rateLimited));
@@ -186,6 +203,8 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
   engine.on('utteranceAccepted', onAccepted);
   engine.on('utteranceEnded', onEnded);
   engine.on('providerError', onProviderError);
+  const onVoiceToVoice: Parameters<typeof engine.on<'voiceToVoice'>>[1] = (e) => voiceToVoice.observe(e.ms / 1000);
+  engine.on('voiceToVoice', onVoiceToVoice);
   return {
     registry,
     contentType: registry.contentType,
@@ -194,6 +213,7 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       engine.off('utteranceAccepted', onAccepted);
       engine.off('utteranceEnded', onEnded);
       engine.off('providerError', onProviderError);
+      engine.off('voiceToVoice', onVoiceToVoice);
     },
   };
 }

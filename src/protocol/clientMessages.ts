@@ -1,6 +1,6 @@
 // Client → server control messages: schema validation (zod) and typed protocol errors.
 import { z } from 'zod';
-import type { ErrorCode, ListenRequest, SpeakRequest } from '../../machines/types.js';
+import type { AgentSettings, ErrorCode, ListenRequest, SpeakRequest } from '../../machines/types.js';
 import type { ResumeCursor } from '../engine/outboundLog.js';
 
 const printableId = z
@@ -33,9 +33,18 @@ export const listenSchema = z.object({
   interruptions: z.boolean().optional(),
 });
 
+/** Longest agent instructions (a system prompt) a session may give. */
+export const maxInstructionChars = 8_000;
+
+export const agentSchema = z.object({
+  instructions: z.string().max(maxInstructionChars).optional(),
+  voice: z.string().min(1).max(128).optional(),
+});
+
 export const sessionStartSchema = z.object({
   type: z.literal('session.start'),
   listen: listenSchema.optional(),
+  agent: agentSchema.optional(),
   token: z.string().max(4096).optional(),
   voice: z.string().max(128).optional(),
   observe: z.boolean().optional(),
@@ -90,7 +99,7 @@ export const playbackSchema = z.object({
 export type SessionStartMessage = z.infer<typeof sessionStartSchema>;
 
 export type ClientMessage =
-  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean; listen?: ListenRequest; resume?: true }
+  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean; listen?: ListenRequest; agent?: AgentSettings; resume?: true }
   | { type: 'session.resume'; sessionId: string; token: string; cursor: ResumeCursor }
   | { type: 'speak'; request: SpeakRequest }
   | { type: 'stop'; id?: string }
@@ -141,6 +150,7 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
         ...(r.data.format?.sampleRate !== undefined ? { sampleRate: r.data.format.sampleRate } : {}),
         ...(r.data.observe ? { observe: true } : {}),
         ...(r.data.listen ? { listen: listenRequest(r.data.listen) } : {}),
+        ...(r.data.agent ? { agent: agentSettings(r.data.agent) } : {}),
         ...(r.data.resume ? { resume: true as const } : {}),
       };
     }
@@ -182,6 +192,14 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
     default:
       return { type: 'ping' };
   }
+}
+
+/** The agent settings as given (only the fields present). */
+function agentSettings(agent: z.infer<typeof agentSchema>): AgentSettings {
+  return {
+    ...(agent.instructions !== undefined ? { instructions: agent.instructions } : {}),
+    ...(agent.voice !== undefined ? { voice: agent.voice } : {}),
+  };
 }
 
 /** The listen request with its defaults: language 'en', interruptions on. */

@@ -282,6 +282,17 @@ export class WebSocketSessions {
       return;
     }
     if (!session.holdKeyLease(admitted.value)) return;
+    if (message.agent) {
+      // The agent answers what it hears: without ears it has nothing to answer.
+      if (!message.listen) {
+        send({ type: 'BAD_START', code: 'bad_request', message: 'session.start.agent needs session.start.listen' });
+        return;
+      }
+      if (message.agent.voice !== undefined && !this.engine.offersVoice(message.agent.voice)) {
+        send({ type: 'BAD_START', code: 'unknown_voice', message: `unknown voice "${message.agent.voice.slice(0, 128)}" for the agent` });
+        return;
+      }
+    }
     const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
     connection.listening = listen?.granted === true;
     // Only a client that asks is offered a resume: version 1 clients see nothing new.
@@ -291,8 +302,11 @@ export class WebSocketSessions {
       sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
       ...(message.voice !== undefined ? { voice: message.voice } : {}),
       ...(listen ? { listen } : {}),
+      ...(message.agent ? { agent: message.agent } : {}),
       ...(resume ? { resume } : {}),
     });
+    // A listening client is paced to its playback: barge-in ends what the user still hears.
+    if (listen?.granted) session.pacePlayout();
   }
 }
 

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
 import { createListening } from '../../src/listening/listening.js';
+import { PocketSphinxRecognizer } from '../../src/listening/pocketsphinx/index.js';
 import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
@@ -35,6 +36,9 @@ beforeAll(async () => {
   const listening = await createListening({ micInput: { burstMs: 600_000 } });
   expect(listening.options, listening.summary).not.toBeNull();
   voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
+  // The engine warms its recognizers when it is made: the first turn does not pay for a process start.
+  const sphinx = listening.options!.recognizers.find((r) => r instanceof PocketSphinxRecognizer) as PocketSphinxRecognizer;
+  await settle(() => sphinx.isReady(), 20_000, 'PocketSphinx warm before any session');
   url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
   await voxline.engine.ready();
   speech = await speechRenderer();
@@ -162,6 +166,36 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     c.close();
     await released();
   }, 60_000);
+});
+
+describe('listening: the audible tail after a completed utterance', () => {
+  it('the echo guard holds while the client still plays a completed utterance; a playback report of its end lifts it', async () => {
+    // Not paced to playback (a lead longer than the answer): the answer is sent whole in about a
+    // second and completes while the client has most of it still to play, so the tail is long and
+    // this test does not race the wall clock. (Paced, the tail is at most the 1 s lead.)
+    const listening = await createListening({ micInput: { burstMs: 600_000 } });
+    const server = createVoxlineServer({ providers: [espeakProvider({ size: 1 })], listen: listening.options!, playoutLeadMs: 600_000 });
+    const serverUrl = `${(await server.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
+    try {
+      const c = await TestVoiceClient.start(serverUrl, { listen });
+      c.send({ type: 'speak', id: 'answer', text: 'This is a complete answer that the client will play for several seconds after it was sent. '.repeat(3) });
+      const end = await c.waitForEnd('answer', 30_000);
+      expect(end.reason).toBe('completed');
+      expect(end.stats.durationMs).toBeGreaterThan(12_000);
+      const echo = await speech.render('This is a long answer that goes on and on. This is a long answer.', { leadMs: 100, tailMs: 300, gainDb: -20 });
+      // The assistant's voice coming back through the microphone, while the client plays the tail.
+      for (const f of frames(echo, 100)) await sendInStep(c, f);
+      expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(false);
+      // The client says it played the stream to its end: the same echo is now the user's speech.
+      c.send({ type: 'playback', stream: end.stream, playedMs: end.stats.durationMs });
+      for (const f of frames(echo, 100)) await sendInStep(c, f);
+      expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(true);
+      c.close();
+      await settle(() => server.engine.stats().listening.listeners === 0, 5_000, 'listening released');
+    } finally {
+      await server.close();
+    }
+  }, 90_000);
 });
 
 describe('listening: the Opus uplink', () => {

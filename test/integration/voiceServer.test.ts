@@ -41,7 +41,7 @@ describe('voxline server over real sockets', () => {
     expect(ready).toMatchObject({ type: 'session.ready', protocol: 1, format: { encoding: 'pcm_s16le', sampleRate: 24_000, channels: 1 } });
     c.send({ type: 'speak', id: 'hello', text: 'Hello there. This is voxline speaking.' });
     const end = await c.waitForEnd('hello');
-    expect(end.reason).toBe('completed');
+    expect(end.reason, JSON.stringify(end)).toBe('completed');
     const frames = c.audioOf(end.stream);
     expect(frames.length).toBeGreaterThan(10);
     // The first frame carries whatever audio existed first (1..40 ms); every later frame but

@@ -42,7 +42,9 @@ export async function screenshot(page: Page, name: string): Promise<void> {
 /**
  * Installs, inside the page, a pass-through AudioWorklet between the page's master gain and
  * the destination that records every non-silent render quantum, and helpers the tests use:
- * per-stream received PCM, start frames, finish events and the frame of each Stop click.
+ * per-stream received PCM, start frames, finish events, speak.end events with the frame they
+ * arrived at, and the frame of each Stop click. `window.__tapFollow(client, player, playback)`
+ * follows another session of the page (the Talk mode's VoiceAgent).
  */
 export async function installTap(page: Page): Promise<void> {
   await page.waitForFunction(() => (window as unknown as { voxline?: unknown }).voxline !== undefined);
@@ -72,15 +74,22 @@ export async function installTap(page: Page): Promise<void> {
     w.__tap = t;
     w.__tapNode = tap;
     tap.port.onmessage = (e: MessageEvent) => t.quanta.push(e.data);
-    client.on('accepted', ({ id, stream }: { id: string; stream: number }) => t.streamOf.set(id, stream));
-    client.on('audio', ({ stream, pcm }: { stream: number; pcm: Int16Array }) => {
-      const list = t.received.get(stream) ?? [];
-      list.push(...pcm);
-      t.received.set(stream, list);
-    });
-    client.on('end', (e: unknown) => t.ends.push(e));
-    player.onStart(({ stream, startFrame }: { stream: number; startFrame: number }) => t.starts.set(stream, startFrame));
-    playback.onFinished((e: unknown) => t.finished.push(e));
+    // Follows one session's client, player and playback; the Talk tests follow the VoiceAgent's
+    // too (stream numbers are per session: follow one session per page).
+    const follow = (client: any, player: any, playback: any) => {
+      client.on('accepted', ({ id, stream }: { id: string; stream: number }) => t.streamOf.set(id, stream));
+      client.on('audio', ({ stream, pcm }: { stream: number; pcm: Int16Array }) => {
+        const list = t.received.get(stream) ?? [];
+        list.push(...pcm);
+        t.received.set(stream, list);
+      });
+      // With the timeline frame it arrived at: how fast playback stops after it is measured from there.
+      client.on('end', (e: object) => t.ends.push({ ...e, frame: Math.round(context.currentTime * context.sampleRate) }));
+      player.onStart(({ stream, startFrame }: { stream: number; startFrame: number }) => t.starts.set(stream, startFrame));
+      playback.onFinished((e: unknown) => t.finished.push(e));
+    };
+    w.__tapFollow = follow;
+    follow(client, player, playback);
     document.getElementById('stop')!.addEventListener('click', () => t.stopFrames.push(Math.round(context.currentTime * context.sampleRate)), { capture: true });
     // Chromium sometimes reports the same currentFrame for two consecutive render quanta,
     // so a quantum's frame is taken from the tap's own count of process() calls, aligned to
@@ -125,4 +134,44 @@ export async function installTap(page: Page): Promise<void> {
       return last;
     };
   });
+}
+
+/**
+ * Replaces the page's microphone, before any page script runs, with a WebAudio stream:
+ * getUserMedia returns a MediaStreamDestination that is silent until `sayIntoMicrophone`
+ * plays a WAV into it, as if the person spoke then. Timing is the page's own: no file loops,
+ * no device, and the test decides the moment the person talks. Every getUserMedia call's
+ * constraints and tracks are kept in `window.__mic` for the test to check.
+ */
+export async function installFakeMicrophone(context: BrowserContext): Promise<void> {
+  await context.addInitScript(() => {
+    const w = window as unknown as Record<string, any>;
+    const mic = { constraints: [] as unknown[], tracks: [] as MediaStreamTrack[], audio: null as AudioContext | null, destination: null as MediaStreamAudioDestinationNode | null };
+    w.__mic = mic;
+    navigator.mediaDevices.getUserMedia = async (constraints?: MediaStreamConstraints) => {
+      mic.constraints.push(constraints);
+      mic.audio ??= new AudioContext({ sampleRate: 48_000 });
+      mic.destination = mic.audio.createMediaStreamDestination();
+      const stream = mic.destination.stream;
+      mic.tracks.push(...stream.getAudioTracks());
+      return stream;
+    };
+  });
+}
+
+/** Plays `wav` (a whole RIFF file) into the fake microphone; resolves when it has played. */
+export async function sayIntoMicrophone(page: Page, wav: Uint8Array): Promise<void> {
+  await page.evaluate(async (base64: string) => {
+    const mic = (window as any).__mic;
+    if (!mic.destination) throw new Error('the page has not opened the microphone');
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const buffer = await (mic.audio as AudioContext).decodeAudioData(bytes.buffer);
+    const source = (mic.audio as AudioContext).createBufferSource();
+    source.buffer = buffer;
+    source.connect(mic.destination);
+    await new Promise<void>((resolve) => {
+      source.onended = () => resolve();
+      source.start();
+    });
+  }, Buffer.from(wav).toString('base64'));
 }

@@ -4,10 +4,12 @@ import { createActor, fromCallback, SimulatedClock, type StateValueFrom } from '
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine, type SpeakerMachine } from '../../machines/speaker.machine.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
+import { turnMachine, type ReplyInput } from '../../machines/turn.machine.js';
 import { createListenerHost, type ListenerHostOptions } from '../../src/listening/listenerHost.js';
 import type {
   ConnectionEvent,
   EndRecord,
+  ReplyEvent,
   ServerMessage,
   SessionLimits,
   UpstreamEvent,
@@ -30,6 +32,14 @@ export interface FakeUpstream {
   cleanedUp: boolean;
 }
 
+/** A reply actor of the agent turn, scripted by the test. */
+export interface FakeReply {
+  input: ReplyInput;
+  /** Reports as the model would (ignored once the actor was stopped). */
+  send: (event: ReplyEvent) => void;
+  stopped: boolean;
+}
+
 export const testLimits: SessionLimits = {
   handshakeTimeoutMs: 5_000,
   firstAudioTimeoutMs: 1_000,
@@ -42,9 +52,17 @@ export const testLimits: SessionLimits = {
   maxTextChars: 200,
   maxQueued: 4,
   idMemory: 64,
+  audibleTailMaxMs: 3_000,
 };
 
-export function createHarness(limits: Partial<SessionLimits> = {}, extra: { listen?: Omit<ListenerHostOptions, 'sendMessage' | 'wallClock'> } = {}) {
+export function createHarness(
+  limits: Partial<SessionLimits> = {},
+  extra: {
+    listen?: Omit<ListenerHostOptions, 'sendMessage' | 'wallClock'>;
+    /** The agent turn: each reply's model gives up after this much simulated time, as withDeadlines does. */
+    agent?: { modelDeadlineMs: number };
+  } = {},
+) {
   const clock = new SimulatedClock();
   const frames: Frame[] = [];
   const ended: EndRecord[] = [];
@@ -104,12 +122,29 @@ export function createHarness(limits: Partial<SessionLimits> = {}, extra: { list
   const listener = extra.listen
     ? createListenerHost({ ...extra.listen, sendMessage: (_, message) => frames.push({ kind: 'message', message }), wallClock: clock })
     : undefined;
+  // With `agent`, the real turn chart; its model replies are the test's to script.
+  const replies: FakeReply[] = [];
+  const agent = extra.agent;
+  const turn = turnMachine.provide({
+    actions: { sendMessage: (_, message) => frames.push({ kind: 'message', message }) },
+    actors: {
+      reply: fromCallback<{ type: 'NONE' }, ReplyInput>(({ input, sendBack }) => {
+        const reply: FakeReply = { input, stopped: false, send: (event) => !reply.stopped && sendBack(event) };
+        replies.push(reply);
+        const deadline = agent ? clock.setTimeout(() => reply.send({ type: 'REPLY_ERROR', error: { code: 'model_timeout', message: 'late' } }), agent.modelDeadlineMs) : undefined;
+        return () => {
+          reply.stopped = true;
+          if (deadline !== undefined) clock.clearTimeout(deadline);
+        };
+      }),
+    },
+  });
   const machine = connectionMachine.provide({
     actions: {
       sendMessage: (_, message) => frames.push({ kind: 'message', message }),
       closeConnection: (_, c) => frames.push({ kind: 'close', code: c.code }),
     },
-    actors: listener ? { speaker, listener } : { speaker },
+    actors: listener ? { speaker, listener, turn } : { speaker, turn },
   });
 
   const voices = [
@@ -140,6 +175,9 @@ export function createHarness(limits: Partial<SessionLimits> = {}, extra: { list
     upstreams,
     overlaps,
     errors,
+    replies,
+    /** The reply whose model request is alive, if any. */
+    liveReply: () => replies.find((r) => !r.stopped),
     send: (event: ConnectionEvent) => {
       if (actor.getSnapshot().status === 'active') actor.send(event);
     },

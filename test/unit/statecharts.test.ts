@@ -16,6 +16,8 @@ describe('generated statecharts', () => {
       'docs/statecharts/speaker.svg',
       'docs/statecharts/listener.md',
       'docs/statecharts/listener.svg',
+      'docs/statecharts/turn.md',
+      'docs/statecharts/turn.svg',
     ]);
     for (const doc of docs) expect(readFileSync(doc.file, 'utf8'), doc.file).toBe(doc.content);
   });

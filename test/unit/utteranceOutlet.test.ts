@@ -89,3 +89,37 @@ describe('UtteranceOutlet', () => {
     },
   );
 });
+
+describe('UtteranceOutlet: what was heard', () => {
+  const rate = 1_000; // one sample a millisecond keeps the arithmetic readable
+
+  it('counts whole pieces played, the played share of a piece all sent, and of one still being sent only what the slowest speech says', () => {
+    const { outlet, advance } = clocked();
+    outlet.startPiece(30); // 0..1000 ms
+    outlet.number(chunk(1_000));
+    outlet.startPiece(20); // 1000..2000 ms (the previous piece ends here)
+    outlet.number(chunk(1_000));
+    outlet.endPiece();
+    outlet.startPiece(40); // 2000.. still being sent
+    outlet.number(chunk(500));
+    expect(outlet.heardChars(0, rate)).toBe(0);
+    expect(outlet.heardChars(500, rate)).toBe(15);
+    expect(outlet.heardChars(1_000, rate)).toBe(30);
+    expect(outlet.heardChars(1_500, rate)).toBe(40);
+    expect(outlet.heardChars(2_000, rate)).toBe(50);
+    expect(outlet.heardChars(2_400, rate)).toBe(54); // 0.4 s × 10 chars/s of the open piece
+    // What the user can have played: the report when there is one (never past what was sent),
+    // else what was sent, never more than real time since the first audio.
+    expect(outlet.playedMs(rate, 900)).toBe(900);
+    expect(outlet.playedMs(rate, 99_999)).toBe(2_500);
+    advance(1_200);
+    expect(outlet.playedMs(rate, undefined)).toBe(1_200);
+  });
+
+  it('counts nothing of a piece marked after the utterance was sealed', () => {
+    const { outlet } = clocked();
+    outlet.seal();
+    outlet.startPiece(10);
+    expect(outlet.heardChars(10_000, rate)).toBe(0);
+  });
+});
