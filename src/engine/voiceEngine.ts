@@ -114,6 +114,14 @@ export interface AgentOptions {
   conversation?: ConversationLimits;
 }
 
+/** When each message of one agent turn left (performance.now()), for the voice-to-voice split. */
+export interface VoiceToVoiceTiming {
+  turn: string;
+  speechStoppedAt: number;
+  finalAt?: number;
+  firstTextAt?: number;
+}
+
 /** Agent counters (metrics and leak checks). */
 export interface AgentStats {
   /** Model requests alive (one per reply being written). */
@@ -286,7 +294,7 @@ interface SessionIO {
    * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
    * speech_stopped message went out), and the stream of its reply once accepted.
    */
-  voiceToVoice?: { turn: string; speechStoppedAt: number; stream: number | null };
+  voiceToVoice?: VoiceToVoiceTiming & { stream: number | null };
 }
 
 export interface SessionHandle {
@@ -325,10 +333,12 @@ export class VoiceEngine extends EventEmitter<{
   providerCircuit: [{ provider: string; state: CircuitStateName }];
   /** An agent turn ended (one per user turn of a session with an agent). */
   turnEnded: [{ sessionId: string } & TurnEnd];
+  /** A reply's model request started (the final transcript had words). */
+  replyStarted: [{ sessionId: string; turn: string }];
   /** A reply's first text came from the model. */
   replyFirstText: [{ sessionId: string; turn: string }];
   /** From the end of the user's speech (speech_stopped) to the first audio of its reply. */
-  voiceToVoice: [{ sessionId: string; turn: string; ms: number }];
+  voiceToVoice: [{ sessionId: string; turn: string; ms: number } & VoiceToVoiceTiming];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -516,7 +526,10 @@ export class VoiceEngine extends EventEmitter<{
         reply: createReplyActor({
           model: this.chatModel,
           conversation: conversationOf,
-          onStart: () => agentStats.replies++,
+          onStart: (sessionId, turnId) => {
+            agentStats.replies++;
+            this.emit('replyStarted', { sessionId, turn: turnId });
+          },
           onEnd: () => agentStats.replies--,
           onFirstText: (sessionId, turnId) => this.emit('replyFirstText', { sessionId, turn: turnId }),
           onError: (error) => (agentStats.modelErrors[error.code] = (agentStats.modelErrors[error.code] ?? 0) + 1),
@@ -874,6 +887,9 @@ export class VoiceEngine extends EventEmitter<{
     // The start of a voice-to-voice measurement (its end is the reply's first audio, in sendAudio).
     if (message.type === 'input.speech_stopped' && io.playout !== undefined) {
       io.voiceToVoice = { turn: message.turn, speechStoppedAt: performance.now(), stream: null };
+    } else if (io.voiceToVoice && 'turn' in message && message.turn === io.voiceToVoice.turn) {
+      if (message.type === 'transcript' && message.final) io.voiceToVoice.finalAt = performance.now();
+      else if (message.type === 'reply.text') io.voiceToVoice.firstTextAt ??= performance.now();
     } else if (message.type === 'speak.accepted' && io.voiceToVoice && message.id === `reply:${io.voiceToVoice.turn}`) {
       io.voiceToVoice.stream = message.stream;
     }
@@ -910,7 +926,8 @@ export class VoiceEngine extends EventEmitter<{
     const v2v = io.voiceToVoice;
     if (v2v && v2v.stream === stream) {
       io.voiceToVoice = undefined;
-      this.emit('voiceToVoice', { sessionId, turn: v2v.turn, ms: performance.now() - v2v.speechStoppedAt });
+      const { stream: _, ...timing } = v2v;
+      this.emit('voiceToVoice', { sessionId, ...timing, ms: performance.now() - v2v.speechStoppedAt });
     }
     if (transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.

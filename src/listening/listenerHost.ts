@@ -248,11 +248,11 @@ class ListeningSession {
       case 'COMMIT':
       case 'ASSISTANT_AUDIBLE':
         // Behind the audio that came before it, when that audio still waits for its decisions.
-        if (!this.backlog || this.backlog.queueOrPass(event)) this.listener.send(event);
+        if (!this.backlog || this.backlog.queueOrPass(event)) this.toListener(event);
         return;
       case 'SHUTDOWN':
         // A turn in progress gets its final transcript now (sent before the connection closes).
-        this.listener.send(event);
+        this.toListener(event);
         this.release();
         return;
     }
@@ -287,8 +287,35 @@ class ListeningSession {
 
   /** One VAD frame to the listener at its start; then the clock crosses it and fires what falls due inside it. */
   private voice(frame: VoiceFrame): void {
-    this.listener.send({ type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs } satisfies ListenerEvent);
-    this.clock.advance(frame.durationMs);
+    this.holdingReports(() => {
+      this.listener.send({ type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs } satisfies ListenerEvent);
+      this.clock.advance(frame.durationMs);
+    });
+  }
+
+  /** An event to the listener; what it reports for the connection goes after its step. */
+  private toListener(event: ListenerEvent): void {
+    this.holdingReports(() => this.listener.send(event));
+  }
+
+  /**
+   * Runs `step` (events to the listener, its timers) and only then tells the connection what
+   * the listener reported for it: the connection's own step (routing to the speaker and the
+   * turn) must not run nested inside the listener's report action.
+   */
+  private holdingReports(step: () => void): void {
+    if (this.heldForConnection) {
+      step();
+      return;
+    }
+    const held: ListenerHostReport[] = [];
+    this.heldForConnection = held;
+    try {
+      step();
+    } finally {
+      this.heldForConnection = null;
+      for (const report of held) if (!this.released) this.sendBack(report);
+    }
   }
 
   /** A VAD that decides later: the audio waits (bounded) for its decisions. */
@@ -320,15 +347,8 @@ class ListeningSession {
       const pcm = backlog.take(Math.round(frame.durationMs * samplesPerMs));
       this.options.hooks?.vadBacklog?.(-pcm.length / samplesPerMs);
       this.hear(pcm);
-      const held: ListenerHostReport[] = [];
-      this.heldForConnection = held;
-      try {
-        this.voice(frame);
-      } finally {
-        this.heldForConnection = null;
-        for (const report of held) if (!this.released) this.sendBack(report);
-      }
-      for (const event of backlog.due()) if (!this.released) this.listener.send(event);
+      this.voice(frame);
+      for (const event of backlog.due()) if (!this.released) this.toListener(event);
     }
   }
 
@@ -395,7 +415,9 @@ class ListeningSession {
   }
 
   /** One turn's recognition: the `recognition` actor's body. Returns its cleanup. */
-  startJob(onsetMs: number, sendBack: SendBack, receive: (listener: (command: RecognitionCommand) => void) => void): () => void {
+  startJob(onsetMs: number, toJobOwner: SendBack, receive: (listener: (command: RecognitionCommand) => void) => void): () => void {
+    // The job's results reach the listener outside any step of it: hold what it reports for the connection.
+    const sendBack: SendBack = (event) => this.holdingReports(() => toJobOwner(event));
     const controller = new AbortController();
     const live: LiveJob = { job: null, finished: false };
     let deadline: unknown;
@@ -480,7 +502,7 @@ class ListeningSession {
 
   private failJob(error: unknown): void {
     if (this.released) return;
-    this.listener.send(recognitionErrorOf(error));
+    this.toListener(recognitionErrorOf(error));
   }
 
   private send(message: ServerMessage): void {

@@ -9,7 +9,8 @@ import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
 import { settle } from '../support/settle.js';
-import { frames, silence, speechRenderer, type SpeechRenderer } from '../support/speechAudio.js';
+import { frames, silence, type SpeechRenderer } from '../support/speechAudio.js';
+import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = [
@@ -27,36 +28,26 @@ const phrases = [
   'good morning',
 ];
 
+let server: ListeningServer;
 let voxline: VoxlineServer;
 let url: string;
 let speech: SpeechRenderer;
 
 beforeAll(async () => {
-  // The real-time budget is the mic gate's own test; here audio goes up faster than real time.
-  const listening = await createListening({ micInput: { burstMs: 600_000 } });
-  expect(listening.options, listening.summary).not.toBeNull();
-  voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
+  server = await startListeningServer();
+  ({ voxline, url, speech } = server);
   // The engine warms its recognizers when it is made: the first turn does not pay for a process start.
-  const sphinx = listening.options!.recognizers.find((r) => r instanceof PocketSphinxRecognizer) as PocketSphinxRecognizer;
+  const sphinx = server.listening.options!.recognizers.find((r) => r instanceof PocketSphinxRecognizer) as PocketSphinxRecognizer;
   await settle(() => sphinx.isReady(), 20_000, 'PocketSphinx warm before any session');
-  url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
-  await voxline.engine.ready();
-  speech = await speechRenderer();
 }, 60_000);
 
 afterAll(async () => {
-  await speech?.close();
-  await voxline?.close();
+  await server?.close();
 });
 
 const listen = { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', phrases };
 
-async function released() {
-  await settle(() => {
-    const s = voxline.engine.stats();
-    return s.sessions === 0 && s.listening.listeners === 0 && s.listening.recognitionJobs === 0;
-  }, 5_000, 'listening released');
-}
+const released = () => server.released();
 
 /** Send one frame, then a ping, and wait for its pong: everything the frame caused has arrived. */
 async function sendInStep(c: TestVoiceClient, frame: Int16Array): Promise<void> {

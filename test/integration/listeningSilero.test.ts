@@ -5,43 +5,34 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
 import { createListening } from '../../src/listening/listening.js';
-import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
-import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import type { VoxlineServer } from '../../src/server/voxlineServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
 import { settle } from '../support/settle.js';
-import { frames, speechRenderer, type SpeechRenderer } from '../support/speechAudio.js';
+import { frames, type SpeechRenderer } from '../support/speechAudio.js';
+import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = ['turn on the kitchen lights', 'what time is it', 'play some music', 'call my mother', 'open the front door'];
 
+let server: ListeningServer;
 let voxline: VoxlineServer;
 let url: string;
 let speech: SpeechRenderer;
 
 beforeAll(async () => {
-  // Audio goes up faster than real time here: the gate's budget and the backlog bound are their own tests.
-  const listening = await createListening({ vad: 'silero', micInput: { burstMs: 600_000 }, vadBacklogMs: 60_000 });
-  expect(listening.summary).toContain('Silero VAD');
-  expect(listening.options, listening.summary).not.toBeNull();
-  voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
-  url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
-  await voxline.engine.ready();
-  speech = await speechRenderer();
+  // The backlog bound is its own test: here audio goes up faster than real time.
+  server = await startListeningServer({ vad: 'silero', vadBacklogMs: 60_000 });
+  ({ voxline, url, speech } = server);
+  expect(server.listening.summary).toContain('Silero VAD');
 }, 60_000);
 
 afterAll(async () => {
-  await speech?.close();
-  await voxline?.close();
+  await server?.close();
 });
 
 const listen = { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', phrases };
 
-async function released() {
-  await settle(() => {
-    const s = voxline.engine.stats();
-    return s.sessions === 0 && s.listening.listeners === 0 && s.listening.recognitionJobs === 0 && s.listening.vadBacklogMs === 0;
-  }, 5_000, 'listening released');
-}
+const released = () => server.released();
 
 /**
  * Send one frame and wait until the server has decided every whole Silero frame of it (less than
