@@ -146,8 +146,10 @@ export class UtteranceOutlet implements AudioLane {
         chars += Math.min(piece.chars, Math.floor(((played - piece.start) / sampleRate) * slowestSpeechCharsPerSecond));
         break;
       }
+      // A piece that made no audio said nothing (punctuation, a provider's empty answer).
+      if (piece.end === piece.start) continue;
       if (played >= piece.end) chars += piece.chars;
-      else chars += Math.floor((piece.chars * (played - piece.start)) / Math.max(1, piece.end - piece.start));
+      else chars += Math.floor((piece.chars * (played - piece.start)) / (piece.end - piece.start));
     }
     return chars;
   }
