@@ -212,7 +212,9 @@ function checkTurns(h: Harness, endedBy: 'disconnect' | 'shutdown') {
 }
 
 test.prop([
-  fc.array(commandArb, { minLength: 1, maxLength: 80 }),
+  // 'medium': interleavings long enough that turns, their failures and barge-ins all happen in
+  // a default run of 100 (the coverage check below); the default 'small' stayed under ~10 commands.
+  fc.array(commandArb, { minLength: 1, maxLength: 80, size: 'medium' }),
   fc.constantFrom('disconnect' as const, 'shutdown' as const),
   fc.array(fc.constantFrom<Outcome>('hang', 'text', 'text', 'error'), { maxLength: 10 }),
   fc.constantFrom('now' as const, 'later' as const),
