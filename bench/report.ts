@@ -175,15 +175,25 @@ export function renderReport(results: BenchResults): string {
       ? [
           '## 8. The agent turn: voice-to-voice latency (ms)',
           '',
-          `\`tsx bench/voiceToVoice.ts ${report.voiceToVoice.turns} ${report.voiceToVoice.conversations}\`: ${report.voiceToVoice.conversations} concurrent conversation(s) × ${report.voiceToVoice.turns} turns, each phrase sent in real time; ` +
-            `WebRTC VAD, PocketSphinx with phrases, the embedded voice, the chat emulator through groq-sdk (first text after ${report.voiceToVoice.firstTokenDelayMs} ms). ` +
-            `From the last speech sample sent to the reply's first audio frame, client-side wall time; endpointing is the configured ${report.voiceToVoice.endpointSilenceMs} ms of silence plus the VAD.`,
+          `\`tsx bench/voiceToVoice.ts ${report.voiceToVoice.turns} ${report.voiceToVoice.conversations}\`: ${report.voiceToVoice.conversations} concurrent conversation(s) × ${report.voiceToVoice.turns} measured turns (after one warm-up turn each), each phrase sent in real time; ` +
+            `WebRTC VAD, PocketSphinx with phrases, the embedded voice; the offline stack answers with the echo model, the emulated one with the chat emulator through groq-sdk (first text after ${report.voiceToVoice.firstTokenDelayMs} ms). ` +
+            `From the last speech sample sent to the reply's first audio frame, client-side wall time; endpointing is the configured ${report.voiceToVoice.endpointSilenceMs} ms of silence plus the VAD; ` +
+            'the engine\'s share of the first token is measured on the server (final transcript out → model request started, plus model\'s first text → reply.text out); first audio is the wait for the first complete sentence plus the voice.',
           '',
-          '| part | p50 | p99 |',
+          '| part | offline p50 / p99 | emulated LLM p50 / p99 |',
           '|---|---|---|',
-          ...(['total', 'endpointing', 'recognition', 'firstToken', 'firstAudio'] as const).map((k) => {
-            const names = { total: '**end of speech → first reply audio**', endpointing: 'endpointing (→ speech_stopped)', recognition: 'recognition (→ final transcript)', firstToken: 'first token (→ first reply.text)', firstAudio: 'first audio (→ first reply audio frame)' };
-            return `| ${names[k]} | ${f(report.voiceToVoice![k].p50, 0)} | ${f(report.voiceToVoice![k].p99, 0)} |`;
+          ...(['total', 'endpointing', 'recognition', 'firstToken', 'engineAdds', 'firstAudio'] as const).map((k) => {
+            const names = {
+              total: '**end of speech → first reply audio**',
+              endpointing: 'endpointing (→ speech_stopped)',
+              recognition: 'recognition (→ final transcript)',
+              firstToken: 'first token (→ first reply.text)',
+              engineAdds: '… of which the engine',
+              firstAudio: 'first audio (→ first reply audio frame)',
+            };
+            const { offline, emulated } = report.voiceToVoice!.stacks;
+            const digits = k === 'engineAdds' ? 1 : 0;
+            return `| ${names[k]} | ${f(offline[k].p50, digits)} / ${f(offline[k].p99, digits)} | ${f(emulated[k].p50, digits)} / ${f(emulated[k].p99, digits)} |`;
           }),
           '',
         ]

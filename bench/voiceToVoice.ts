@@ -1,22 +1,28 @@
 // `tsx bench/voiceToVoice.ts [turns] [conversations]`: voice-to-voice latency of the agent turn,
-// from the end of the user's speech to the first audio of the reply, split into its parts.
-// One in-process server (WebRTC VAD, PocketSphinx with phrases, the embedded voice, the chat
-// emulator through groq-sdk with a fixed first-token delay); each conversation is a WebSocket
-// client that sends a spoken phrase in real time (20 ms frames every 20 ms) and times what comes
-// back. Forked by bench/run.ts (the figure goes back over IPC); alone, it prints the figures.
+// from the end of the user's speech to the first audio of the reply, split into its parts, with
+// two stacks in turn: `offline` (the embedded echo model) and `emulated` (the chat emulator
+// through groq-sdk, first text after a fixed delay). Each an in-process server (WebRTC VAD,
+// PocketSphinx with phrases, the embedded voice); each conversation is a WebSocket client that
+// sends a spoken phrase in real time (20 ms frames every 20 ms) and times what comes back.
+// Forked by bench/run.ts (the figure goes back over IPC); alone, it prints the figures.
 //
 // The parts, client-side wall time:
 //   endpointing  last speech sample sent → input.speech_stopped   (the configured silence, 700 ms, and the VAD)
 //   recognition  input.speech_stopped → final transcript            (PocketSphinx's final)
 //   first token  final transcript → first reply.text                (the model: emulator delay + SDK + engine)
 //   first audio  first reply.text → first audio frame of reply:<t>  (the speaker, its sentence splitter, the voice)
-// What the engine itself adds is what is left after the parts it does not own: first token
-// minus the emulator's delay, and first audio minus the voice's own first audio (measured alone).
+// What the engine itself adds to the first token, on the server's clock (engine events, same
+// process): from the final transcript leaving to the model request's start, plus from the
+// model's first text to the reply.text leaving: the turn routing the final, building the
+// request, and delivering the text. The first-audio part is the speaker waiting for the reply's first complete sentence
+// (as fast as the model writes it) plus the voice's own first audio.
 import WebSocket from 'ws';
 import type { ServerMessage } from '../machines/types.js';
 import { withDeadlines } from '../src/agent/deadlines.js';
 import { groqChatModel } from '../src/agent/openAiChatModel.js';
 import { ChatEmulator } from '../src/emulators/chatEmulator.js';
+import type { ChatModel } from '../src/agent/types.js';
+import { defaultListenLimits } from '../machines/types.js';
 import { createListening } from '../src/listening/listening.js';
 import { listenSampleRate } from '../src/listening/types.js';
 import { decodeAudioFrame } from '../src/protocol/audioFrame.js';
@@ -25,16 +31,22 @@ import { createVoxlineServer } from '../src/server/voxlineServer.js';
 import { frames, speechRenderer } from '../test/support/speechAudio.js';
 import { summarize, type Summary } from './common.js';
 
-export interface VoiceToVoiceFigure {
-  turns: number;
-  conversations: number;
-  firstTokenDelayMs: number;
-  endpointSilenceMs: number;
+export interface VoiceToVoiceStack {
   total: Summary;
   endpointing: Summary;
   recognition: Summary;
   firstToken: Summary;
   firstAudio: Summary;
+  /** The first-token part minus the model's own time: what the engine adds there. */
+  engineAdds: Summary;
+}
+
+export interface VoiceToVoiceFigure {
+  turns: number;
+  conversations: number;
+  firstTokenDelayMs: number;
+  endpointSilenceMs: number;
+  stacks: { offline: VoiceToVoiceStack; emulated: VoiceToVoiceStack };
 }
 
 const turns = Math.max(1, Number(process.argv[2] ?? 10));
@@ -46,18 +58,35 @@ const key = 'bench';
 const emulator = new ChatEmulator({ apiKey: key, firstTokenDelayMs, tokenDelayMs: 10 });
 await emulator.listen();
 emulator.replyWith(({ messages }) => `You asked: ${messages.at(-1)?.content ?? ''}. Here is a short answer for you.`);
-// One PocketSphinx process per conversation: a process decodes one turn at a time, from its onset.
-const listening = await createListening({ pocketsphinx: { size: conversations, maxWaiting: conversations } });
-if (!listening.options) throw new Error(listening.summary);
-const server = createVoxlineServer({
-  providers: [espeakProvider({ size: 2 })],
-  listen: listening.options,
-  agent: { model: withDeadlines(groqChatModel({ apiKey: key, baseURL: emulator.url, maxTokens: 64 })) },
-  metrics: false,
-});
-const url = `${(await server.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
-await server.engine.ready();
-const endpointSilenceMs = server.engine.listenLimits().endpointSilenceMs;
+
+/**
+ * What the engine adds to the first token, per session and turn, from the server's own clock:
+ * from the final transcript leaving to the model request's start, plus from the model's first
+ * text to the reply.text leaving (engine events, this process).
+ */
+const engineMs = new Map<string, number>();
+
+async function startServer(model: ChatModel | undefined) {
+  // One PocketSphinx process per conversation: a process decodes one turn at a time, from its
+  // onset. Each server owns (and closes) its recognizers.
+  const listening = await createListening({ pocketsphinx: { size: conversations, maxWaiting: conversations } });
+  if (!listening.options) throw new Error(listening.summary);
+  const listen = listening.options;
+  const server = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen, ...(model ? { agent: { model } } : {}), metrics: false });
+  const started = new Map<string, number>();
+  const firstText = new Map<string, number>();
+  server.engine.on('replyStarted', (e) => started.set(`${e.sessionId}/${e.turn}`, performance.now()));
+  server.engine.on('replyFirstText', (e) => firstText.set(`${e.sessionId}/${e.turn}`, performance.now()));
+  server.engine.on('voiceToVoice', (e) => {
+    const key = `${e.sessionId}/${e.turn}`;
+    const [start, text] = [started.get(key), firstText.get(key)];
+    if (start === undefined || text === undefined || e.finalAt === undefined || e.firstTextAt === undefined) return;
+    engineMs.set(key, start - e.finalAt + (e.firstTextAt - text));
+  });
+  const url = `${(await server.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
+  await server.engine.ready();
+  return { server, url };
+}
 
 const renderer = await speechRenderer();
 const audio = new Map<string, { pcm: Int16Array; speechEndMs: number }>();
@@ -75,9 +104,10 @@ interface Sample {
   recognition: number;
   firstToken: number;
   firstAudio: number;
+  engineAdds: number;
 }
 
-async function conversation(index: number): Promise<Sample[]> {
+async function conversation(url: string, index: number): Promise<Sample[]> {
   const ws = new WebSocket(url);
   const seen: Array<{ at: number; message?: ServerMessage; stream?: number }> = [];
   let wake: (() => void) | null = null;
@@ -105,7 +135,8 @@ async function conversation(index: number): Promise<Sample[]> {
   };
   const find = (pred: (m: ServerMessage) => boolean) => seen.find((s) => s.message && pred(s.message));
   ws.send(JSON.stringify({ type: 'session.start', listen: { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', phrases }, agent: {} }));
-  await waitFor(() => find((m) => m.type === 'session.ready'));
+  const ready = await waitFor(() => find((m) => m.type === 'session.ready'));
+  const sessionId = (ready.message as { sessionId: string }).sessionId;
   const samples: Sample[] = [];
   // Turn 1 warms up (a recognizer process starts with its first turn); turns 2… are measured.
   for (let t = 1; t <= turns + 1; t++) {
@@ -136,32 +167,36 @@ async function conversation(index: number): Promise<Sample[]> {
       recognition: final.at - stopped.at,
       firstToken: text.at - final.at,
       firstAudio: firstAudio.at - text.at,
+      engineAdds: engineMs.get(`${sessionId}/${turn}`) ?? NaN,
     });
   }
   ws.close();
   return samples;
 }
 
-const all = (await Promise.all(Array.from({ length: conversations }, (_, i) => conversation(i)))).flat();
-const pick = (k: keyof Sample) => summarize(all.map((s) => s[k]));
-const figure: VoiceToVoiceFigure = {
-  turns,
-  conversations,
-  firstTokenDelayMs,
-  endpointSilenceMs,
-  total: pick('total'),
-  endpointing: pick('endpointing'),
-  recognition: pick('recognition'),
-  firstToken: pick('firstToken'),
-  firstAudio: pick('firstAudio'),
-};
-await server.close();
+async function runStack(model: ChatModel | undefined): Promise<VoiceToVoiceStack> {
+  const { server, url } = await startServer(model);
+  try {
+    const all = (await Promise.all(Array.from({ length: conversations }, (_, i) => conversation(url, i)))).flat();
+    const pick = (k: keyof Sample) => summarize(all.map((s) => s[k]));
+    return { total: pick('total'), endpointing: pick('endpointing'), recognition: pick('recognition'), firstToken: pick('firstToken'), firstAudio: pick('firstAudio'), engineAdds: pick('engineAdds') };
+  } finally {
+    await server.close();
+  }
+}
+
+const offline = await runStack(undefined); // the engine's default: the echo model
+const emulated = await runStack(withDeadlines(groqChatModel({ apiKey: key, baseURL: emulator.url, maxTokens: 64 })));
+const figure: VoiceToVoiceFigure = { turns, conversations, firstTokenDelayMs, endpointSilenceMs: defaultListenLimits.endpointSilenceMs, stacks: { offline, emulated } };
 await emulator.close();
 
 if (process.send) process.send(figure, () => process.exit(0));
 else {
-  const line = (name: string, s: Summary) => `${name.padEnd(12)} p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms\n`;
-  process.stdout.write(`voice-to-voice, ${conversations} conversation(s) × ${turns} turns (endpointing silence ${endpointSilenceMs} ms, model first token ${firstTokenDelayMs} ms):\n`);
-  for (const k of ['total', 'endpointing', 'recognition', 'firstToken', 'firstAudio'] as const) process.stdout.write(line(k, figure[k]));
+  const line = (name: string, s: Summary) => `  ${name.padEnd(12)} p50 ${s.p50.toFixed(1)} ms, p99 ${s.p99.toFixed(1)} ms\n`;
+  process.stdout.write(`voice-to-voice, ${conversations} conversation(s) × ${turns} turns (endpointing silence ${figure.endpointSilenceMs} ms):\n`);
+  for (const [name, stack] of Object.entries(figure.stacks)) {
+    process.stdout.write(`${name}${name === 'emulated' ? ` (model first token ${firstTokenDelayMs} ms)` : ' (echo model)'}:\n`);
+    for (const k of ['total', 'endpointing', 'recognition', 'firstToken', 'firstAudio', 'engineAdds'] as const) process.stdout.write(line(k, stack[k]));
+  }
   process.exit(0);
 }

@@ -6,19 +6,23 @@
 // listening invokes the listener host (src/listening/listenerHost.ts, which runs the listener
 // chart, listener.machine.ts, on the input's media clock) and routes microphone audio, commits
 // and the speaker's audibility to it; the listener's barge-in comes back and interrupts the speaker.
+// A third region, `link`, lets a resumable session outlive a dropped connection: `detached` for
+// at most the resume window, then it ends as if the client were gone.
 //
 // Ending: CLIENT_GONE and SHUTDOWN go to the speaker, which ends everything it holds (one
 // speak.end each) and is done; its output says why, and the connection closes accordingly.
 // All of it happens inside the one `send` that delivered the event (XState's mailboxes are
 // synchronous), so `closing` is never seen from outside and needs no deadline.
-import { assign, enqueueActions, fromCallback, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
+import { assign, enqueueActions, fromCallback, raise, sendTo, setup, type AnyActorRef, type DoneActorEvent } from 'xstate';
 import type {
   AgentSettings,
   AssistantAudible,
+  AudibleTail,
   ConnectionEvent,
   ErrorCode,
   ListenGrant,
   ListenVerdict,
+  ResumeOffer,
   ServerMessage,
   SessionLimits,
   SpeakerEndCause,
@@ -55,8 +59,12 @@ export interface ConnectionContext {
   now: () => number;
   /** The engine's listen verdict from START; null when the client did not ask to listen. */
   listen: ListenVerdict | null;
+  /** The completed utterance the client still plays (hearing.listening.tail), else null. */
+  audibleTail: AudibleTail | null;
   /** The session's agent (wire `session.start.agent`); null when the client did not ask for one. */
   agent: AgentSettings | null;
+  /** The resume offer from START; null when the client did not ask to be able to resume. */
+  resume: ResumeOffer | null;
 }
 
 /** What the connection's listening actor (the listener host) takes: everything it routes there. */
@@ -91,6 +99,7 @@ export const connectionSetup = setup({
         defaultVoice: event.voice !== undefined && context.voiceIds.has(event.voice) ? event.voice : context.defaultVoice,
         ...(event.listen ? { listen: event.listen } : {}),
         ...(event.agent ? { agent: event.agent } : {}),
+        ...(event.resume ? { resume: event.resume } : {}),
       };
     }),
     /**
@@ -111,8 +120,12 @@ export const connectionSetup = setup({
     },
     /** Barge-in: the speaker ends what plays and what waits (reason interrupted). */
     interruptSpeaker: sendTo('speaker', { type: 'INTERRUPT' } satisfies SpeakerEvent),
-    /** Microphone audio, commits and the assistant's audibility go to the listener host unchanged. */
+    /** Microphone audio and commits go to the listener host unchanged. */
     routeToListener: sendTo('listener', ({ event }) => event as ListenerHostEvent),
+    /** Whether the assistant is audible, as the listener's echo guard and barge-in should see it. */
+    tellListenerAudible: sendTo('listener', (_, { audible }: { audible: boolean }) => ({ type: 'ASSISTANT_AUDIBLE', audible }) satisfies ListenerHostEvent),
+    noteAudibleTail: assign(({ event }) => ({ audibleTail: event.type === 'ASSISTANT_AUDIBLE' ? (event.tail ?? null) : null })),
+    forgetAudibleTail: assign({ audibleTail: null }),
     /**
      * The session ends for shutdown: a turn in progress gets its final transcript first. Sent to
      * the listener at once (a sendTo would run after this step's close, or find it stopped).
@@ -131,14 +144,24 @@ export const connectionSetup = setup({
   },
   guards: {
     listenGranted: ({ context }) => context.listen?.granted === true,
+    audibleNow: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && event.audible,
+    /** A completed utterance ended and the client still plays some of it. */
+    stillPlays: ({ event }) => event.type === 'ASSISTANT_AUDIBLE' && !event.audible && (event.tail?.playsForMs ?? 0) > 0,
+    /** The client reports the tail's stream played to its end. */
+    tailPlayed: ({ context, event }) =>
+      event.type === 'PLAYBACK' && context.audibleTail !== null && event.stream === context.audibleTail.stream && event.playedMs >= context.audibleTail.sentMs,
     /** The agent needs ears: it answers only a session that listens. */
     agentGranted: ({ context }) => context.agent !== null && context.listen?.granted === true,
+    resumable: ({ context }) => context.resume !== null,
     /** The speaker is done for `cause` (its output). */
     speakerEndedFor: ({ event }, { cause }: { cause: SpeakerEndCause }) =>
       (event as unknown as DoneActorEvent<SpeakerOutput>).output?.cause === cause,
   },
   delays: {
     handshake: ({ context }) => context.limits.handshakeTimeoutMs,
+    /** What the client plausibly still plays, bounded: the assistant never stays audible for good. */
+    audibleTail: ({ context }) => Math.min(context.audibleTail?.playsForMs ?? 0, context.limits.audibleTailMaxMs),
+    resumeWindow: ({ context }) => context.resume?.windowMs ?? 0,
   },
 });
 
@@ -180,7 +203,9 @@ export const connectionMachine = connectionActions.createMachine({
     sampleRate: input.sampleRates[0] ?? 24_000,
     now: input.now ?? performanceNow,
     listen: null,
+    audibleTail: null,
     agent: null,
+    resume: null,
   }),
   initial: 'handshake',
   states: {
@@ -205,10 +230,11 @@ export const connectionMachine = connectionActions.createMachine({
               params: ({ context }) => ({
                 type: 'session.ready',
                 sessionId: context.sessionId,
-                protocol: context.listen || context.agent ? 2 : 1,
+                protocol: context.listen || context.agent || context.resume ? 2 : 1,
                 format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
                 voices: context.voices,
                 ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+                ...(context.resume ? { resume: context.resume } : {}),
               }),
             },
             'refuseListening',
@@ -325,6 +351,23 @@ export const connectionMachine = connectionActions.createMachine({
           },
         },
 
+        // The link region: whether a client is connected. Only a resumable session (one given a
+        // resume offer) is ever detached: its speaker and listener go on, their frames kept in the
+        // session's outbound log (src/), until a client resumes it or the window runs out, which
+        // ends the session exactly as a client gone would.
+        link: {
+          initial: 'attached',
+          states: {
+            attached: {
+              on: { DETACH: { guard: 'resumable', target: 'detached' } },
+            },
+            detached: {
+              after: { resumeWindow: { actions: raise({ type: 'CLIENT_GONE' } satisfies ConnectionEvent) } },
+              on: { ATTACH: 'attached' },
+            },
+          },
+        },
+
         // The hearing region: a session granted listening runs its listener host from here to the end.
         hearing: {
           initial: 'choosing',
@@ -349,7 +392,33 @@ export const connectionMachine = connectionActions.createMachine({
               on: {
                 MIC_AUDIO: { actions: 'routeToListener' },
                 COMMIT: { actions: 'routeToListener' },
-                ASSISTANT_AUDIBLE: { actions: 'routeToListener' },
+              },
+              // The assistant's audibility as the listener hears it: the speaker's view (first audio
+              // to end), plus the tail of a completed utterance that the client still plays from its
+              // buffer, bounded by wall time and cut short by a playback report of its end.
+              initial: 'silent',
+              states: {
+                silent: {
+                  on: { ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' } },
+                },
+                audible: {
+                  entry: { type: 'tellListenerAudible', params: { audible: true } },
+                  on: {
+                    ASSISTANT_AUDIBLE: [
+                      { guard: 'stillPlays', target: 'tail', actions: 'noteAudibleTail' },
+                      { guard: 'audibleNow' },
+                      { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                    ],
+                  },
+                },
+                tail: {
+                  exit: 'forgetAudibleTail',
+                  after: { audibleTail: { target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } } },
+                  on: {
+                    ASSISTANT_AUDIBLE: { guard: 'audibleNow', target: 'audible' },
+                    PLAYBACK: { guard: 'tailPlayed', target: 'silent', actions: { type: 'tellListenerAudible', params: { audible: false } } },
+                  },
+                },
               },
             },
           },

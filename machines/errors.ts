@@ -13,6 +13,8 @@ export const CloseCode = {
   policyViolation: 1008,
   /** The server failed in a way it did not expect. */
   internalError: 1011,
+  /** The server is draining: a resumable session's client resumes elsewhere (wire contract v2). */
+  serviceRestart: 1012,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -66,6 +68,7 @@ export const errorTable: Readonly<Record<ErrorCode, ErrorSpec>> = {
   model_busy: { message: 'the language model is busy; try again later', http: 503 },
   model_failed: { message: 'the language model failed to write a reply', http: 502 },
   model_timeout: { message: 'the language model did not answer in time', http: 504 },
+  resume_failed: { message: 'this session cannot be resumed; start a new one', http: 409, close: CloseCode.policyViolation },
 };
 
 /** The close reason of a refused handshake, whatever the code of the refusal. */

@@ -182,10 +182,15 @@ const baseSetup = setup({
     closeOutlet: ({ context }) => context.current?.outlet.close(),
     /**
      * Tell the connection (the parent, when there is one) whether the assistant is audible: from
-     * an utterance's first audio frame (entering `streaming`) to its end (leaving it).
+     * an utterance's first audio frame (entering `streaming`) to its end (leaving it). A completed
+     * end (left on UPSTREAM_DONE) says what the client still plays: the connection keeps the
+     * assistant audible for that tail.
      */
-    reportAudible: enqueueActions(({ self, enqueue }, { audible }: { audible: boolean }) => {
-      if (self._parent) enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible } satisfies AssistantAudible);
+    reportAudible: enqueueActions(({ context, event, self, enqueue }, { audible }: { audible: boolean }) => {
+      if (!self._parent) return;
+      const current = context.current;
+      const tail = !audible && event.type === 'UPSTREAM_DONE' && current ? { stream: current.stream, ...current.outlet.playsOn(context.sampleRate) } : undefined;
+      enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible, ...(tail ? { tail } : {}) } satisfies AssistantAudible);
     }),
     /** The client's playback report of an accepted stream: its latest playedMs, bounded. */
     notePlayback: assign(({ context, event }) => {

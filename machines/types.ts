@@ -45,7 +45,9 @@ export type ErrorCode =
   | 'model_unavailable'
   | 'model_busy'
   | 'model_failed'
-  | 'model_timeout';
+  | 'model_timeout'
+  // Resuming a session (wire contract v2).
+  | 'resume_failed';
 
 export interface WireError {
   code: ErrorCode;
@@ -87,6 +89,10 @@ export type ServerMessage =
       voices: VoiceInfo[];
       /** Present when the session listens: the microphone format the server takes. */
       listen?: { format: ListenFormat };
+      /** Present when the session may be resumed (the client asked with session.start `resume: true`). */
+      resume?: ResumeOffer;
+      /** The answer to session.resume: the same session, going on. */
+      resumed?: true;
     }
   | { type: 'speak.accepted'; id: string; stream: number }
   /** Only to clients that asked with `observe: true`: the session statechart's state. */
@@ -101,6 +107,8 @@ export type ServerMessage =
     }
   | { type: 'error'; code: ErrorCode; message: string; id?: string }
   | { type: 'pong' }
+  /** A draining server, before it closes a resumable session's connection with 1012: resume elsewhere. */
+  | { type: 'session.goaway'; timeLeftMs: number }
   // Listening (wire contract v2): positions on the input's media clock (audio received).
   | { type: 'input.speech_started'; turn: string; audioMs: number }
   | { type: 'input.speech_stopped'; turn: string; audioMs: number }
@@ -155,6 +163,11 @@ export interface SessionLimits {
   maxQueued: number;
   /** How many past utterance ids are remembered for duplicate detection. */
   idMemory: number;
+  /**
+   * After a completed utterance, the assistant counts as audible (for the listener's echo guard)
+   * while the client plausibly still plays what it was sent, but never longer than this.
+   */
+  audibleTailMaxMs: number;
 }
 
 export const defaultSessionLimits: SessionLimits = {
@@ -169,6 +182,7 @@ export const defaultSessionLimits: SessionLimits = {
   maxTextChars: 10_000,
   maxQueued: 16,
   idMemory: 1_024,
+  audibleTailMaxMs: 60_000,
 };
 
 /**
@@ -250,6 +264,8 @@ export type ConnectionEvent =
       listen?: ListenVerdict;
       /** Present when the client asked for the agent turn (and its listen request was granted). */
       agent?: AgentSettings;
+      /** Present when the client asked to be able to resume: the engine's offer (token made outside the chart). */
+      resume?: ResumeOffer;
     }
   | { type: 'BAD_START'; code: ErrorCode; message: string }
   | SpeakerCommand
@@ -267,7 +283,17 @@ export type ConnectionEvent =
   /** From the speaker: an utterance ended (routed to the turn). */
   | UtteranceEnded
   /** From the turn: what the speaker is to say, or stop saying, of a reply. */
-  | ReplyOrder;
+  | ReplyOrder
+  /** A resumable session's connection dropped: it goes on, detached, for the resume window. */
+  | { type: 'DETACH' }
+  /** A client resumed the detached session (its missed frames were replayed first). */
+  | { type: 'ATTACH' };
+
+/** What session.ready offers a client that asked to be able to resume. */
+export interface ResumeOffer {
+  token: string;
+  windowMs: number;
+}
 
 /** The speaker's report of every utterance's end, to its parent. */
 export type UtteranceEnded = {
@@ -314,8 +340,20 @@ export type TurnEvent =
   | { type: 'STOP'; id?: string }
   | { type: 'SHUTDOWN' };
 
-/** The speaker's own report: an utterance is audible from its first audio frame until its end. */
-export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean };
+/**
+ * The speaker's own report: an utterance is audible from its first audio frame until its end.
+ * The end of a `completed` utterance carries its `tail`: the client still plays what it was sent.
+ */
+export type AssistantAudible = { type: 'ASSISTANT_AUDIBLE'; audible: boolean; tail?: AudibleTail };
+
+/** What a completed utterance's client still plays after its end (wall time, the session's clock). */
+export interface AudibleTail {
+  stream: number;
+  /** Milliseconds of audio sent for the stream (whole ms, rounded down). */
+  sentMs: number;
+  /** How much longer it plausibly plays: the sent duration since its first audio went out, less the time since. */
+  playsForMs: number;
+}
 
 /** The speaker chart's events: routed by its connection, or reported by its upstream. */
 export type SpeakerEvent = SpeakerCommand | SpeakerInterrupt | SpeakerFinish | UpstreamEvent;

@@ -146,8 +146,10 @@ export class UtteranceOutlet implements AudioLane {
         chars += Math.min(piece.chars, Math.floor(((played - piece.start) / sampleRate) * slowestSpeechCharsPerSecond));
         break;
       }
+      // A piece that made no audio said nothing (punctuation, a provider's empty answer).
+      if (piece.end === piece.start) continue;
       if (played >= piece.end) chars += piece.chars;
-      else chars += Math.floor((piece.chars * (played - piece.start)) / Math.max(1, piece.end - piece.start));
+      else chars += Math.floor((piece.chars * (played - piece.start)) / (piece.end - piece.start));
     }
     return chars;
   }
@@ -160,6 +162,15 @@ export class UtteranceOutlet implements AudioLane {
   /** Milliseconds since the upstream last showed life. */
   quietFor(): number {
     return this.now() - this.lastLifeAt;
+  }
+
+  /**
+   * What the client still plays of this utterance now: the sent audio (whole ms) and how much of
+   * it is left, assuming playback started with the first audio and runs in real time.
+   */
+  playsOn(sampleRate: number): { sentMs: number; playsForMs: number } {
+    const sentMs = Math.floor((this.samples * 1000) / sampleRate);
+    return { sentMs, playsForMs: Math.max(0, Math.ceil(sentMs - this.playedMs(sampleRate, undefined))) };
   }
 
   /** The utterance's figures for its speak.end. */

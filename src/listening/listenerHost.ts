@@ -9,6 +9,12 @@
 // listener at the frame's start, and the clock advances over the frame (timers due inside it
 // fire). Nothing else is allocated per frame but the VOICE events.
 //
+// A VAD that decides later (Silero, AsyncVoiceActivityDetector) gets the same order, later in wall
+// time: the audio waits in a bounded backlog (vadBacklog.ts) and goes to the ring, the job and the
+// clock one VAD frame at a time as decisions come back; COMMIT and ASSISTANT_AUDIBLE wait behind
+// the audio that arrived before them. A frame that would queue past `vadBacklogMs` is refused
+// (`audio_overrun`): inference fell behind, and waiting longer would only grow memory.
+//
 // Messages leave straight to the session's transport (`sendMessage`, as the speaker's do), so
 // a final transcript on SHUTDOWN goes out before the connection closes; BARGE_IN goes back to
 // the connection, which interrupts the speaker. Cleanup (the connection left `listening` or
@@ -31,7 +37,17 @@ import type {
   WireError,
 } from '../../machines/types.js';
 import { MediaClock, type Clock } from './mediaClock.js';
-import { listenSampleRate, RecognitionError, type RecognitionJob, type SpeechRecognizer, type VoiceActivityDetector } from './types.js';
+import {
+  decidesLater,
+  listenSampleRate,
+  RecognitionError,
+  type AsyncVoiceActivityDetector,
+  type RecognitionJob,
+  type SpeechRecognizer,
+  type VoiceActivityDetector,
+  type VoiceFrame,
+} from './types.js';
+import { VadBacklog } from './vadBacklog.js';
 
 /** What the host tells its connection. */
 type ListenerHostReport = { type: 'BARGE_IN' } | UserTurnEvent;
@@ -64,6 +80,8 @@ export interface ListenerHostHooks {
   recognizerError?(code: ErrorCode): void;
   /** Milliseconds of microphone audio accepted. */
   audio?(ms: number): void;
+  /** Audio waiting for an asynchronous VAD's decisions grew (+) or shrank (-) by this many ms. */
+  vadBacklog?(deltaMs: number): void;
 }
 
 export interface ListenerHostOptions {
@@ -79,7 +97,14 @@ export interface ListenerHostOptions {
   hooks?: ListenerHostHooks;
   /** XState inspection of each session's listener actor. */
   inspect?: (sessionId: string) => ((event: InspectionEvent) => void) | undefined;
+  /** Most audio that may wait for an asynchronous VAD's decisions per session (default 3000 ms). */
+  vadBacklogMs?: number;
 }
+
+/** Above the mic gate's 2 s burst: a client catching up after a stall is not refused for it. */
+export const defaultVadBacklogMs = 3000;
+
+type LaterEvent = Extract<ListenerHostEvent, { type: 'COMMIT' | 'ASSISTANT_AUDIBLE' }>;
 
 const realClock: Clock = {
   setTimeout: (fn: () => void, ms: number) => setTimeout(fn, ms),
@@ -166,6 +191,17 @@ class ListeningSession {
   private readonly recognizer: SpeechRecognizer;
   private readonly listener: ActorRefFrom<ProvidedListener>;
   private readonly wallClock: Clock;
+  /** Only for a VAD that decides later: the audio and events waiting for its decisions. */
+  private readonly backlog: VadBacklog<LaterEvent> | null;
+  private readonly maxBacklogSamples: number;
+  /** The wait for the VAD's pending decisions, while one runs. */
+  private inference: Promise<void> | null = null;
+  /**
+   * What the listener tells the connection while late decisions are replayed: sent after the
+   * listener's step, not from inside its `report` action (the connection is idle then and would
+   * run its whole step nested in the listener's action). Null outside such a step.
+   */
+  private heldForConnection: ListenerHostReport[] | null = null;
   private job: LiveJob | null = null;
   private released = false;
   /** The recognition error of the turn being finalized, sent with its final. */
@@ -189,6 +225,8 @@ class ListeningSession {
       this.gate.close();
       throw error;
     }
+    this.backlog = decidesLater(this.vad) ? new VadBacklog((this.vad.frameMs * samplesPerMs) | 0) : null;
+    this.maxBacklogSamples = (options.vadBacklogMs ?? defaultVadBacklogMs) * samplesPerMs;
     const inspect = options.inspect?.(input.sessionId);
     this.listener = createActor(machine, {
       clock: this.clock,
@@ -209,11 +247,12 @@ class ListeningSession {
         return;
       case 'COMMIT':
       case 'ASSISTANT_AUDIBLE':
-        this.listener.send(event);
+        // Behind the audio that came before it, when that audio still waits for its decisions.
+        if (!this.backlog || this.backlog.queueOrPass(event)) this.toListener(event);
         return;
       case 'SHUTDOWN':
         // A turn in progress gets its final transcript now (sent before the connection closes).
-        this.listener.send(event);
+        this.toListener(event);
         this.release();
         return;
     }
@@ -225,20 +264,113 @@ class ListeningSession {
       this.send({ type: 'error', code: pcm.code, message: pcm.message });
       return;
     }
+    if (this.backlog) {
+      this.onLaterAudio(this.backlog, pcm);
+      return;
+    }
     this.options.hooks?.audio?.(pcm.length / samplesPerMs);
-    this.ring.write(pcm);
-    // A job that lives since an earlier frame takes this one whole (a job started below gets it from the ring).
-    const live = this.job;
-    if (live && !live.finished) this.feed(live, pcm);
+    this.hear(pcm);
     const frames = this.vad.push(pcm);
     for (let i = 0; i < frames.length; i++) {
-      const frame = frames[i]!;
-      const voice: ListenerEvent = { type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs };
-      // At the frame's start; then the clock crosses the frame and fires what falls due inside it.
-      this.listener.send(voice);
-      this.clock.advance(frame.durationMs);
+      this.voice(frames[i]!);
       if (this.released) return;
     }
+  }
+
+  /** Audio the listener is about to classify: into the ring, and to the turn's job if one lives. */
+  private hear(pcm: Int16Array): void {
+    this.ring.write(pcm);
+    // A job that lives since an earlier frame takes this one whole (a job started by its VOICE gets it from the ring).
+    const live = this.job;
+    if (live && !live.finished) this.feed(live, pcm);
+  }
+
+  /** One VAD frame to the listener at its start; then the clock crosses it and fires what falls due inside it. */
+  private voice(frame: VoiceFrame): void {
+    this.holdingReports(() => {
+      this.listener.send({ type: 'VOICE', speech: frame.speech, levelDb: frame.levelDb, durationMs: frame.durationMs } satisfies ListenerEvent);
+      this.clock.advance(frame.durationMs);
+    });
+  }
+
+  /** An event to the listener; what it reports for the connection goes after its step. */
+  private toListener(event: ListenerEvent): void {
+    this.holdingReports(() => this.listener.send(event));
+  }
+
+  /**
+   * Runs `step` (events to the listener, its timers) and only then tells the connection what
+   * the listener reported for it: the connection's own step (routing to the speaker and the
+   * turn) must not run nested inside the listener's report action.
+   */
+  private holdingReports(step: () => void): void {
+    if (this.heldForConnection) {
+      step();
+      return;
+    }
+    const held: ListenerHostReport[] = [];
+    this.heldForConnection = held;
+    try {
+      step();
+    } finally {
+      this.heldForConnection = null;
+      for (const report of held) if (!this.released) this.sendBack(report);
+    }
+  }
+
+  /** A VAD that decides later: the audio waits (bounded) for its decisions. */
+  private onLaterAudio(backlog: VadBacklog<LaterEvent>, pcm: Int16Array): void {
+    if (backlog.samples + pcm.length > this.maxBacklogSamples) {
+      const waitingMs = Math.round(backlog.samples / samplesPerMs);
+      this.send({ type: 'error', code: 'audio_overrun', message: `speech detection is ${waitingMs} ms of audio behind; ${pcm.length / samplesPerMs} ms frame dropped` });
+      return;
+    }
+    this.options.hooks?.audio?.(pcm.length / samplesPerMs);
+    backlog.push(pcm);
+    this.options.hooks?.vadBacklog?.(pcm.length / samplesPerMs);
+    let frames: VoiceFrame[];
+    try {
+      frames = this.vad.push(pcm);
+    } catch {
+      this.fail(); // inference broke: its audio would never be decided
+      return;
+    }
+    // Decisions that finished since the last frame come back here; the rest through drain().
+    this.decided(backlog, frames);
+    this.awaitDecisions(backlog);
+  }
+
+  /** Decisions came back: each frame's audio, its VOICE, then the events that waited for it. */
+  private decided(backlog: VadBacklog<LaterEvent>, frames: VoiceFrame[]): void {
+    for (let i = 0; i < frames.length && !this.released; i++) {
+      const frame = frames[i]!;
+      const pcm = backlog.take(Math.round(frame.durationMs * samplesPerMs));
+      this.options.hooks?.vadBacklog?.(-pcm.length / samplesPerMs);
+      this.hear(pcm);
+      this.voice(frame);
+      for (const event of backlog.due()) if (!this.released) this.toListener(event);
+    }
+  }
+
+  /** Wait for the decisions of the frames pushed so far, unless a wait runs already. */
+  private awaitDecisions(backlog: VadBacklog<LaterEvent>): void {
+    if (this.inference || this.released || backlog.samples < this.vad.frameMs * samplesPerMs) return;
+    this.inference = (this.vad as AsyncVoiceActivityDetector).drain().then(
+      (frames) => {
+        this.inference = null;
+        if (this.released) return; // closed meanwhile: nobody to tell
+        try {
+          this.decided(backlog, frames);
+          this.awaitDecisions(backlog);
+        } catch {
+          this.send({ type: 'error', code: 'internal', message: 'could not process microphone audio' });
+        }
+      },
+      () => {
+        this.inference = null;
+        this.fail();
+      },
+    );
   }
 
   /**
@@ -252,12 +384,12 @@ class ListeningSession {
     switch (report.type) {
       case 'BARGE_IN':
         hooks?.bargeIn?.();
-        this.sendBack({ type: 'BARGE_IN' });
+        this.tellConnection({ type: 'BARGE_IN' });
         return;
       case 'input.speech_started':
         hooks?.turnStarted?.();
         this.send(report);
-        this.sendBack({ type: 'USER_TURN_STARTED', turn: report.turn });
+        this.tellConnection({ type: 'USER_TURN_STARTED', turn: report.turn });
         return;
       case 'error':
         hooks?.recognizerError?.(report.code);
@@ -269,7 +401,7 @@ class ListeningSession {
           this.send(report);
           const error = this.turnError;
           this.turnError = null;
-          this.sendBack({ type: 'USER_TURN_HEARD', turn: report.turn, text: report.text, ...(error ? { error } : {}) });
+          this.tellConnection({ type: 'USER_TURN_HEARD', turn: report.turn, text: report.text, ...(error ? { error } : {}) });
           return;
         }
         break;
@@ -277,8 +409,15 @@ class ListeningSession {
     this.send(report);
   }
 
+  private tellConnection(report: ListenerHostReport): void {
+    if (this.heldForConnection) this.heldForConnection.push(report);
+    else this.sendBack(report);
+  }
+
   /** One turn's recognition: the `recognition` actor's body. Returns its cleanup. */
-  startJob(onsetMs: number, sendBack: SendBack, receive: (listener: (command: RecognitionCommand) => void) => void): () => void {
+  startJob(onsetMs: number, toJobOwner: SendBack, receive: (listener: (command: RecognitionCommand) => void) => void): () => void {
+    // The job's results reach the listener outside any step of it: hold what it reports for the connection.
+    const sendBack: SendBack = (event) => this.holdingReports(() => toJobOwner(event));
     const controller = new AbortController();
     const live: LiveJob = { job: null, finished: false };
     let deadline: unknown;
@@ -363,7 +502,7 @@ class ListeningSession {
 
   private failJob(error: unknown): void {
     if (this.released) return;
-    this.listener.send(recognitionErrorOf(error));
+    this.toListener(recognitionErrorOf(error));
   }
 
   private send(message: ServerMessage): void {
@@ -384,6 +523,11 @@ class ListeningSession {
     this.listener.stop(); // stops the recognition actor: its cleanup cancels the job
     this.clock.clear();
     this.job = null;
+    if (this.backlog) {
+      // Pending inference is the VAD's to drop (close); its late answer finds this session released.
+      this.options.hooks?.vadBacklog?.(-this.backlog.samples / samplesPerMs);
+      this.backlog.clear();
+    }
     for (const close of [() => this.vad.close(), () => this.gate.close()]) {
       try {
         close();

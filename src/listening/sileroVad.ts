@@ -19,7 +19,7 @@ import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { rmsDbfs } from '../audio/level.js';
-import { listenSampleRate, type VoiceActivityDetector, type VoiceFrame } from './types.js';
+import { listenSampleRate, type AsyncVoiceActivityDetector, type VoiceFrame } from './types.js';
 
 export interface SileroVoiceFrame extends VoiceFrame {
   /** The model's speech probability for this frame (0-1). */
@@ -38,7 +38,7 @@ export interface SileroVadOptions {
   maxPendingMs?: number;
 }
 
-export interface SileroVad extends VoiceActivityDetector {
+export interface SileroVad extends AsyncVoiceActivityDetector {
   push(pcm: Int16Array): SileroVoiceFrame[];
   /** Resolves when every complete frame pushed so far is decided, with the decisions not yet handed out. */
   drain(): Promise<SileroVoiceFrame[]>;
@@ -119,6 +119,7 @@ interface QueuedFrame {
 
 class SileroDetector implements SileroVad {
   readonly frameMs = frameMs;
+  readonly decidesLater = true;
   private readonly threshold: number;
   private readonly releaseThreshold: number;
   private readonly maxPending: number;

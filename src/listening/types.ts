@@ -82,3 +82,19 @@ export interface VoiceActivityDetector {
   reset(): void;
   close(): void;
 }
+
+/**
+ * A detector that decides later in wall time (onnxruntime-node only infers asynchronously).
+ * `push` queues samples and returns the decisions finished since the previous call; `drain`
+ * resolves once every complete frame pushed so far is decided, with the decisions not yet handed
+ * out. Each decision is handed out exactly once, in order, by one or the other. The listener host
+ * holds the audio until its decision is back, so the media clock stays exact (listenerHost.ts).
+ */
+export interface AsyncVoiceActivityDetector extends VoiceActivityDetector {
+  readonly decidesLater: true;
+  drain(): Promise<VoiceFrame[]>;
+}
+
+export function decidesLater(vad: VoiceActivityDetector): vad is AsyncVoiceActivityDetector {
+  return (vad as Partial<AsyncVoiceActivityDetector>).decidesLater === true;
+}

@@ -3,12 +3,16 @@
 // Inspection events are redacted at the source to event types and state paths: no event
 // payload (text, tokens, audio) and no context ever leaves this module. The page at
 // /inspect draws the chosen session's statechart (the generated SVG) with its current state
-// highlighted, and the event log beside it, from a Server-Sent Events stream. A session is two
-// charts: the connection, and the speaker it invokes once open; each has its SVG and its states.
+// highlighted, and the event log beside it, from a Server-Sent Events stream. A session is up to
+// three charts: the connection, the speaker it invokes once open, and the listener of a session
+// granted listening (its own actor system on the media clock, observed through the listener
+// host's `inspect` hook); each has its SVG and its states. A listener's VOICE events (one per VAD
+// frame, 30-50 a second) are shown only where they change its state, as audio frames are.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InspectionEvent } from 'xstate';
 import { connectionMachine } from '../../machines/connection.machine.js';
 import { speakerMachine } from '../../machines/speaker.machine.js';
+import { listenerMachine } from '../../machines/listener.machine.js';
 import { statePath } from '../../machines/sessionPhase.js';
 import { machineToDot } from './statechartDoc.js';
 import { renderSvg } from './statechartRegistry.js';
@@ -18,11 +22,19 @@ import { requestTarget } from '../server/requestTarget.js';
 /** What leaves the process about a session: names only. */
 export type InspectionRecord =
   | { kind: 'session'; sessionId: string; at: number; status: 'started' | 'ended' }
-  | { kind: 'event'; sessionId: string; at: number; event: string; to: 'session' | 'speaker' | 'upstream' | 'other' }
+  | { kind: 'event'; sessionId: string; at: number; event: string; to: 'session' | 'speaker' | 'upstream' | 'listener' | 'other' }
   | { kind: 'state'; sessionId: string; at: number; chart: ChartName; state: string };
 
-export type ChartName = 'connection' | 'speaker';
-const chartMachines = { connection: connectionMachine, speaker: speakerMachine };
+export type ChartName = 'connection' | 'speaker' | 'listener';
+const chartMachines = { connection: connectionMachine, speaker: speakerMachine, listener: listenerMachine };
+const chartPaths: Record<string, ChartName> = {
+  '/inspect/statechart.svg': 'connection',
+  '/inspect/speaker.svg': 'speaker',
+  '/inspect/listener.svg': 'listener',
+};
+
+/** Listener events too frequent to log one by one: shown only with the state change they cause. */
+const frameEvents = new Set(['VOICE']);
 
 export class SessionInspector {
   private readonly recent = new Map<string, InspectionRecord[]>();
@@ -58,7 +70,7 @@ export class SessionInspector {
   /** The `inspect` observer for one session actor. */
   observe(sessionId: string): (event: InspectionEvent) => void {
     this.publish({ kind: 'session', sessionId, at: Date.now(), status: 'started' });
-    const lastState = { connection: '', speaker: '' };
+    const lastState = { connection: '', speaker: '', listener: '' };
     return (inspection) => {
       const record = redact(sessionId, inspection);
       if (!record) return;
@@ -66,6 +78,31 @@ export class SessionInspector {
         if (record.state === lastState[record.chart]) return;
         lastState[record.chart] = record.state;
       }
+      this.publish(record);
+    };
+  }
+
+  /**
+   * The `inspect` observer for one session's listener actor (the root of its own system). A VOICE
+   * event is held until the snapshot after it: published only when that snapshot moved the state.
+   */
+  observeListener(sessionId: string): (event: InspectionEvent) => void {
+    let lastState = '';
+    let heldFrame: InspectionRecord | null = null;
+    return (inspection) => {
+      const record = redact(sessionId, inspection, 'listener');
+      if (!record) return;
+      if (record.kind === 'event') {
+        if (record.to === 'listener' && frameEvents.has(record.event)) heldFrame = record;
+        else this.publish(record);
+        return;
+      }
+      if (record.kind !== 'state') return;
+      const frame = heldFrame;
+      heldFrame = null;
+      if (record.state === lastState) return;
+      lastState = record.state;
+      if (frame) this.publish(frame);
       this.publish(record);
     };
   }
@@ -83,7 +120,7 @@ export class SessionInspector {
       res.end(inspectorPage);
       return true;
     }
-    const chart: ChartName | null = path === '/inspect/statechart.svg' ? 'connection' : path === '/inspect/speaker.svg' ? 'speaker' : null;
+    const chart: ChartName | undefined = chartPaths[path];
     if (chart) {
       let svg = this.svgs.get(chart);
       if (!svg) this.svgs.set(chart, (svg = renderSvg(machineToDot(chartMachines[chart]))));
@@ -155,22 +192,25 @@ export class SessionInspector {
   }
 }
 
-/** Keep names, drop payloads. Returns null for what is not worth showing. */
-export function redact(sessionId: string, inspection: InspectionEvent): InspectionRecord | null {
+/**
+ * Keep names, drop payloads. Returns null for what is not worth showing. `system` says whose actor
+ * system the event comes from: the session's (the connection at its root) or a listener's.
+ */
+export function redact(sessionId: string, inspection: InspectionEvent, system: 'session' | 'listener' = 'session'): InspectionRecord | null {
   const at = Date.now();
   const ref = inspection.actorRef as { id?: string; _parent?: unknown };
-  const isSession = ref._parent === undefined;
-  const isSpeaker = !isSession && ref.id === 'speaker';
+  const isRoot = ref._parent === undefined;
+  const chart: ChartName | null = isRoot ? (system === 'listener' ? 'listener' : 'connection') : system === 'session' && ref.id === 'speaker' ? 'speaker' : null;
   if (inspection.type === '@xstate.snapshot') {
     const snapshot = inspection.snapshot as { value?: unknown; status?: string };
-    if (!(isSession || isSpeaker) || snapshot.value === undefined) return null;
-    const chart: ChartName = isSession ? 'connection' : 'speaker';
+    if (!chart || snapshot.value === undefined) return null;
     return { kind: 'state', sessionId, at, chart, state: snapshot.status === 'done' ? 'ended' : statePath(snapshot.value) };
   }
   if (inspection.type === '@xstate.event') {
     const type = (inspection.event as { type?: unknown }).type;
     if (typeof type !== 'string') return null;
-    return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to: isSession ? 'session' : isSpeaker ? 'speaker' : ref.id === 'upstream' ? 'upstream' : 'other' };
+    const to = chart === 'connection' ? 'session' : chart ?? (ref.id === 'upstream' ? 'upstream' : 'other');
+    return { kind: 'event', sessionId, at, event: type.replace(/[^\w.:@-]/g, '?').slice(0, 80), to };
   }
   return null;
 }
@@ -193,20 +233,21 @@ const inspectorPage = `<!doctype html>
 </style></head>
 <body>
 <aside><h1>voxline inspector</h1><h2>Sessions</h2><div id="sessions"></div></aside>
-<section><h2>Statecharts</h2><div id="current">select a session</div><div class="chart" id="connection"></div><div class="chart" id="speaker"></div></section>
+<section><h2>Statecharts</h2><div id="current">select a session</div><div class="chart" id="connection"></div><div class="chart" id="speaker"></div><div class="chart" id="listener"></div></section>
 <section id="log"><h2>Events</h2><div id="events"></div></section>
 <script type="module">
 const sessions = new Map(); let selected = null;
-const charts = { connection: document.getElementById('connection'), speaker: document.getElementById('speaker') };
+const charts = { connection: document.getElementById('connection'), speaker: document.getElementById('speaker'), listener: document.getElementById('listener') };
 charts.connection.innerHTML = await (await fetch('/inspect/statechart.svg')).text();
 charts.speaker.innerHTML = await (await fetch('/inspect/speaker.svg')).text();
+charts.listener.innerHTML = await (await fetch('/inspect/listener.svg')).text();
 function highlight(states) {
   for (const [name, chart] of Object.entries(charts)) {
     for (const el of chart.querySelectorAll('.on')) el.classList.remove('on');
     const parts = (states?.[name] ?? '').split('.').filter(Boolean);
     for (let i = 1; i <= parts.length; i++) chart.querySelector('[id="state.' + parts.slice(0, i).join('.') + '"]')?.classList.add('on');
   }
-  document.getElementById('current').textContent = states ? [states.connection, states.speaker].filter(Boolean).join(' / ') : '';
+  document.getElementById('current').textContent = states ? [states.connection, states.speaker, states.listener].filter(Boolean).join(' / ') : '';
 }
 function renderList() {
   const box = document.getElementById('sessions'); box.replaceChildren();
@@ -229,7 +270,7 @@ function select(id) { selected = id; highlight(sessions.get(id)?.states); render
 const source = new EventSource('/inspect/events');
 source.onmessage = (m) => {
   const r = JSON.parse(m.data);
-  const s = sessions.get(r.sessionId) ?? { records: [], states: { connection: '', speaker: '' }, ended: false };
+  const s = sessions.get(r.sessionId) ?? { records: [], states: { connection: '', speaker: '', listener: '' }, ended: false };
   sessions.set(r.sessionId, s); s.records.push(r);
   if (r.kind === 'state') s.states[r.chart] = r.state;
   if (r.kind === 'session' && r.status === 'ended') s.ended = true;

@@ -172,6 +172,26 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
     }),
   );
 
+  // Resuming sessions (wire contract v2).
+  new Gauge({
+    name: 'voxline_sessions_detached',
+    help: 'Resumable sessions whose connection dropped, waiting (at most the resume window) for their client.',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().detachedSessions);
+    },
+  });
+  new Gauge({
+    name: 'voxline_outbound_log_bytes',
+    help: 'Bytes of sent frames kept for resumes (bounded per session).',
+    registers: [registry],
+    collect() {
+      this.set(engine.stats().outboundLogBytes);
+    },
+  });
+  fromTotals('voxline_resumes_total', 'session.resume frames by outcome (succeeded, or why it failed).', 'outcome', () => Object.entries(engine.stats().resumes));
+  fromTotals('voxline_frames_replayed_total', 'Frames (audio and control) sent again to resumed clients.', null, total(() => engine.stats().framesReplayed));
+
   const onAccepted = () => accepted.inc();
   const onEnded: Parameters<typeof engine.on<'utteranceEnded'>>[1] = (e) => {
     ended.inc({ reason: e.reason });

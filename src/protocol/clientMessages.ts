@@ -1,6 +1,7 @@
 // Client → server control messages: schema validation (zod) and typed protocol errors.
 import { z } from 'zod';
 import type { AgentSettings, ErrorCode, ListenRequest, SpeakRequest } from '../../machines/types.js';
+import type { ResumeCursor } from '../engine/outboundLog.js';
 
 const printableId = z
   .string()
@@ -47,6 +48,8 @@ export const sessionStartSchema = z.object({
   token: z.string().max(4096).optional(),
   voice: z.string().max(128).optional(),
   observe: z.boolean().optional(),
+  /** Ask for a resume offer in session.ready (wire contract v2, "Resuming a session"). */
+  resume: z.boolean().optional(),
   format: z
     .object({
       encoding: z.literal('pcm_s16le').optional(),
@@ -71,6 +74,20 @@ export const stopSchema = z.object({
 
 export const pingSchema = z.object({ type: z.literal('ping') });
 
+/** Most streams a resume may list as open: more than a session can hold (the playing one and a full queue). */
+export const maxResumeStreams = 1_024;
+
+export const sessionResumeSchema = z.object({
+  type: z.literal('session.resume'),
+  sessionId: z.string().min(1).max(64),
+  token: z.string().min(1).max(256),
+  lastStream: z.number().int().min(0).max(0xffff_ffff),
+  streams: z
+    .record(z.string().regex(/^[1-9]\d{0,9}$/, 'stream keys are positive integers'), z.number().int().min(-1).max(0xffff_ffff))
+    .refine((streams) => Object.keys(streams).length <= maxResumeStreams, `at most ${maxResumeStreams} streams`)
+    .optional(),
+});
+
 export const commitSchema = z.object({ type: z.literal('input.commit') });
 
 export const playbackSchema = z.object({
@@ -82,7 +99,8 @@ export const playbackSchema = z.object({
 export type SessionStartMessage = z.infer<typeof sessionStartSchema>;
 
 export type ClientMessage =
-  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean; listen?: ListenRequest; agent?: AgentSettings }
+  | { type: 'session.start'; token?: string; voice?: string; sampleRate?: number; observe?: boolean; listen?: ListenRequest; agent?: AgentSettings; resume?: true }
+  | { type: 'session.resume'; sessionId: string; token: string; cursor: ResumeCursor }
   | { type: 'speak'; request: SpeakRequest }
   | { type: 'stop'; id?: string }
   | { type: 'ping' }
@@ -100,7 +118,7 @@ export class ProtocolError extends Error {
   }
 }
 
-const knownTypes = new Set(['session.start', 'speak', 'stop', 'ping', 'input.commit', 'playback']);
+const knownTypes = new Set(['session.start', 'session.resume', 'speak', 'stop', 'ping', 'input.commit', 'playback']);
 
 /** Parse one text frame. Returns the message, or a ProtocolError describing exactly what was wrong. */
 export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
@@ -133,7 +151,14 @@ export function parseClientMessage(raw: string): ClientMessage | ProtocolError {
         ...(r.data.observe ? { observe: true } : {}),
         ...(r.data.listen ? { listen: listenRequest(r.data.listen) } : {}),
         ...(r.data.agent ? { agent: agentSettings(r.data.agent) } : {}),
+        ...(r.data.resume ? { resume: true as const } : {}),
       };
+    }
+    case 'session.resume': {
+      const r = sessionResumeSchema.safeParse(value);
+      if (!r.success) return new ProtocolError('bad_request', describe(r.error));
+      const streams = new Map(Object.entries(r.data.streams ?? {}).map(([stream, seq]) => [Number(stream), seq]));
+      return { type: 'session.resume', sessionId: r.data.sessionId, token: r.data.token, cursor: { lastStream: r.data.lastStream, streams } };
     }
     case 'input.commit': {
       const r = commitSchema.safeParse(value);

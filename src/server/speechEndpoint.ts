@@ -84,7 +84,9 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
   return async function handleSpeech(req: IncomingMessage, res: ServerResponse): Promise<void> {
     // Every lease this request holds (its place under the IP and key caps) goes back once, when the response is over.
     const leases: Lease[] = [];
+    let closed = false;
     res.once('close', () => {
+      closed = true;
       for (const lease of leases) lease.release();
     });
     try {
@@ -96,7 +98,10 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
       if (!connection.ok) throw refusal(connection.refusal.code, connection.refusal.message);
       leases.push(connection.value);
       const token = bearer(req.headers.authorization);
-      const session = admission.admitSession(token);
+      const verdict = admission.admitSession(token);
+      // A cluster's cap answers from Redis; a client gone meanwhile gets its place back at once.
+      const session = verdict instanceof Promise ? await verdict : verdict;
+      if (closed && session.ok) session.value.release();
       if (!session.ok) {
         if (session.refusal.code === 'unauthorized') {
           throw new ApiError(401, 'a valid API key is required in the Authorization header (Bearer)', 'invalid_request_error', null, 'invalid_api_key');
@@ -113,7 +118,8 @@ export function createSpeechEndpoint(engine: VoiceEngine, options: SpeechEndpoin
       if (request.input.length > engine.maxTextChars) {
         throw new ApiError(400, `'input' may hold at most ${engine.maxTextChars} characters`, 'invalid_request_error', 'input', 'text_too_long');
       }
-      if (!admission.admitRequestText(admission.clientOf(ip, token), request.input.length)) {
+      const spent = admission.admitRequestText(admission.clientOf(ip, token), request.input.length);
+      if (!(spent instanceof Promise ? await spent : spent)) {
         throw new ApiError(429, `over ${admission.policy.textCharsPerMinute} characters of text per minute`, 'rate_limit_error', null, 'rate_limited', 60_000);
       }
       if (!(speechModels as readonly string[]).includes(request.model)) {

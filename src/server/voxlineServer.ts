@@ -15,6 +15,7 @@ import { SessionInspector } from '../observability/inspector.js';
 import { httpStatus, statusLine } from '../protocol/httpStatus.js';
 import { requestTarget } from './requestTarget.js';
 import { WebSocketSessions } from './webSocketSessions.js';
+import { relayedHeader } from '../cluster/relay.js';
 
 export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   /** WebSocket path (default `/v1/voice`). */
@@ -35,6 +36,12 @@ export interface VoxlineOptions extends Partial<VoiceEngineOptions> {
   heartbeatIntervalMs?: number;
   /** On close, how long sockets get to finish their close handshake before they are cut (default 2 s). */
   closeGraceMs?: number;
+  /**
+   * On close, how long resumable sessions may go on after their clients were sent
+   * `session.goaway` and a 1012 close (they resume on another gateway of a cluster, which relays
+   * them back here): until nothing plays or waits in them, at most this long (default 0: no drain).
+   */
+  drainMs?: number;
   /** Serve https:// and wss:// with this certificate and key (PEM), standalone server only. */
   tls?: { cert: string | Buffer; key: string | Buffer };
 }
@@ -101,8 +108,13 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     maxPayload: options.maxFrameBytes ?? 1024 * 1024,
     perMessageDeflate: false, // PCM does not compress; deflate only costs CPU and memory
   });
-  const webSockets = new WebSocketSessions(engine, { heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000 });
-  wss.on('connection', (ws) => webSockets.handleConnection(ws));
+  const webSockets = new WebSocketSessions(engine, {
+    heartbeatIntervalMs: options.heartbeatIntervalMs ?? 15_000,
+    ...(options.highWaterBytes !== undefined ? { highWaterBytes: options.highWaterBytes } : {}),
+    ...(options.lowWaterBytes !== undefined ? { lowWaterBytes: options.lowWaterBytes } : {}),
+  });
+  // A connection another gateway relays here (a resume of a session this one owns) is never relayed on.
+  wss.on('connection', (ws, req) => webSockets.handleConnection(ws, req.headers[relayedHeader] === '1'));
 
   const admission = engine.admission;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -114,7 +126,8 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
       return;
     }
     socket.on('error', () => {});
-    if (engine.isDraining) return refuse(socket, 503);
+    // Draining: no new sessions, but the resumes of this gateway's own sessions, relayed by another, come in.
+    if (engine.isDraining && req.headers[relayedHeader] !== '1') return refuse(socket, 503);
     const admitted = admission.admitConnection(req.socket.remoteAddress ?? 'unknown', req.headers.origin);
     if (!admitted.ok) return refuse(socket, httpStatus(admitted.refusal.code));
     socket.once('close', () => admitted.value.release());
@@ -192,10 +205,12 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     handleRequest,
     close() {
       closed ??= (async () => {
-        server.off('upgrade', onUpgrade);
         inspector?.close();
         webSockets.close();
-        await engine.shutdown();
+        // Upgrades stay handled through the drain: new sessions get 503, but this gateway's own
+        // sessions come back through another gateway's relay.
+        await engine.shutdown(5_000, options.drainMs ?? 0);
+        server.off('upgrade', onUpgrade);
         metrics?.detach();
         // Every session has ended and sent its close frame; a peer that does not answer the
         // close handshake in time (one that stopped reading) is cut, so close never hangs on it.

@@ -3,20 +3,36 @@
 // connection (from the shared admission policy), decoding client frames into session
 // events, the transport that writes JSON and audio frames, and one heartbeat for all sockets.
 import type { WebSocket } from 'ws';
-import type { ConnectionLimiter } from '../engine/admission.js';
+import type { Admitted, ConnectionLimiter, Lease } from '../engine/admission.js';
+import { relayToOwner, type Relay } from '../cluster/relay.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
-import { parseClientMessage, ProtocolError } from '../protocol/clientMessages.js';
+import { parseClientMessage, ProtocolError, type ClientMessage } from '../protocol/clientMessages.js';
 import { CloseCode, closeRequest, wireError, type CloseRequest } from '../../machines/errors.js';
 
 export interface WebSocketSessionsOptions {
   /** WebSocket ping interval; a peer that missed one full interval is disconnected (0: no heartbeat). */
   heartbeatIntervalMs: number;
+  /** Backpressure of a relayed connection (the engine's marks). */
+  highWaterBytes?: number;
+  lowWaterBytes?: number;
 }
 
-/** Whether this connection's session was granted listening (binary frames are then microphone audio). */
-interface ListeningFlag {
-  granted: boolean;
+/**
+ * One connection's mutable state: its session (replaced once when the first frame resumes
+ * another session) and whether that session was granted listening (binary frames are then
+ * microphone audio).
+ */
+interface ConnectionState {
+  ws: WebSocket;
+  session: SessionHandle;
+  listening: boolean;
+  /** A session.start is being admitted, or the owner of a session.resume looked up (a cluster answers asynchronously). */
+  starting: boolean;
+  /** The connection came relayed from another gateway: it is never relayed again (no loops). */
+  relayed: boolean;
+  /** Set once the connection is relayed to the gateway that owns its session: frames then go there unchanged. */
+  relay: Relay | null;
 }
 
 export class WebSocketSessions {
@@ -35,15 +51,14 @@ export class WebSocketSessions {
   ) {}
 
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
-  handleConnection(ws: WebSocket): void {
+  handleConnection(ws: WebSocket, relayed = false): void {
     this.startHeartbeat();
     const limiter = this.engine.admission.connectionLimiter();
     let cutOff = false;
-    const listening: ListeningFlag = { granted: false };
     const onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean) => {
       if (cutOff) return; // frames already in flight from a client being closed
       // Microphone frames of a listening session have their own budget (50+ a second).
-      const verdict = isBinary && listening.granted ? limiter.admitMicFrame() : limiter.admitFrame();
+      const verdict = isBinary && connection.listening ? limiter.admitMicFrame() : limiter.admitFrame();
       if (verdict === 'cut') {
         cutOff = true;
         transport.send({ type: 'error', ...wireError('rate_limited') });
@@ -55,8 +70,12 @@ export class WebSocketSessions {
         transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.engine.admission.policy.messagesPerSecond} frames per second; frame dropped` });
         return;
       }
+      if (connection.relay) {
+        connection.relay.forward(data, isBinary);
+        return;
+      }
       try {
-        this.onClientFrame(session, data, isBinary, limiter, listening);
+        this.onClientFrame(connection, data, isBinary, limiter, onEnd);
       } catch {
         // A frame handler must never throw into ws (it would be an uncaught exception).
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
@@ -64,15 +83,32 @@ export class WebSocketSessions {
     };
     const transport = new WebSocketTransport(ws);
     this.transports.add(transport);
-    const session = this.engine.startSession(transport, () => {
+    // When the session this connection serves ends (or a resume elsewhere takes it over).
+    const onEnd = () => {
       this.transports.delete(transport);
       ws.off('message', onMessage);
       if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CloseCode.normal);
-    });
+    };
+    const connection: ConnectionState = {
+      ws,
+      session: this.engine.startSession(transport, onEnd),
+      listening: false,
+      starting: false,
+      relayed,
+      relay: null,
+    };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
-    ws.once('close', () => session.send({ type: 'CLIENT_GONE' }));
-    if (ws.readyState !== ws.OPEN) session.send({ type: 'CLIENT_GONE' });
+    ws.once('close', () => {
+      if (!connection.relay) {
+        connection.session.connectionLost(transport);
+        return;
+      }
+      connection.relay.clientGone();
+      this.transports.delete(transport);
+      ws.off('message', onMessage);
+    });
+    if (ws.readyState !== ws.OPEN) connection.session.connectionLost(transport);
   }
 
   /** Stop the heartbeat (shutdown). Idempotent. */
@@ -92,12 +128,13 @@ export class WebSocketSessions {
 
   /** One client frame: decoded, checked against the handshake and the text budget, and handed to the session. */
   private onClientFrame(
-    session: SessionHandle,
+    connection: ConnectionState,
     data: Buffer | ArrayBuffer | Buffer[],
     isBinary: boolean,
     limiter: ConnectionLimiter,
-    listening: ListeningFlag,
+    onEnd: () => void,
   ): void {
+    const { session } = connection;
     const send = session.send;
     const inHandshake = session.actor.getSnapshot().matches('handshake');
     const reject = (error: ProtocolError) => {
@@ -106,7 +143,7 @@ export class WebSocketSessions {
     };
     if (isBinary) {
       // Microphone audio, raw, in a session granted listening; anywhere else today's refusal.
-      if (inHandshake || !listening.granted) {
+      if (inHandshake || !connection.listening) {
         reject(new ProtocolError('bad_request', 'binary frames are not accepted from clients'));
         return;
       }
@@ -123,40 +160,57 @@ export class WebSocketSessions {
     const { admission } = this.engine;
     switch (message.type) {
       case 'session.start': {
-        if (!inHandshake) {
+        if (!inHandshake || connection.starting) {
           reject(new ProtocolError('bad_request', 'session already started'));
           return;
         }
         if (message.observe) session.watchState();
-        const admitted = admission.admitSession(message.token);
-        if (!admitted.ok) {
-          const { code, message: text } = admitted.refusal;
-          send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
+        const verdict = admission.admitSession(message.token);
+        if (!(verdict instanceof Promise)) {
+          this.start(connection, message, verdict);
           return;
         }
-        if (!session.holdKeyLease(admitted.value)) return;
-        if (message.agent) {
-          // The agent answers what it hears: without ears it has nothing to answer.
-          if (!message.listen) {
-            send({ type: 'BAD_START', code: 'bad_request', message: 'session.start.agent needs session.start.listen' });
-            return;
-          }
-          if (message.agent.voice !== undefined && !this.engine.offersVoice(message.agent.voice)) {
-            send({ type: 'BAD_START', code: 'unknown_voice', message: `unknown voice "${message.agent.voice.slice(0, 128)}" for the agent` });
-            return;
-          }
+        // A cluster's cap answers from Redis; frames meanwhile find the handshake still going.
+        connection.starting = true;
+        verdict.then(
+          (admitted) => {
+            connection.starting = false;
+            this.start(connection, message, admitted);
+          },
+          () => {
+            connection.starting = false;
+            send({ type: 'BAD_START', code: 'internal', message: 'the session could not be admitted; try again' });
+          },
+        );
+        return;
+      }
+      case 'session.resume': {
+        if (!inHandshake || connection.starting) {
+          reject(new ProtocolError('bad_request', 'session.resume must be the first frame of a connection'));
+          return;
         }
-        const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
-        listening.granted = listen?.granted === true;
-        send({
-          type: 'START',
-          sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
-          ...(message.voice !== undefined ? { voice: message.voice } : {}),
-          ...(listen ? { listen } : {}),
-          ...(message.agent ? { agent: message.agent } : {}),
-        });
-        // A listening client is paced to its playback: barge-in ends what the user still hears.
-        if (listen?.granted) session.pacePlayout();
+        const directory = this.engine.directory;
+        if (directory && !connection.relayed && !this.engine.holdsSession(message.sessionId)) {
+          // Maybe another gateway of the cluster owns it: ask the directory, then relay there.
+          connection.starting = true;
+          directory.ownerOf(message.sessionId).then(
+            (owner) => {
+              connection.starting = false;
+              if (owner && owner !== directory.self && connection.ws.readyState === connection.ws.OPEN) {
+                this.engine.abandonHandshake(session, 'relayed');
+                connection.relay = relayToOwner(connection.ws, owner, text, { highWaterBytes: this.options.highWaterBytes, lowWaterBytes: this.options.lowWaterBytes });
+                return;
+              }
+              this.resume(connection, message, onEnd);
+            },
+            () => {
+              connection.starting = false;
+              send({ type: 'BAD_START', code: 'resume_failed', message: 'unavailable: the session directory cannot be reached; try again' });
+            },
+          );
+          return;
+        }
+        this.resume(connection, message, onEnd);
         return;
       }
       case 'speak': {
@@ -205,6 +259,54 @@ export class WebSocketSessions {
         session.reply({ type: 'pong' });
         return;
     }
+  }
+
+  /** session.resume honoured here (this process holds the session), or refused. */
+  private resume(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.resume' }>, onEnd: () => void): void {
+    const resumed = this.engine.resumeSession(connection.session, { sessionId: message.sessionId, token: message.token, cursor: message.cursor }, onEnd);
+    if (!resumed.ok) {
+      connection.session.send({ type: 'BAD_START', code: 'resume_failed', message: `${resumed.reason}: ${resumed.message}` });
+      return;
+    }
+    connection.session = resumed.session;
+    connection.listening = resumed.session.listens();
+  }
+
+  /** session.start admitted or refused: a granted session gets its listen verdict and resume offer with START. */
+  private start(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.start' }>, admitted: Admitted<Lease>): void {
+    const { session } = connection;
+    const send = session.send;
+    if (!admitted.ok) {
+      const { code, message: text } = admitted.refusal;
+      send({ type: 'BAD_START', code, message: code === 'unauthorized' ? 'a valid token is required in session.start' : text });
+      return;
+    }
+    if (!session.holdKeyLease(admitted.value)) return;
+    if (message.agent) {
+      // The agent answers what it hears: without ears it has nothing to answer.
+      if (!message.listen) {
+        send({ type: 'BAD_START', code: 'bad_request', message: 'session.start.agent needs session.start.listen' });
+        return;
+      }
+      if (message.agent.voice !== undefined && !this.engine.offersVoice(message.agent.voice)) {
+        send({ type: 'BAD_START', code: 'unknown_voice', message: `unknown voice "${message.agent.voice.slice(0, 128)}" for the agent` });
+        return;
+      }
+    }
+    const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
+    connection.listening = listen?.granted === true;
+    // Only a client that asks is offered a resume: version 1 clients see nothing new.
+    const resume = message.resume ? session.offerResume() : null;
+    send({
+      type: 'START',
+      sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
+      ...(message.voice !== undefined ? { voice: message.voice } : {}),
+      ...(listen ? { listen } : {}),
+      ...(message.agent ? { agent: message.agent } : {}),
+      ...(resume ? { resume } : {}),
+    });
+    // A listening client is paced to its playback: barge-in ends what the user still hears.
+    if (listen?.granted) session.pacePlayout();
   }
 }
 

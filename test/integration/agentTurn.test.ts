@@ -8,12 +8,10 @@ import { interruptedNote } from '../../src/agent/conversation.js';
 import { withDeadlines } from '../../src/agent/deadlines.js';
 import { groqChatModel } from '../../src/agent/openAiChatModel.js';
 import { ChatEmulator, type ChatFault } from '../../src/emulators/chatEmulator.js';
-import { createListening } from '../../src/listening/listening.js';
-import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
-import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import type { VoxlineServer } from '../../src/server/voxlineServer.js';
+import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
-import { settle } from '../support/settle.js';
-import { frames, speechRenderer, type SpeechRenderer } from '../support/speechAudio.js';
+import { frames, type SpeechRenderer } from '../support/speechAudio.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = ['what time is it', 'what is the weather today', 'stop the music', 'call my mother', 'good morning'];
@@ -21,6 +19,7 @@ const key = 'agent-test-key-41c9';
 const instructions = 'Answer briefly.';
 
 let emulator: ChatEmulator;
+let server: ListeningServer;
 let voxline: VoxlineServer;
 let url: string;
 let speech: SpeechRenderer;
@@ -33,18 +32,12 @@ beforeAll(async () => {
     betweenTokensMs: 1_000,
     wholeReplyMs: 20_000,
   });
-  // The real-time budget is the mic gate's own test; here audio goes up faster than real time.
-  const listening = await createListening({ micInput: { burstMs: 600_000 } });
-  expect(listening.options, listening.summary).not.toBeNull();
-  voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options!, agent: { model } });
-  url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
-  await voxline.engine.ready();
-  speech = await speechRenderer();
+  server = await startListeningServer({}, { agent: { model } });
+  ({ voxline, url, speech } = server);
 }, 60_000);
 
 afterAll(async () => {
-  await speech?.close();
-  await voxline?.close();
+  await server?.close();
   await emulator?.close();
 });
 
@@ -78,10 +71,7 @@ const replyText = (c: TestVoiceClient, turn: string) =>
 const at = (c: TestVoiceClient, pred: (m: ServerMessage) => boolean) => c.messages().findIndex(pred);
 
 async function released() {
-  await settle(() => {
-    const s = voxline.engine.stats();
-    return s.sessions === 0 && s.listening.listeners === 0 && s.listening.recognitionJobs === 0 && s.agent.replies === 0 && s.upstreamJobs === 0;
-  }, 5_000, 'agent session released');
+  await server.released(() => voxline.engine.stats().agent.replies === 0 && voxline.engine.stats().upstreamJobs === 0);
   expect(emulator.stats().active).toBe(0);
 }
 

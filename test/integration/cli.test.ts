@@ -53,6 +53,10 @@ describe('voxline CLI', () => {
     [['say', 'hi'], /^voxline: say needs --out <file.wav>\n$/],
     [['--providers', 'groq'], /^voxline: --providers groq needs GROQ_API_KEY \(or --emulators\)\n$/],
     [['--providers', 'polly'], /^voxline: --providers: unknown provider "polly" \(espeak, groq, elevenlabs\)\n$/],
+    [['--vad', 'energy'], /^voxline: --vad must be webrtc or silero, got "energy"\n$/],
+    [['--role', 'gateway'], /^voxline: --role, --lease-ms and --drain-ms need --redis\n$/],
+    [['--redis', 'http://x'], /^voxline: --redis must be a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/x"\n$/],
+    [['--redis', 'redis://127.0.0.1:1', '--role', 'boss'], /^voxline: --role must be gateway, worker or all, got "boss"\n$/],
   ])('invalid configuration %j fails at start with one clear line and exit code 2', async (args, message) => {
     const r = await voxline(args as string[]).exited;
     expect(r.code).toBe(2);

@@ -4,11 +4,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
 import { createListening } from '../../src/listening/listening.js';
+import { PocketSphinxRecognizer } from '../../src/listening/pocketsphinx/index.js';
 import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { bytesOf } from '../support/listeningStandIns.js';
 import { settle } from '../support/settle.js';
-import { frames, silence, speechRenderer, type SpeechRenderer } from '../support/speechAudio.js';
+import { frames, silence, type SpeechRenderer } from '../support/speechAudio.js';
+import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = [
@@ -26,33 +28,26 @@ const phrases = [
   'good morning',
 ];
 
+let server: ListeningServer;
 let voxline: VoxlineServer;
 let url: string;
 let speech: SpeechRenderer;
 
 beforeAll(async () => {
-  // The real-time budget is the mic gate's own test; here audio goes up faster than real time.
-  const listening = await createListening({ micInput: { burstMs: 600_000 } });
-  expect(listening.options, listening.summary).not.toBeNull();
-  voxline = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen: listening.options! });
-  url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
-  await voxline.engine.ready();
-  speech = await speechRenderer();
+  server = await startListeningServer();
+  ({ voxline, url, speech } = server);
+  // The engine warms its recognizers when it is made: the first turn does not pay for a process start.
+  const sphinx = server.listening.options!.recognizers.find((r) => r instanceof PocketSphinxRecognizer) as PocketSphinxRecognizer;
+  await settle(() => sphinx.isReady(), 20_000, 'PocketSphinx warm before any session');
 }, 60_000);
 
 afterAll(async () => {
-  await speech?.close();
-  await voxline?.close();
+  await server?.close();
 });
 
 const listen = { format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', phrases };
 
-async function released() {
-  await settle(() => {
-    const s = voxline.engine.stats();
-    return s.sessions === 0 && s.listening.listeners === 0 && s.listening.recognitionJobs === 0;
-  }, 5_000, 'listening released');
-}
+const released = () => server.released();
 
 /** Send one frame, then a ping, and wait for its pong: everything the frame caused has arrived. */
 async function sendInStep(c: TestVoiceClient, frame: Int16Array): Promise<void> {
@@ -162,6 +157,36 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     c.close();
     await released();
   }, 60_000);
+});
+
+describe('listening: the audible tail after a completed utterance', () => {
+  it('the echo guard holds while the client still plays a completed utterance; a playback report of its end lifts it', async () => {
+    // Not paced to playback (a lead longer than the answer): the answer is sent whole in about a
+    // second and completes while the client has most of it still to play, so the tail is long and
+    // this test does not race the wall clock. (Paced, the tail is at most the 1 s lead.)
+    const listening = await createListening({ micInput: { burstMs: 600_000 } });
+    const server = createVoxlineServer({ providers: [espeakProvider({ size: 1 })], listen: listening.options!, playoutLeadMs: 600_000 });
+    const serverUrl = `${(await server.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
+    try {
+      const c = await TestVoiceClient.start(serverUrl, { listen });
+      c.send({ type: 'speak', id: 'answer', text: 'This is a complete answer that the client will play for several seconds after it was sent. '.repeat(3) });
+      const end = await c.waitForEnd('answer', 30_000);
+      expect(end.reason).toBe('completed');
+      expect(end.stats.durationMs).toBeGreaterThan(12_000);
+      const echo = await speech.render('This is a long answer that goes on and on. This is a long answer.', { leadMs: 100, tailMs: 300, gainDb: -20 });
+      // The assistant's voice coming back through the microphone, while the client plays the tail.
+      for (const f of frames(echo, 100)) await sendInStep(c, f);
+      expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(false);
+      // The client says it played the stream to its end: the same echo is now the user's speech.
+      c.send({ type: 'playback', stream: end.stream, playedMs: end.stats.durationMs });
+      for (const f of frames(echo, 100)) await sendInStep(c, f);
+      expect(c.messages().some((m) => m.type === 'input.speech_started')).toBe(true);
+      c.close();
+      await settle(() => server.engine.stats().listening.listeners === 0, 5_000, 'listening released');
+    } finally {
+      await server.close();
+    }
+  }, 90_000);
 });
 
 describe('listening: the Opus uplink', () => {

@@ -9,6 +9,7 @@ import { redact } from '../../src/observability/inspector.js';
 import { EspeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
+import { bytesOf, levelVad, pcmMicInput, ScriptedRecognizer, tone } from '../support/listeningStandIns.js';
 import { settle } from '../support/settle.js';
 import { TestVoiceClient } from '../support/voiceClient.js';
 
@@ -155,12 +156,71 @@ describe('live inspector', () => {
     expect(record).toEqual({ kind: 'event', sessionId: 's1', at: expect.any(Number), event: 'SPEAK', to: 'session' });
   });
 
-  it('serves the page and the two statecharts it highlights (connection, speaker)', async () => {
-    expect(await (await fetch(`${base}/inspect`)).text()).toContain('EventSource');
+  it('serves the page and the three statecharts it highlights (connection, speaker, listener)', async () => {
+    const page = await (await fetch(`${base}/inspect`)).text();
+    expect(page).toContain('EventSource');
+    expect(page).toContain('/inspect/listener.svg');
     const connection = await (await fetch(`${base}/inspect/statechart.svg`)).text();
     expect(connection).toContain('id="state.open.speech.speaking.serving"');
     const speaker = await (await fetch(`${base}/inspect/speaker.svg`)).text();
     expect(speaker).toContain('id="state.active.live.streaming.flowing"');
+    const listener = await (await fetch(`${base}/inspect/listener.svg`)).text();
+    expect(listener).toContain('id="state.turn.speaking.voiced"');
+  });
+
+  it("shows a listening session's listener chart: its states, and VOICE only where it moved them; no transcript text", async () => {
+    const secretWords = 'SECRET-TRANSCRIPT-4321';
+    const listening = createVoxlineServer({
+      providers: [groqProvider({ apiKey: 'upstream', baseURL: emu.url })],
+      inspect: true,
+      listen: { recognizers: [new ScriptedRecognizer('scripted', ['en'], () => ({ text: secretWords }))], createVad: () => levelVad(), createMicInput: () => pcmMicInput() },
+    });
+    const httpUrl = (await listening.listen(0, '127.0.0.1')).url;
+    const stream = new AbortController();
+    let seen = '';
+    try {
+      const response = await fetch(`${httpUrl}/inspect/events`, { signal: stream.signal });
+      void (async () => {
+        const reader = response.body!.getReader();
+        const decoder = new TextDecoder();
+        try {
+          for (;;) {
+            const { done, value } = await reader.read();
+            if (done) break;
+            seen += decoder.decode(value, { stream: true });
+          }
+        } catch {
+          /* aborted */
+        }
+      })();
+      const c = await TestVoiceClient.start(`${httpUrl.replace('http', 'ws')}/v1/voice`, { listen: { format: { encoding: 'pcm_s16le', sampleRate: 16_000 } } });
+      // 600 ms of speech then 1 s of silence in 20 ms frames: a turn, endpointed, its final.
+      const pcm = new Int16Array(1_600 * 16);
+      pcm.set(tone(600));
+      const frameCount = pcm.length / 320;
+      for (let i = 0; i < pcm.length; i += 320) c.ws.send(bytesOf(pcm.subarray(i, i + 320)));
+      await c.waitForMessage((m) => m.type === 'transcript' && m.final);
+      c.close();
+      await settle(() => listening.engine.stats().sessions === 0);
+      await settle(() => seen.includes('"status":"ended"'));
+      const records = seen
+        .split('\n\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => JSON.parse(l.slice(6)) as { kind: string; chart?: string; state?: string; event?: string; to?: string });
+      const listenerStates = records.filter((r) => r.kind === 'state' && r.chart === 'listener').map((r) => r.state);
+      expect(listenerStates).toEqual(['quiet', 'turn.starting.voiced', 'turn.speaking.voiced', 'turn.speaking.unvoiced', 'turn.finalizing', 'quiet']);
+      const voices = records.filter((r) => r.kind === 'event' && r.event === 'VOICE');
+      // Only the frames that moved the listener: the onset and the first silent frame (the rest are timers).
+      expect(voices).toHaveLength(2);
+      expect(voices.every((r) => r.to === 'listener')).toBe(true);
+      expect(frameCount).toBe(80);
+      const listenerEvents = records.filter((r) => r.kind === 'event' && r.to === 'listener').map((r) => r.event);
+      expect(listenerEvents).toContain('RECOGNITION_FINAL');
+      expect(seen).not.toContain(secretWords);
+    } finally {
+      stream.abort();
+      await listening.close();
+    }
   });
 
   it('is off unless asked for, and /metrics can be turned off', async () => {

@@ -12,12 +12,14 @@
 //     media clock, with the echo guard's extra since the assistant is audible); short bursts never;
 //  L4 after the session ends: no recognition job, wall or media timer, listener host or upstream is
 //     left, and no actor errored.
+// The first property runs twice: with a synchronous VAD, and with one that decides later (as
+// Silero does), whose decisions come back in batches the run chooses (`decide`).
 // FC_NUM_RUNS sets the number of runs; a failure prints its seed and path (FC_SEED, FC_PATH replay it).
 import { fc, test } from '@fast-check/vitest';
 import { expect } from 'vitest';
 import { defaultListenLimits, type ListenGrant, type ServerMessage } from '../../machines/types.js';
 import { createHarness, type Frame, type Harness } from '../support/machineHarness.js';
-import { bytesOf, levelVad, pcmMicInput, ScriptedRecognizer, tone } from '../support/listeningStandIns.js';
+import { bytesOf, laterVad, levelVad, pcmMicInput, ScriptedRecognizer, tone } from '../support/listeningStandIns.js';
 
 type Command =
   | { t: 'mic'; kind: 'speech' | 'quiet' | 'silence'; ms: number }
@@ -33,7 +35,9 @@ type Command =
   | { t: 'playback'; playedMs: number }
   | { t: 'tick'; ms: number }
   | { t: 'disconnect' }
-  | { t: 'shutdown' };
+  | { t: 'shutdown' }
+  /** A VAD that decides later hands out this many decisions (nothing with a synchronous one). */
+  | { t: 'decide'; count: number };
 
 const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 60, arbitrary: fc.record({ t: fc.constant('mic' as const), kind: fc.constantFrom('speech' as const, 'quiet' as const, 'silence' as const), ms: fc.oneof(fc.integer({ min: 1, max: 25 }), fc.integer({ min: 26, max: 150 })).map((n) => n * 10) }) },
@@ -48,20 +52,21 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 4, arbitrary: fc.constant({ t: 'commit' as const }) },
   { weight: 2, arbitrary: fc.record({ t: fc.constant('playback' as const), playedMs: fc.integer({ min: 0, max: 5_000 }) }) },
   { weight: 8, arbitrary: fc.record({ t: fc.constant('tick' as const), ms: fc.integer({ min: 1, max: 12_000 }) }) },
+  { weight: 15, arbitrary: fc.record({ t: fc.constant('decide' as const), count: fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 6, max: 400 })) }) },
   { weight: 1, arbitrary: fc.constant({ t: 'disconnect' as const }) },
   { weight: 1, arbitrary: fc.constant({ t: 'shutdown' as const }) },
 );
 
 const limits = defaultListenLimits;
 /** What the runs exercised (checked below, so the properties are not vacuous). */
-const seen = { turns: 0, finals: 0, bargeIns: 0, recognizerErrors: 0 };
+const seen = { turns: 0, finals: 0, bargeIns: 0, recognizerErrors: 0, lateTurns: 0, lateBargeIns: 0 };
 const threshold = limits.interruptSpeechMs + limits.echoGuardExtraMs;
 const grant: ListenGrant = { granted: true, format: { encoding: 'pcm_s16le', sampleRate: 16_000 }, language: 'en', interruptions: true, recognizer: 'scripted' };
 
 type Outcome = 'hang' | 'text' | 'error';
 
 /** Each job's finish() does the next outcome (then hangs: the test's final/fail commands settle it). */
-function listeningHarness(outcomes: Outcome[] = []) {
+function listeningHarness(outcomes: Outcome[] = [], vad: ReturnType<typeof laterVad> | null = null) {
   let next = 0;
   const recognizer = new ScriptedRecognizer('scripted', ['en'], () => {
     const outcome = outcomes[next++] ?? 'hang';
@@ -69,20 +74,27 @@ function listeningHarness(outcomes: Outcome[] = []) {
   });
   let listeners = 0;
   let jobs = 0;
+  let backlogMs = 0;
   const h = createHarness(
     {},
     {
       listen: {
         recognizers: new Map([[recognizer.name, recognizer]]),
-        createVad: () => levelVad(),
+        createVad: () => vad ?? levelVad(),
         createMicInput: () => pcmMicInput(),
         limits,
-        hooks: { listenerStarted: () => listeners++, listenerStopped: () => listeners--, jobStarted: () => jobs++, jobEnded: () => jobs-- },
+        hooks: {
+          listenerStarted: () => listeners++,
+          listenerStopped: () => listeners--,
+          jobStarted: () => jobs++,
+          jobEnded: () => jobs--,
+          vadBacklog: (ms) => (backlogMs += ms),
+        },
       },
     },
   );
   h.send({ type: 'START', sampleRate: 24_000, listen: grant });
-  return { h, recognizer, live: () => ({ listeners, jobs, recognizerJobs: recognizer.live }) };
+  return { h, recognizer, vad, live: () => ({ listeners, jobs, recognizerJobs: recognizer.live }), backlogMs: () => backlogMs };
 }
 
 /** Let settled recognition promises deliver their events. */
@@ -155,6 +167,10 @@ async function apply(run: ReturnType<typeof listeningHarness>, cmd: Command, sta
     case 'shutdown':
       h.send({ type: 'SHUTDOWN' });
       return;
+    case 'decide':
+      run.vad?.answer(cmd.count);
+      await flush();
+      return;
   }
 }
 
@@ -196,13 +212,16 @@ function checkTurns(h: Harness, endedBy: 'disconnect' | 'shutdown') {
 }
 
 test.prop([
-  fc.array(commandArb, { minLength: 1, maxLength: 80 }),
+  // 'medium': interleavings long enough that turns, their failures and barge-ins all happen in
+  // a default run of 100 (the coverage check below); the default 'small' stayed under ~10 commands.
+  fc.array(commandArb, { minLength: 1, maxLength: 80, size: 'medium' }),
   fc.constantFrom('disconnect' as const, 'shutdown' as const),
   fc.array(fc.constantFrom<Outcome>('hang', 'text', 'text', 'error'), { maxLength: 10 }),
+  fc.constantFrom('now' as const, 'later' as const),
 ])(
-  'listening keeps one final per turn, barge-in ends everything once, and releases everything',
-  async (commands, ending, outcomes) => {
-    const run = listeningHarness(outcomes);
+  'listening keeps one final per turn, barge-in ends everything once, and releases everything (VAD deciding now or later)',
+  async (commands, ending, outcomes, decides) => {
+    const run = listeningHarness(outcomes, decides === 'later' ? laterVad() : null);
     const { h } = run;
     const state = { speakId: 0, micMs: 0 };
     let endedBy: 'disconnect' | 'shutdown' = ending;
@@ -221,7 +240,8 @@ test.prop([
       const interrupted = now.filter((m): m is Extract<ServerMessage, { type: 'speak.end' }> => m.type === 'speak.end' && m.reason === 'interrupted');
       if (interrupted.length > 0) {
         // L2: everything that was accepted and not ended ends now, interrupted, once each.
-        expect(cmd.t).toBe('mic');
+        // (Only a VAD decision moves the listener: with a late VAD, it comes when decisions do.)
+        expect(cmd.t).toBe(run.vad ? 'decide' : 'mic');
         expect(new Set(interrupted.map((m) => m.stream))).toEqual(new Set([...accepted].filter((s) => !ended.has(s))));
         // L3: the speech had lasted the threshold since its onset.
         const started = messagesOf(h.frames).filter((x) => x.m.type === 'input.speech_started').at(-1)?.m as Extract<ServerMessage, { type: 'input.speech_started' }>;
@@ -254,11 +274,18 @@ test.prop([
     seen.finals += messages.filter((m) => m.type === 'transcript' && m.final).length;
     seen.bargeIns += messages.filter((m) => m.type === 'speak.end' && m.reason === 'interrupted').length;
     seen.recognizerErrors += messages.filter((m) => m.type === 'error' && m.code.startsWith('recognizer_')).length;
+    if (run.vad) {
+      seen.lateTurns += messages.filter((m) => m.type === 'input.speech_started').length;
+      seen.lateBargeIns += messages.filter((m) => m.type === 'speak.end' && m.reason === 'interrupted').length;
+    }
 
     // L4: nothing left.
     expect(run.live()).toEqual({ listeners: 0, jobs: 0, recognizerJobs: 0 });
     expect(h.counts()).toMatchObject({ liveUpstreams: 0, liveWatchers: 0, pendingTimers: 0 });
     expect(Object.keys(h.actor.getSnapshot().children)).toEqual([]);
+    // …and no audio waiting for decisions: the late VAD closed, its answers would find nobody.
+    expect(run.backlogMs()).toBe(0);
+    if (run.vad) expect(run.vad.closed).toBe(true);
   },
 );
 
@@ -287,8 +314,10 @@ test.prop([
   fc.integer({ min: 0, max: 200 }).map((n) => n * 10),
   fc.integer({ min: 1, max: 25 }).map((n) => n * 10),
   fc.integer({ min: 1, max: 25 }),
-])('while an utterance plays, user speech interrupts it and the queue exactly when it lasts the threshold', async (queued, speechMs, frameMs, chunks) => {
-  const run = listeningHarness(['text']);
+  fc.option(fc.integer({ min: 1, max: 30 }), { nil: null }),
+])('while an utterance plays, user speech interrupts it and the queue exactly when it lasts the threshold (VAD deciding now or later)', async (queued, speechMs, frameMs, chunks, decidePerFrame) => {
+  // decidePerFrame: a VAD that decides later hands out at most this many decisions after each mic frame, the rest at the end.
+  const run = listeningHarness(['text'], decidePerFrame === null ? null : laterVad());
   const { h } = run;
   h.send({ type: 'SPEAK', request: { id: 'playing', text: 'A long answer.', final: true, mode: 'interrupt' } });
   for (let q = 0; q < queued; q++) h.send({ type: 'SPEAK', request: { id: `q${q}`, text: 'Later.', final: true, mode: 'enqueue' } });
@@ -297,8 +326,16 @@ test.prop([
   const speech = tone(speechMs);
   for (let at = 0; at < speech.length; at += frameMs * 16) {
     h.send({ type: 'MIC_AUDIO', payload: new Uint8Array(bytesOf(speech.subarray(at, Math.min(speech.length, at + frameMs * 16)))) });
+    if (run.vad) {
+      run.vad.answer(decidePerFrame!);
+      await flush();
+    }
     // The upstream keeps sending after the interruption: none of it may reach the client.
     if (h.liveUpstream()) h.liveUpstream()!.write(new Int16Array(480).fill(up.input.stream));
+  }
+  for (let i = 0; run.vad && i < 100; i++) {
+    run.vad.answer();
+    await flush();
   }
   const ends = h.messages().filter((m): m is Extract<ServerMessage, { type: 'speak.end' }> => m.type === 'speak.end');
   // The VAD decides per 20 ms frame: the speech it heard is speechMs rounded down to a frame.
@@ -306,6 +343,7 @@ test.prop([
   if (heardMs >= threshold) {
     expect(ends.map((e) => e.reason)).toEqual(Array(queued + 1).fill('interrupted'));
     seen.bargeIns += ends.length;
+    if (run.vad) seen.lateBargeIns += ends.length;
   } else {
     expect(ends).toEqual([]);
   }
@@ -320,4 +358,6 @@ test('the interleavings above made turns, finals, recognizer errors and barge-in
   expect(seen.finals).toBeGreaterThan(0);
   expect(seen.recognizerErrors).toBeGreaterThan(0);
   expect(seen.bargeIns).toBeGreaterThan(0);
+  expect(seen.lateTurns).toBeGreaterThan(0);
+  expect(seen.lateBargeIns).toBeGreaterThan(0);
 });

@@ -1,8 +1,18 @@
 // Small in-process implementations of the listening ports, for tests until the real ones
-// (WebRTC VAD, PocketSphinx, Groq, the Opus mic gate) are merged: a level VAD, a PCM mic gate
-// and a recognizer scripted by the test, with a registry of its live jobs.
+// (WebRTC VAD, PocketSphinx, Groq, the Opus mic gate) are merged: a level VAD (and one that
+// decides later, as Silero does, when the test says), a PCM mic gate and a recognizer scripted by
+// the test, with a registry of its live jobs.
 import type { MicInput, MicRefusal } from '../../src/listening/listenerHost.js';
-import { listenSampleRate, RecognitionError, type RecognitionJob, type RecognitionRequest, type SpeechRecognizer, type VoiceActivityDetector, type VoiceFrame } from '../../src/listening/types.js';
+import {
+  listenSampleRate,
+  RecognitionError,
+  type AsyncVoiceActivityDetector,
+  type RecognitionJob,
+  type RecognitionRequest,
+  type SpeechRecognizer,
+  type VoiceActivityDetector,
+  type VoiceFrame,
+} from '../../src/listening/types.js';
 import type { ErrorCode } from '../../machines/types.js';
 
 /** A frame is speech when its RMS level is at or above `thresholdDb` (dBFS). */
@@ -39,6 +49,37 @@ export function levelVad({ frameMs = 20, thresholdDb = -50 } = {}): VoiceActivit
     },
   };
   return vad;
+}
+
+/** The level VAD, but its decisions are handed out only when the test answers a drain. */
+export function laterVad(frameMs = 20) {
+  const inner = levelVad({ frameMs });
+  const decided: VoiceFrame[] = [];
+  const waiters: Array<(frames: VoiceFrame[]) => void> = [];
+  const vad = {
+    frameMs,
+    decidesLater: true as const,
+    closed: false,
+    push(pcm: Int16Array): VoiceFrame[] {
+      if (!vad.closed) decided.push(...inner.push(pcm));
+      return [];
+    },
+    drain(): Promise<VoiceFrame[]> {
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    /** Answer the waiting drain with the next `count` decisions (all by default). */
+    answer(count = decided.length) {
+      waiters.shift()?.(decided.splice(0, count));
+    },
+    get waiting() {
+      return waiters.length;
+    },
+    reset() {},
+    close() {
+      vad.closed = true;
+    },
+  };
+  return vad satisfies AsyncVoiceActivityDetector;
 }
 
 /**

@@ -52,6 +52,7 @@ export const testLimits: SessionLimits = {
   maxTextChars: 200,
   maxQueued: 4,
   idMemory: 64,
+  audibleTailMaxMs: 3_000,
 };
 
 export function createHarness(

@@ -96,6 +96,11 @@ export class TestVoiceClient {
     this.ws.close();
   }
 
+  /** Drop the connection without a close handshake, as a lost network does. */
+  terminate(): void {
+    this.ws.terminate();
+  }
+
   private notify(): void {
     for (const w of this.waiters.splice(0)) w();
   }
@@ -123,4 +128,21 @@ export function assertContract(frames: ClientFrame[]): void {
       if (f.pcm.length === 0) throw new Error('empty audio frame');
     }
   }
+}
+
+/** The cursor of session.resume for a client that received `frames` (wire contract v2, "Resuming a session"). */
+export function resumeCursor(frames: readonly ClientFrame[]): { lastStream: number; streams: Record<string, number> } {
+  let lastStream = 0;
+  const open = new Map<number, number>();
+  for (const f of frames) {
+    if (f.kind === 'audio') {
+      if (open.has(f.stream)) open.set(f.stream, f.seq);
+    } else if (f.message.type === 'speak.accepted') {
+      lastStream = Math.max(lastStream, f.message.stream);
+      open.set(f.message.stream, -1);
+    } else if (f.message.type === 'speak.end') {
+      open.delete(f.message.stream);
+    }
+  }
+  return { lastStream, streams: Object.fromEntries([...open].map(([stream, seq]) => [String(stream), seq])) };
 }

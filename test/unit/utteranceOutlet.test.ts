@@ -116,6 +116,15 @@ describe('UtteranceOutlet: what was heard', () => {
     expect(outlet.playedMs(rate, undefined)).toBe(1_200);
   });
 
+  it('counts nothing of a piece that made no audio', () => {
+    const { outlet } = clocked();
+    outlet.startPiece(1); // no audio before the next piece starts
+    outlet.startPiece(4);
+    outlet.endPiece(); // nor before it ended
+    outlet.number(chunk(480));
+    expect(outlet.heardChars(10_000, rate)).toBe(0);
+  });
+
   it('counts nothing of a piece marked after the utterance was sealed', () => {
     const { outlet } = clocked();
     outlet.seal();

@@ -1,0 +1,178 @@
+// Resuming on another gateway of a cluster: two gateway processes joined by a real redis-server
+// on 127.0.0.1. A client dropped from gateway A resumes through gateway B (which relays it to A,
+// the session's owner, found in the Redis session directory) and gets every frame once, in order,
+// sample-identical to an undisturbed run, one speak.end per utterance. A resume whose owner was
+// killed fails cleanly (resume_failed, 1008) within its deadline.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerMessage } from '../../machines/types.js';
+import { startRedis, type RunningRedis } from '../support/redisServer.js';
+import { assertContract, resumeCursor, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
+
+interface Gateway {
+  url: string;
+  child: ChildProcess;
+  exited: Promise<void>;
+}
+
+let redis: RunningRedis;
+const children: ChildProcess[] = [];
+
+async function gateway(): Promise<Gateway> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/toneGateway.ts'], {
+    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const deadline = setTimeout(() => reject(new Error(`gateway did not start: ${err.slice(-500)}`)), 20_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /gateway listening on (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(deadline);
+        resolve(m[1]!);
+      }
+    });
+    void exited.then(() => reject(new Error(`gateway exited: ${err.slice(-500)}`)));
+  });
+  return { url, child, exited };
+}
+
+const script = [
+  { type: 'speak', id: 'u1', text: 'The first answer is long enough to be cut in the middle. It has two sentences and more words.' },
+  { type: 'speak', id: 'u2', text: 'The second one waits in the queue. Then it plays in full.', mode: 'enqueue' },
+  { type: 'speak', id: 'u3', text: 'The third one ends the script here.', mode: 'enqueue' },
+];
+
+let a: Gateway;
+let b: Gateway;
+const reference = new Map<string, Int16Array>();
+
+beforeAll(async () => {
+  redis = await startRedis();
+  [a, b] = await Promise.all([gateway(), gateway()]);
+  const c = await TestVoiceClient.start(a.url, { resume: true });
+  for (const frame of script) c.send(frame);
+  await c.waitForEnd('u3');
+  for (const [id, samples] of samplesById(c.frames)) reference.set(id, samples);
+  c.close();
+}, 60_000);
+
+afterAll(async () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await redis?.stop();
+});
+
+function samplesById(frames: readonly ClientFrame[]): Map<string, Int16Array> {
+  const idOf = new Map<number, string>();
+  const parts = new Map<string, Int16Array[]>();
+  for (const f of frames) {
+    if (f.kind === 'message' && f.message.type === 'speak.accepted') {
+      idOf.set(f.message.stream, f.message.id);
+      parts.set(f.message.id, []);
+    } else if (f.kind === 'audio') parts.get(idOf.get(f.stream)!)!.push(f.pcm);
+  }
+  return new Map([...parts].map(([id, list]) => [id, Int16Array.from(list.flatMap((p) => [...p]))]));
+}
+
+const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
+const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;
+const readyOf = (c: TestVoiceClient) => c.messages().find((m) => m.type === 'session.ready') as Extract<ServerMessage, { type: 'session.ready' }>;
+
+async function resumeOn(url: string, dropped: TestVoiceClient): Promise<TestVoiceClient> {
+  const ready = readyOf(dropped);
+  const c = await TestVoiceClient.connect(url);
+  c.send({ type: 'session.resume', sessionId: ready.sessionId, token: ready.resume!.token, ...resumeCursor(dropped.frames) });
+  await c.waitFor(() => c.messages().find((m) => m.type === 'session.ready' || m.type === 'error'));
+  return c;
+}
+
+describe('resuming on another gateway of a cluster', () => {
+  for (const [dropAfter, detachMs] of [
+    [2, 0],
+    [25, 0],
+    [10, 800],
+  ] as const) {
+    it(`dropped from gateway A after ${dropAfter} frames, resumed on B ${detachMs} ms later: every frame once, in order, sample-identical`, async () => {
+      const dropped = await TestVoiceClient.start(a.url, { resume: true });
+      for (const frame of script) dropped.send(frame);
+      await dropped.waitFor(() => (audioCount(dropped) >= dropAfter ? true : undefined));
+      dropped.terminate();
+      await new Promise((r) => setTimeout(r, 50 + detachMs));
+      const resumed = await resumeOn(b.url, dropped);
+      expect(resumed.messages()[0]).toMatchObject({ type: 'session.ready', sessionId: readyOf(dropped).sessionId, resumed: true });
+      if (!dropped.messages().some((m) => m.type === 'speak.end' && m.id === 'u3')) await resumed.waitForEnd('u3');
+      const all = [...withoutReady(dropped.frames), ...withoutReady(resumed.frames)];
+      assertContract(all);
+      const ends = all.flatMap((f) => (f.kind === 'message' && f.message.type === 'speak.end' ? [[f.message.id, f.message.reason]] : []));
+      expect(ends).toEqual([
+        ['u1', 'completed'],
+        ['u2', 'completed'],
+        ['u3', 'completed'],
+      ]);
+      const heard = samplesById(all);
+      for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+      // The relayed session goes on live through B: one more utterance, and a clean close.
+      resumed.send({ type: 'speak', id: 'after', text: 'And one more, live.' });
+      expect((await resumed.waitForEnd('after')).reason).toBe('completed');
+      resumed.close();
+      expect(await resumed.waitForClose()).toBe(1005);
+    });
+  }
+
+  it('SIGTERM on a gateway mid-utterance: session.goaway and 1012, the client resumes on the other gateway with nothing lost, the gateway exits 0', async () => {
+    const c = await gateway();
+    const client = await TestVoiceClient.start(c.url, { resume: true });
+    for (const frame of script) client.send(frame);
+    await client.waitFor(() => (audioCount(client) >= 8 ? true : undefined));
+    c.child.kill('SIGTERM');
+    expect(await client.waitForClose()).toBe(1012);
+    expect(client.messages().find((m) => m.type === 'session.goaway')).toMatchObject({ timeLeftMs: 5_000 });
+    const resumed = await resumeOn(b.url, client);
+    expect(resumed.messages()[0]).toMatchObject({ type: 'session.ready', resumed: true });
+    if (!client.messages().some((m) => m.type === 'speak.end' && m.id === 'u3')) await resumed.waitForEnd('u3');
+    const all = [...withoutReady(client.frames), ...withoutReady(resumed.frames)].filter((f) => !(f.kind === 'message' && f.message.type === 'session.goaway'));
+    assertContract(all);
+    const heard = samplesById(all);
+    for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+    // Nothing plays any more: the draining gateway ends the session (1001, relayed) and exits 0.
+    expect(await resumed.waitForClose(8_000)).toBe(1001);
+    await c.exited;
+    expect(c.child.exitCode).toBe(0);
+  });
+
+  it('the speech requests’ text budget holds across gateways (one minute window per client, in Redis)', async () => {
+    // TEXT_PER_MINUTE is 400 on these gateways; the client is 127.0.0.1 on both (no keys).
+    const speech = (url: string, input: string) =>
+      fetch(`${url.replace('ws', 'http').replace('/v1/voice', '')}/v1/audio/speech`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'voxline', input, voice: 'tone', response_format: 'pcm' }),
+      });
+    const first = await speech(a.url, 'x'.repeat(250));
+    expect(first.status).toBe(200);
+    await first.arrayBuffer();
+    const second = await speech(b.url, 'y'.repeat(250));
+    expect(second.status).toBe(429);
+    expect(((await second.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
+  });
+
+  it('a resume whose owner was killed fails cleanly: resume_failed and 1008 within seconds, nothing hangs', async () => {
+    const dropped = await TestVoiceClient.start(a.url, { resume: true });
+    dropped.send(script[0]);
+    await dropped.waitFor(() => (audioCount(dropped) >= 3 ? true : undefined));
+    dropped.terminate();
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const startedAt = Date.now();
+    const resumed = await resumeOn(b.url, dropped);
+    expect(resumed.messages()).toEqual([expect.objectContaining({ type: 'error', code: 'resume_failed' })]);
+    expect(await resumed.waitForClose()).toBe(1008);
+    expect(Date.now() - startedAt).toBeLessThan(5_000);
+  });
+});

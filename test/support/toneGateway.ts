@@ -1,0 +1,31 @@
+// A gateway process of a test cluster: the real server and cluster membership (as `voxline serve
+// --redis` makes them), with the deterministic tone voice so runs can be compared sample for
+// sample. Configured by environment: REDIS_URL, LEASE_MS, RESUME_WINDOW_MS, TONE_PAUSE_MS, DRAIN_MS,
+// TEXT_PER_MINUTE.
+// SIGTERM drains (session.goaway, 1012, resumes relayed back here) and exits 0.
+import { joinCluster } from '../../src/cluster/joinCluster.js';
+import { createVoxlineServer } from '../../src/server/voxlineServer.js';
+import { ToneProvider } from './toneProvider.js';
+
+const textCharsPerMinute = Number(process.env.TEXT_PER_MINUTE ?? 60_000);
+const cluster = await joinCluster({ redisUrl: process.env.REDIS_URL!, leaseMs: Number(process.env.LEASE_MS ?? 2_000), textCharsPerMinute });
+const server = createVoxlineServer({
+  providers: [new ToneProvider({ pauseMs: Number(process.env.TONE_PAUSE_MS ?? 20) })],
+  resume: { windowMs: Number(process.env.RESUME_WINDOW_MS ?? 5_000) },
+  sharedSessionCap: cluster.sessionCap,
+  sessionDirectory: cluster.sessionDirectory,
+  sharedTextBudget: cluster.textBudget,
+  heartbeatIntervalMs: 0,
+  abuse: { textCharsPerMinute },
+  drainMs: Number(process.env.DRAIN_MS ?? 5_000),
+});
+const { url } = await server.listen(0, '127.0.0.1');
+const voice = `${url.replace('http', 'ws')}/v1/voice`;
+cluster.advertise(voice);
+process.on('SIGTERM', () => {
+  void server
+    .close()
+    .then(() => cluster.close())
+    .then(() => process.exit(0));
+});
+process.stdout.write(`gateway listening on ${voice}\n`);
