@@ -47,7 +47,8 @@ beforeAll(async () => {
       groqProvider({ apiKey: 'k', baseURL: await groqEmu.listen() }),
       elevenLabsProvider({ apiKey: 'k', baseURL: await elevenEmu.listen(), closeGraceMs: 200, inactivityTimeoutS: 11 }),
     ],
-    limits: { firstAudioTimeoutMs: 300, chunkGapTimeoutMs: 300, releaseTimeoutMs: 1_500 },
+    // 800 ms: an upstream's refusal (a 401 over a fresh WebSocket) must beat the first-audio deadline on a loaded 2-core machine.
+    limits: { firstAudioTimeoutMs: 800, chunkGapTimeoutMs: 800, releaseTimeoutMs: 1_500 },
     circuitBreaker: { failureThreshold: 1_000_000 },
   });
   url = `${(await voxline.listen(0, '127.0.0.1')).url.replace('http', 'ws')}/v1/voice`;
