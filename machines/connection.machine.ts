@@ -306,6 +306,7 @@ export const connectionMachine = connectionActions.createMachine({
                   defaultVoice: context.defaultVoice,
                   sampleRate: context.sampleRate,
                   now: context.now,
+                  reports: { audible: context.listen?.granted === true, ends: context.agent !== null && context.listen?.granted === true },
                 }),
                 onDone: [
                   {

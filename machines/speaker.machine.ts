@@ -49,6 +49,12 @@ export interface SpeakerInput {
   /** The negotiated sample rate. */
   sampleRate: number;
   now: () => number;
+  /**
+   * What the parent wants to hear: whether the assistant is audible (a session that listens)
+   * and every utterance's end (a session with the agent turn). Default none: a session that
+   * only speaks pays no event through its connection per utterance.
+   */
+  reports?: { audible: boolean; ends: boolean };
 }
 
 export interface SpeakerContext {
@@ -58,6 +64,8 @@ export interface SpeakerContext {
   defaultVoice: string;
   sampleRate: number;
   now: () => number;
+  /** What the parent wants reported (SpeakerInput.reports). */
+  reports: { readonly audible: boolean; readonly ends: boolean };
   nextStream: number;
   current: CurrentUtterance | null;
   queue: QueuedUtterance[];
@@ -72,6 +80,8 @@ export interface SpeakerContext {
    */
   played: ReadonlyArray<{ stream: number; playedMs: number }>;
 }
+
+const noReports = { audible: false, ends: false } as const;
 
 /** How many streams' playback reports the speaker keeps. */
 export const playedStreams = 8;
@@ -187,7 +197,7 @@ const baseSetup = setup({
      * assistant audible for that tail.
      */
     reportAudible: enqueueActions(({ context, event, self, enqueue }, { audible }: { audible: boolean }) => {
-      if (!self._parent) return;
+      if (!self._parent || !context.reports.audible) return;
       const current = context.current;
       const tail = !audible && event.type === 'UPSTREAM_DONE' && current ? { stream: current.stream, ...current.outlet.playsOn(context.sampleRate) } : undefined;
       enqueue.sendParent({ type: 'ASSISTANT_AUDIBLE', audible, ...(tail ? { tail } : {}) } satisfies AssistantAudible);
@@ -280,7 +290,7 @@ export const speakerSetup = baseSetup.extend({
         enqueue({ type: 'sendMessage', params: message });
         enqueue({ type: 'utteranceEnded', params: record });
         // The connection routes it to the agent turn, which needs the reason and what was heard.
-        if (self._parent) {
+        if (self._parent && context.reports.ends) {
           enqueue.sendParent({
             type: 'UTTERANCE_ENDED',
             id: record.id,
@@ -397,6 +407,7 @@ export const speakerMachine = speakerSetup.createMachine({
     defaultVoice: input.defaultVoice,
     sampleRate: input.sampleRate,
     now: input.now,
+    reports: input.reports ?? noReports,
     nextStream: 1,
     current: null,
     queue: [],
