@@ -12,13 +12,15 @@ export class PlayoutClock {
   constructor(
     /** Most audio (ms) sent ahead of playback before the upstream is paused. */
     readonly leadMs: number,
+    /** The session's output rate (samples a second). */
+    private readonly sampleRate: number,
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** `ms` more audio went out. */
-  add(ms: number): void {
+  /** `samples` more audio went out. */
+  addSamples(samples: number): void {
     const now = this.now();
-    this.endsAt = Math.max(this.endsAt, now) + ms;
+    this.endsAt = Math.max(this.endsAt, now) + (samples * 1000) / this.sampleRate;
   }
 
   /** Audio sent and not yet played, in ms. */

@@ -154,11 +154,6 @@ export interface ListenOptions {
   vadBacklogMs?: number;
 }
 
-/** The session's negotiated output rate (the connection's context). */
-function actorSampleRate(io: SessionIO): number | undefined {
-  return (io.actor.getSnapshot().context as { sampleRate?: number }).sampleRate;
-}
-
 /** Listening counters (metrics and leak checks). */
 export interface ListeningStats {
   /** Listener hosts alive (one per listening session). */
@@ -665,7 +660,9 @@ export class VoiceEngine extends EventEmitter<{
       },
       holdKeyLease: (lease) => this.holdKeyLease(sessionId, lease),
       pacePlayout: () => {
-        io.playout ??= new PlayoutClock(this.playoutLeadMs);
+        // After START: the connection's context holds the negotiated output rate, read once here.
+        const { sampleRate } = io.actor.getSnapshot().context as { sampleRate: number };
+        io.playout ??= new PlayoutClock(this.playoutLeadMs, sampleRate);
       },
       stop: (id) => {
         // The machine announces the ends inside this send; note when the STOP arrived for metrics.
@@ -922,7 +919,7 @@ export class VoiceEngine extends EventEmitter<{
       this.transportFailed(io, transport);
       return;
     }
-    io.playout?.add((pcm.length * 1000) / (actorSampleRate(io) ?? 24_000));
+    io.playout?.addSamples(pcm.length);
     const v2v = io.voiceToVoice;
     if (v2v && v2v.stream === stream) {
       io.voiceToVoice = undefined;

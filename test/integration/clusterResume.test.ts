@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
-import { assertContract, resumeCursor, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
+import { assertContract, resumeCursor, resumeScript, samplesById, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
 
 interface Gateway {
   url: string;
@@ -43,11 +43,7 @@ async function gateway(): Promise<Gateway> {
   return { url, child, exited };
 }
 
-const script = [
-  { type: 'speak', id: 'u1', text: 'The first answer is long enough to be cut in the middle. It has two sentences and more words.' },
-  { type: 'speak', id: 'u2', text: 'The second one waits in the queue. Then it plays in full.', mode: 'enqueue' },
-  { type: 'speak', id: 'u3', text: 'The third one ends the script here.', mode: 'enqueue' },
-];
+const script = resumeScript;
 
 let a: Gateway;
 let b: Gateway;
@@ -68,17 +64,6 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-function samplesById(frames: readonly ClientFrame[]): Map<string, Int16Array> {
-  const idOf = new Map<number, string>();
-  const parts = new Map<string, Int16Array[]>();
-  for (const f of frames) {
-    if (f.kind === 'message' && f.message.type === 'speak.accepted') {
-      idOf.set(f.message.stream, f.message.id);
-      parts.set(f.message.id, []);
-    } else if (f.kind === 'audio') parts.get(idOf.get(f.stream)!)!.push(f.pcm);
-  }
-  return new Map([...parts].map(([id, list]) => [id, Int16Array.from(list.flatMap((p) => [...p]))]));
-}
 
 const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
 const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;

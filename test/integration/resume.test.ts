@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import type { UtteranceEndedEvent } from '../../src/engine/voiceEngine.js';
 import type { ServerMessage } from '../../machines/types.js';
-import { assertContract, resumeCursor, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
+import { assertContract, resumeCursor, resumeScript, samplesById, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
 import { ToneProvider } from '../support/toneProvider.js';
 
 interface Running {
@@ -33,11 +33,7 @@ async function start(options: { windowMs: number; maxLogBytes: number; pauseMs: 
 }
 
 // Three utterances, the last two queued: about 2.4, 1.6 and 1.2 s of audio.
-const script = [
-  { type: 'speak', id: 'u1', text: 'The first answer is long enough to be cut in the middle. It has two sentences and more words.' },
-  { type: 'speak', id: 'u2', text: 'The second one waits in the queue. Then it plays in full.', mode: 'enqueue' },
-  { type: 'speak', id: 'u3', text: 'The third one ends the script here.', mode: 'enqueue' },
-];
+const script = resumeScript;
 
 let main: Running;
 let tight: Running;
@@ -61,28 +57,6 @@ afterAll(async () => {
   await tight?.server.close();
 });
 
-/** Every utterance's audio, concatenated in the order received, keyed by id. */
-function samplesById(frames: readonly ClientFrame[]): Map<string, Int16Array> {
-  const idOf = new Map<number, string>();
-  const parts = new Map<string, Int16Array[]>();
-  for (const f of frames) {
-    if (f.kind === 'message' && f.message.type === 'speak.accepted') {
-      idOf.set(f.message.stream, f.message.id);
-      parts.set(f.message.id, []);
-    } else if (f.kind === 'audio') parts.get(idOf.get(f.stream)!)!.push(f.pcm);
-  }
-  return new Map(
-    [...parts].map(([id, list]) => {
-      const out = new Int16Array(list.reduce((n, p) => n + p.length, 0));
-      let at = 0;
-      for (const p of list) {
-        out.set(p, at);
-        at += p.length;
-      }
-      return [id, out];
-    }),
-  );
-}
 
 const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
 const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;

@@ -146,3 +146,33 @@ export function resumeCursor(frames: readonly ClientFrame[]): { lastStream: numb
   }
   return { lastStream, streams: Object.fromEntries([...open].map(([stream, seq]) => [String(stream), seq])) };
 }
+
+/** Every utterance's audio, concatenated in the order received, keyed by its id. */
+export function samplesById(frames: readonly ClientFrame[]): Map<string, Int16Array> {
+  const idOf = new Map<number, string>();
+  const parts = new Map<string, Int16Array[]>();
+  for (const f of frames) {
+    if (f.kind === 'message' && f.message.type === 'speak.accepted') {
+      idOf.set(f.message.stream, f.message.id);
+      parts.set(f.message.id, []);
+    } else if (f.kind === 'audio') parts.get(idOf.get(f.stream)!)!.push(f.pcm);
+  }
+  return new Map(
+    [...parts].map(([id, list]) => {
+      const out = new Int16Array(list.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of list) {
+        out.set(p, at);
+        at += p.length;
+      }
+      return [id, out];
+    }),
+  );
+}
+
+/** Three utterances, the last two queued: what the resume tests drop in the middle of and replay. */
+export const resumeScript = [
+  { type: 'speak', id: 'u1', text: 'The first answer is long enough to be cut in the middle. It has two sentences and more words.' },
+  { type: 'speak', id: 'u2', text: 'The second one waits in the queue. Then it plays in full.', mode: 'enqueue' },
+  { type: 'speak', id: 'u3', text: 'The third one ends the script here.', mode: 'enqueue' },
+] as const;
