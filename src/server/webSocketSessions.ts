@@ -67,7 +67,9 @@ export class WebSocketSessions {
         return;
       }
       if (verdict === 'drop') {
-        transport.send({ type: 'error', code: 'rate_limited', message: `over ${this.engine.admission.policy.messagesPerSecond} frames per second; frame dropped` });
+        const { policy } = this.engine.admission;
+        const limit = isBinary && connection.listening ? `${policy.micFramesPerSecond} microphone frames` : `${policy.messagesPerSecond} frames`;
+        transport.send({ type: 'error', code: 'rate_limited', message: `over ${limit} per second; frame dropped` });
         return;
       }
       if (connection.relay) {

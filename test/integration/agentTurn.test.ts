@@ -9,9 +9,8 @@ import { withDeadlines } from '../../src/agent/deadlines.js';
 import { groqChatModel } from '../../src/agent/openAiChatModel.js';
 import { ChatEmulator, type ChatFault } from '../../src/emulators/chatEmulator.js';
 import type { VoxlineServer } from '../../src/server/voxlineServer.js';
-import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
-import { bytesOf } from '../support/listeningStandIns.js';
-import { frames, type SpeechRenderer } from '../support/speechAudio.js';
+import { sendMic, startListeningServer, type ListeningServer } from '../support/listeningServer.js';
+import type { SpeechRenderer } from '../support/speechAudio.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = ['what time is it', 'what is the weather today', 'stop the music', 'call my mother', 'good morning'];
@@ -51,10 +50,9 @@ const session = { listen: { format: { encoding: 'pcm_s16le', sampleRate: 16_000 
 
 type TurnEndMessage = Extract<ServerMessage, { type: 'turn.end' }>;
 
-/** The user says `phrase` (100 ms frames, faster than real time, then a second of silence). */
+/** The user says `phrase` (100 ms frames, faster than real time within the frame budget, then a second of silence). */
 async function say(c: TestVoiceClient, phrase: string): Promise<void> {
-  const pcm = await speech.render(phrase, { leadMs: 300, tailMs: 1_000 });
-  for (const f of frames(pcm, 100)) c.ws.send(bytesOf(f));
+  await sendMic(c.ws, await speech.render(phrase, { leadMs: 300, tailMs: 1_000 }));
 }
 
 const turnEnd = (c: TestVoiceClient, turn: string, timeoutMs = 20_000) =>

@@ -10,7 +10,7 @@ import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlin
 import { bytesOf } from '../support/listeningStandIns.js';
 import { settle } from '../support/settle.js';
 import { frames, silence, type SpeechRenderer } from '../support/speechAudio.js';
-import { startListeningServer, type ListeningServer } from '../support/listeningServer.js';
+import { sendMic, startListeningServer, type ListeningServer } from '../support/listeningServer.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const phrases = [
@@ -71,8 +71,8 @@ describe('listening with WebRTC VAD and PocketSphinx', () => {
     const finals: string[] = [];
     for (const [i, phrase] of phrases.entries()) {
       const pcm = await speech.render(phrase, { leadMs: 300, tailMs: 1_000 });
-      // 100 ms frames: ten times real time stays inside the frame-rate budget (100 frames/s).
-      for (const f of frames(pcm, 100)) c.ws.send(bytesOf(f));
+      // 100 ms frames at the frame budget (100 frames/s): ten times real time, never a flood.
+      await sendMic(c.ws, pcm);
       const final = await c.waitForMessage((m) => m.type === 'transcript' && m.final && m.turn === `t${i + 1}`, 20_000);
       finals.push((final as Extract<ServerMessage, { type: 'transcript' }>).text);
     }

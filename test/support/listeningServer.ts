@@ -7,7 +7,9 @@ import { createListening, type ListeningConfig, type ListeningSetup } from '../.
 import { espeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { settle } from './settle.js';
-import { speechRenderer, type SpeechRenderer } from './speechAudio.js';
+import { defaultAdmissionPolicy } from '../../src/engine/admission.js';
+import { bytesOf } from './listeningStandIns.js';
+import { frames, speechRenderer, type SpeechRenderer } from './speechAudio.js';
 
 export interface ListeningServer {
   voxline: VoxlineServer;
@@ -47,4 +49,18 @@ export async function startListeningServer(
       await voxline.close();
     },
   };
+}
+
+/** The server's microphone frame budget (frames a second): what a test sending faster than real time must stay under. */
+const micFramesPerSecond = defaultAdmissionPolicy.micFramesPerSecond;
+
+/**
+ * Sends `pcm` as microphone frames of `frameMs`, faster than real time but never faster than
+ * the frame budget (one frame per 1/micFramesPerSecond s): a test about hearing is not a flood.
+ */
+export async function sendMic(ws: { send(data: ArrayBuffer | Uint8Array): void }, pcm: Int16Array, frameMs = 100): Promise<void> {
+  for (const f of frames(pcm, frameMs)) {
+    ws.send(bytesOf(f));
+    await new Promise((r) => setTimeout(r, Math.ceil(1000 / micFramesPerSecond)));
+  }
 }
