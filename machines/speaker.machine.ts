@@ -97,6 +97,16 @@ export interface AudioOut {
 }
 
 /** How an utterance ends: the wire reason, the internal cause, and the error code (message from the error table). */
+/** An accepted utterance, as the speaker reports it (with its text: a recording gateway keeps it). */
+export interface UtteranceAcceptedInfo {
+  id: string;
+  stream: number;
+  voice: string;
+  mode: string;
+  text: string;
+  final: boolean;
+}
+
 export interface EndParams {
   reason: EndReason;
   cause: string;
@@ -185,7 +195,9 @@ const baseSetup = setup({
     sendAudio: (_, _audio: AudioOut) => {},
     /** Observability hook: one call per ended utterance, including ones nobody can hear. */
     utteranceEnded: (_, _record: EndRecord) => {},
-    utteranceAccepted: (_, _info: { id: string; stream: number; voice: string; mode: string }) => {},
+    utteranceAccepted: (_, _info: UtteranceAcceptedInfo) => {},
+    /** Text appended to an open utterance (a session whose gateway records it, to move it elsewhere). */
+    utteranceAppended: (_, _info: { stream: number; text: string; final: boolean }) => {},
     // The chart's orders to the current utterance's outlet (see UtteranceOutlet for why it is mutable).
     restartGapClock: ({ context }) => context.current?.outlet.restartGapClock(),
     openOutlet: ({ context }) => context.current?.outlet.open(),
@@ -309,22 +321,23 @@ export const speakerSetup = baseSetup.extend({
     accept: baseSetup.enqueueActions(({ context, event, enqueue }) => {
       if (!isSpeak(event)) return;
       const r = event.request;
+      const stream = r.stream ?? context.nextStream;
       const utterance: QueuedUtterance = {
         id: r.id,
-        stream: context.nextStream,
+        stream,
         voice: r.voice ?? context.defaultVoice,
         text: r.text,
         final: r.final,
         acceptedAt: context.now(),
       };
       enqueue.assign({
-        nextStream: context.nextStream + 1,
+        nextStream: Math.max(context.nextStream, stream + 1),
         queue: r.mode === 'interrupt' ? [utterance, ...context.queue] : [...context.queue, utterance],
       });
       enqueue({ type: 'sendMessage', params: { type: 'speak.accepted', id: r.id, stream: utterance.stream } });
       enqueue({
         type: 'utteranceAccepted',
-        params: { id: r.id, stream: utterance.stream, voice: utterance.voice, mode: r.mode },
+        params: { id: r.id, stream: utterance.stream, voice: utterance.voice, mode: r.mode, text: r.text, final: r.final },
       });
     }),
 
@@ -339,6 +352,7 @@ export const speakerSetup = baseSetup.extend({
           enqueue.assign({ current: { ...current, textChars: current.textChars + r.text.length, final: r.final } });
           if (!current.ended) {
             enqueue.sendTo('upstream', { type: 'TEXT', text: r.text, final: r.final } satisfies UpstreamCommand);
+            enqueue({ type: 'utteranceAppended', params: { stream: current.stream, text: r.text, final: r.final } });
           }
           if (r.final && current.ended) {
             context.usedIds.remember(r.id, false);
@@ -350,6 +364,7 @@ export const speakerSetup = baseSetup.extend({
             i === d.index ? { ...u, text: u.text + r.text, final: r.final } : u,
           );
           enqueue.assign({ queue });
+          enqueue({ type: 'utteranceAppended', params: { stream: context.queue[d.index]!.stream, text: r.text, final: r.final } });
           return;
         }
         case 'append-ended':

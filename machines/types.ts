@@ -127,6 +127,11 @@ export interface SpeakRequest {
   voice?: string;
   final: boolean;
   mode: SpeakMode;
+  /**
+   * Never from the wire: an utterance a gateway took over from a dead one keeps the stream its
+   * first gateway gave it (the client knows it by that number).
+   */
+  stream?: number;
 }
 
 /** Why an utterance ended, internally: the wire reason plus what caused it. */

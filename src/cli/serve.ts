@@ -80,6 +80,8 @@ export async function serve(config: ServeConfig): Promise<void> {
       ...(config.maxSessionsPerKey !== undefined ? { abuse: { maxSessionsPerKey: config.maxSessionsPerKey } } : {}),
       ...(config.resumeWindowMs !== undefined ? { resume: config.resumeWindowMs === 0 ? false : { windowMs: config.resumeWindowMs } } : {}),
       ...(cluster && config.cluster ? { sharedSessionCap: cluster.sessionCap, sessionDirectory: cluster.sessionDirectory, sharedTextBudget: cluster.textBudget, drainMs: config.cluster.drainMs } : {}),
+      // Sessions move between gateways only when their audio is in Redis (synthesis on workers).
+      ...(cluster && config.cluster?.role === 'gateway' ? { sessionStore: cluster.sessionStore } : {}),
     });
   } catch (error) {
     await Promise.all([setup.close(), chat.close(), cluster?.close()]);

@@ -21,6 +21,16 @@ export interface RelayOptions {
   /** Most frames (and bytes) a client may send before the owner's connection is open. */
   maxPendingFrames?: number;
   maxPendingBytes?: number;
+  /**
+   * The owner cannot be reached (it died): instead of refusing the resume, hand the connection
+   * back, with the frames the client sent meanwhile, so this gateway can take the session over.
+   */
+  onUnreachable?: (pending: PendingFrame[]) => void;
+}
+
+export interface PendingFrame {
+  data: Buffer | ArrayBuffer | Buffer[];
+  isBinary: boolean;
 }
 
 export interface Relay {
@@ -47,7 +57,7 @@ export function relayToOwner(client: WebSocket, ownerUrl: string, firstFrame: st
   });
   let opened = false;
   let done = false;
-  let pending: Array<{ data: Buffer | ArrayBuffer | Buffer[]; isBinary: boolean }> = [];
+  let pending: PendingFrame[] = [];
   let pendingBytes = 0;
   let drainPoll: ReturnType<typeof setInterval> | null = null;
 
@@ -87,8 +97,13 @@ export function relayToOwner(client: WebSocket, ownerUrl: string, firstFrame: st
   });
   upstream.on('close', (code, reason) => {
     const wasDone = done;
+    const held = pending;
     finish();
     if (wasDone) return;
+    if (!opened && options.onUnreachable && client.readyState === WebSocket.OPEN) {
+      options.onUnreachable(held);
+      return;
+    }
     if (!opened) {
       // The owner could not be reached: nobody can honour this resume now.
       if (client.readyState === WebSocket.OPEN) {

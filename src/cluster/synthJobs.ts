@@ -13,7 +13,7 @@
 // taken for dead; a job idle past `claimIdleMs` is, by XAUTOCLAIM. Every key expires.
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode, VoiceInfo } from '../../machines/types.js';
-import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../providers/types.js';
+import { ProviderError, type JobFence, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../providers/types.js';
 import type { Redis } from './redis.js';
 
 export interface JobKeys {
@@ -42,6 +42,25 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
+// KEYS[1] the provider's queue, KEYS[2] the job's queued mark; ARGV: ttl, max queue length, job,
+// voice, text. A job asked for twice (its session moved to another gateway) is queued once.
+const enqueueScript = `
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[3], 'voice', ARGV[4], 'text', ARGV[5])
+return 1
+`;
+
+// The gateway's cancel (endScript's, as 'cancelled'), fenced: KEYS[3] the session's record,
+// ARGV[2] the epoch this gateway owns it by. A gateway that lost its session to another never
+// cancels the jobs the new owner reads.
+const cancelScript = `
+if redis.call('HGET', KEYS[3], 'epoch') ~= ARGV[2] then return 0 end
+if not redis.call('SET', KEYS[2], 'cancelled', 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], '*', 'k', 'end', 's', 'cancelled', 'c', '', 'm', '')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+`;
+
 type JobStatus = 'done' | 'failed' | 'cancelled';
 
 class Jobs {
@@ -63,12 +82,19 @@ class Jobs {
   ended(jobId: string) {
     return `${this.prefix}:job:${jobId}:ended`;
   }
+  queued(jobId: string) {
+    return `${this.prefix}:job:${jobId}:queued`;
+  }
   async append(jobId: string, block: PcmBlock): Promise<boolean> {
     const pcm = Buffer.from(block.samples.buffer, block.samples.byteOffset, block.samples.byteLength);
     return (await this.redis.eval(appendScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, block.sampleRate, pcm)) === 1;
   }
   async end(jobId: string, status: JobStatus, code = '', message = ''): Promise<boolean> {
     return (await this.redis.eval(endScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, status, code, message)) === 1;
+  }
+  async cancel(jobId: string, fence: JobFence | undefined): Promise<boolean> {
+    if (!fence) return this.end(jobId, 'cancelled');
+    return (await this.redis.eval(cancelScript, 3, this.stream(jobId), this.ended(jobId), fence.key, this.ttlMs, fence.epoch)) === 1;
   }
 }
 
@@ -96,7 +122,8 @@ export class RedisJobProvider implements TtsProvider {
   private readonly maxQueuedJobs: number;
 
   async *synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
-    const jobId = randomUUID();
+    // A recorded session's pieces have stable ids (session, stream, piece); others a random one.
+    const jobId = request.job?.key ?? randomUUID();
     const stream = this.jobs.stream(jobId);
     // Blocking reads need a connection of their own; an abort cuts it, so a STOP never waits on it.
     const reader = this.jobs.redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
@@ -113,7 +140,8 @@ export class RedisJobProvider implements TtsProvider {
       }
       try {
         // On the job's own connection, whose deadline suits a busy gateway (the shared one's is short).
-        await reader.xadd(this.jobs.queue(this.name), 'MAXLEN', '~', this.maxQueuedJobs, '*', 'job', jobId, 'voice', request.voice, 'text', request.text);
+        if (request.job) await reader.eval(enqueueScript, 2, this.jobs.queue(this.name), this.jobs.queued(jobId), this.jobs.ttlMs, this.maxQueuedJobs, jobId, request.voice, request.text);
+        else await reader.xadd(this.jobs.queue(this.name), 'MAXLEN', '~', this.maxQueuedJobs, '*', 'job', jobId, 'voice', request.voice, 'text', request.text);
       } catch (error) {
         throw new ProviderError('provider_unavailable', `the synthesis queue cannot be reached (${(error as Error).message})`);
       }
@@ -154,7 +182,7 @@ export class RedisJobProvider implements TtsProvider {
     } finally {
       request.signal.removeEventListener('abort', cut);
       // Our end first, then the worker's writes are refused: STOP stays local and final.
-      if (!ended) await this.jobs.end(jobId, 'cancelled').catch(() => false);
+      if (!ended) await this.jobs.cancel(jobId, request.job?.fence).catch(() => false);
       reader.disconnect();
     }
   }

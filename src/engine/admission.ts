@@ -149,7 +149,11 @@ export class Admission {
       return { ok: false, refusal: { code: 'unauthorized', message: 'a valid API key is required', reason: 'unauthorized' } };
     }
     if (!this.requiresKey || token === undefined) return { ok: true, value: noLease };
-    const keyId = digest(token).toString('hex');
+    return this.admitKey(digest(token).toString('hex'));
+  }
+
+  /** A place under key `keyId`'s session cap (the cluster's, when shared). */
+  private admitKey(keyId: string): Admitted<Lease> | Promise<Admitted<Lease>> {
     if (this.shared.sessionCap) return this.admitShared(keyId);
     const open = this.perKey.get(keyId) ?? 0;
     if (open >= this.policy.maxSessionsPerKey) {
@@ -157,6 +161,19 @@ export class Admission {
     }
     this.perKey.set(keyId, open + 1);
     return { ok: true, value: once(() => decrement(this.perKey, keyId)) };
+  }
+
+  /** The name of `token`'s key under the per-key cap (null: keys are not required, or none was given). */
+  keyIdOf(token: string | undefined): string | null {
+    return this.requiresKey && token !== undefined ? digest(token).toString('hex') : null;
+  }
+
+  /**
+   * A session taken over from a dead gateway: its key was checked when it started; it takes a
+   * place under its key's cap here (the dead gateway's place expires with its lease).
+   */
+  async admitMovedSession(keyId: string | null): Promise<Admitted<Lease>> {
+    return keyId === null ? { ok: true, value: noLease } : this.admitKey(keyId);
   }
 
   private async admitShared(keyId: string): Promise<Admitted<Lease>> {

@@ -9,7 +9,7 @@ import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
 import { loopTurn } from './loopBudget.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
-import { ProviderError, type PcmBlock, type TextStream, type TtsProvider } from '../providers/types.js';
+import { ProviderError, type PcmBlock, type SynthesisRequest, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
 import { nonSpaceChars } from '../../machines/heardText.js';
 
@@ -41,6 +41,11 @@ export interface SynthesisOptions {
    * `defaultLookAheadBytes`).
    */
   lookAheadBytes?: number;
+  /**
+   * A recorded session's job identity per piece (cluster): the same session, stream and piece
+   * name the same synthesis job on whichever gateway asks (src/engine/sessionMove.ts).
+   */
+  jobOf?: (sessionId: string, stream: number, piece: number) => SynthesisRequest['job'];
   /** Observability hook: audio held in look-ahead buffers grew (positive) or shrank (negative) by this many bytes. */
   onHeldAudio?: (deltaBytes: number) => void;
 }
@@ -93,6 +98,8 @@ export class UtteranceJob {
   private paused = false;
   private awaitingText = false;
   private piecesSpoken = 0;
+  /** Provider requests made so far (a piece's index in the utterance). */
+  private piecesFetched = 0;
   private audioSent = false;
   private readonly wakers = new Set<() => void>();
   private life: JobLife = 'running';
@@ -265,6 +272,7 @@ export class UtteranceJob {
     this.abort.signal.addEventListener('abort', onAbort, { once: true });
     const fetch = new PieceFetch(abort, this.options.onHeldAudio, nonSpaceChars(text));
     const lookAheadBytes = this.options.lookAheadBytes ?? defaultLookAheadBytes;
+    const job = this.options.jobOf?.(this.input.sessionId, this.input.stream, this.piecesFetched++);
     const done = (async () => {
       try {
         await this.guarded(abort.signal, async () => {
@@ -278,6 +286,7 @@ export class UtteranceJob {
               fetch.queued = queued;
               this.reportQueued();
             },
+            ...(job ? { job } : {}),
           };
           for await (const block of route.provider.synthesize(request)) {
             if (abort.signal.aborted) return; // `for await` exit runs the provider's cleanup

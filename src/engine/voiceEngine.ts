@@ -39,6 +39,7 @@ import type { SessionDirectory } from '../cluster/sessionDirectory.js';
 import type { SharedTextBudget } from '../cluster/textBudget.js';
 import { PlayoutClock } from './playout.js';
 import { sessionLimits, voiceIdsOf } from './sessionSettings.js';
+import { planMove, type MovableSettings, type MovePlan, type SessionRecorder, type SessionStore } from './sessionMove.js';
 import { MemoryOutboundLog, type OutboundFrame, type OutboundLog, type ResumeCursor, type ResumeFailure } from './outboundLog.js';
 
 export interface VoiceEngineOptions {
@@ -84,6 +85,12 @@ export interface VoiceEngineOptions {
   sessionDirectory?: SessionDirectory;
   /** Resuming sessions after a dropped connection (wire contract v2); on by default, `false` turns it off. */
   resume?: Partial<ResumeOptions> | false;
+  /**
+   * Where a cluster records its resumable sessions, so that another gateway can take one over
+   * when its gateway died (src/engine/sessionMove.ts). Needs synthesis on workers (the audio is
+   * read again from the jobs' streams).
+   */
+  sessionStore?: SessionStore;
 }
 
 /** How long a dropped session waits for its client, and how much of what it sent it keeps. */
@@ -96,8 +103,8 @@ export interface ResumeOptions {
 
 export const defaultResumeOptions: ResumeOptions = { windowMs: 30_000, maxLogBytes: 4 * 1024 * 1024 };
 
-/** Resume outcomes for metrics: `succeeded`, or the failure's reason. */
-export type ResumeOutcome = 'succeeded' | 'relayed' | ResumeFailure;
+/** Resume outcomes for metrics: `succeeded`, `relayed` (to the owner), `moved` (taken over from a dead owner), or the failure's reason. */
+export type ResumeOutcome = 'succeeded' | 'relayed' | 'moved' | ResumeFailure;
 
 /** What the client sent in session.resume, validated. */
 export interface ResumeRequest {
@@ -285,6 +292,12 @@ interface SessionIO {
   conversation?: Conversation;
   /** A listening session's playback as the server models it (paces its audio). */
   playout?: PlayoutClock;
+  /** A cluster's record of this resumable session (another gateway can take it over from it). */
+  recorder?: SessionRecorder;
+  /** Per stream still open: the last audio seq sent (what the record's end says was sent). */
+  lastSeq?: Map<number, number>;
+  /** Taken over from another gateway: what the client already has of the replayed utterances is held back. */
+  moving?: MoveFilter;
   /**
    * Voice-to-voice timing of the agent's latest turn: when the user's speech stopped (the
    * speech_stopped message went out), and the stream of its reply once accepted.
@@ -307,12 +320,23 @@ export interface SessionHandle {
   pacePlayout(): void;
   /** A client STOP (of one utterance, or all), timed for the STOP → speak.end metric. */
   stop(id?: string): void;
-  /** Make the session resumable (the client asked): the offer its START carries to session.ready. */
-  offerResume(): ResumeOffer | null;
+  /**
+   * Make the session resumable (the client asked): the offer its START carries to session.ready.
+   * `settings` (what recreates it) lets a cluster record it, to move it if this gateway dies.
+   */
+  offerResume(settings?: Omit<MovableSettings, 'windowMs'>): ResumeOffer | null;
   /** The connection `transport` is gone: a resumable session detaches, any other ends (CLIENT_GONE). */
   connectionLost(transport: SessionTransport): void;
   /** Whether the session was granted listening (binary frames are then microphone audio). */
   listens(): boolean;
+}
+
+/** What a session taken over holds back: per replayed stream, the audio the client has, and whether it saw it accepted. */
+interface MoveFilter {
+  /** The replayed START's session.ready (the client gets the resumed one instead). */
+  holdReady: boolean;
+  afterSeq: Map<number, number>;
+  unannounced: Set<number>;
 }
 
 const tokenDigest = (token: string) => createHash('sha256').update(token).digest();
@@ -348,7 +372,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly options: Required<
     Omit<
       VoiceEngineOptions,
-      'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget'
+      'apiKeys' | 'defaultVoice' | 'limits' | 'circuitBreaker' | 'inspector' | 'abuse' | 'maxConnectionsPerIp' | 'allowedOrigins' | 'listen' | 'agent' | 'playoutLeadMs' | 'resume' | 'sharedSessionCap' | 'sessionDirectory' | 'sharedTextBudget' | 'sessionStore'
     >
   > &
     Pick<VoiceEngineOptions, 'limits' | 'inspector'>;
@@ -375,6 +399,8 @@ export class VoiceEngine extends EventEmitter<{
   private readonly resumeOptions: ResumeOptions | null;
   /** A cluster's directory of resumable sessions (null in one process). */
   readonly directory: SessionDirectory | null;
+  /** A cluster's records of resumable sessions, to take one over from a dead gateway (null in one process). */
+  private readonly sessionStore: SessionStore | null;
   private readonly resumeCounters = { byOutcome: {} as Record<string, number>, framesReplayed: 0 };
 
   constructor(options: VoiceEngineOptions) {
@@ -429,6 +455,11 @@ export class VoiceEngine extends EventEmitter<{
       onJobStart: () => this.liveJobs++,
       onJobGone: () => this.liveJobs--,
       onHeldAudio: (delta) => (this.lookAheadBytes += delta),
+      // Recorded sessions name their synthesis jobs, so a gateway taking them over reads the same audio.
+      jobOf: (sessionId, stream, piece) => {
+        const recorder = this.sessions.get(sessionId)?.recorder;
+        return recorder ? { key: `${sessionId}:${stream}:${piece}`, fence: recorder.fence } : undefined;
+      },
     });
     // The speaker writes messages and audio straight to the transport; the connection owns the close.
     const speaker = speakerMachine.provide({
@@ -449,8 +480,13 @@ export class VoiceEngine extends EventEmitter<{
         },
         utteranceAccepted: ({ context }, info) => {
           this.counters.accepted++;
-          this.emit('utteranceAccepted', { sessionId: context.sessionId, ...info });
+          const { id, stream, voice, mode } = info;
+          const io = this.sessions.get(context.sessionId);
+          // A replayed utterance (taken over) is in the record already.
+          if (io?.recorder && !io.moving?.afterSeq.has(stream)) io.recorder.accepted(info);
+          this.emit('utteranceAccepted', { sessionId: context.sessionId, id, stream, voice, mode });
         },
+        utteranceAppended: ({ context }, { stream, text, final }) => this.sessions.get(context.sessionId)?.recorder?.appended(stream, text, final),
       },
       actors: {
         upstream: synthesis,
@@ -467,6 +503,7 @@ export class VoiceEngine extends EventEmitter<{
     this.listen = options.listen ? { ...options.listen, formats: options.listen.formats ?? defaultListenFormats } : null;
     this.resumeOptions = options.resume === false ? null : { ...defaultResumeOptions, ...options.resume };
     this.directory = options.sessionDirectory ?? null;
+    this.sessionStore = options.sessionStore ?? null;
     // Warm the recognizers now (a PocketSphinx process takes 0.5-2 s), not on the first turn. Here,
     // not in createListening: the engine owns them from now on (shutdown closes them), so whoever
     // starts their processes also stops them. A failure is the first job's to report.
@@ -599,6 +636,10 @@ export class VoiceEngine extends EventEmitter<{
    */
   startSession(transport: SessionTransport, onEnd?: () => void): SessionHandle {
     const sessionId = randomUUID();
+    return this.handleOf(sessionId, this.createSession(sessionId, transport, onEnd));
+  }
+
+  private createSession(sessionId: string, transport: SessionTransport, onEnd?: () => void): SessionIO {
     const actor = createActor(this.machine, {
       input: {
         sessionId,
@@ -622,6 +663,7 @@ export class VoiceEngine extends EventEmitter<{
           io.resumable.log.release();
           this.directory?.remove(sessionId);
         }
+        io.recorder?.release();
         this.options.inspector?.sessionEnded(sessionId);
         io.link?.onEnd?.();
         this.emit('sessionEnded', { sessionId });
@@ -639,7 +681,7 @@ export class VoiceEngine extends EventEmitter<{
     });
     this.emit('sessionStarted', { sessionId });
     actor.start();
-    return this.handleOf(sessionId, io);
+    return io;
   }
 
   /** The handle through which a connection drives session `sessionId` (a new one, or one it resumed). */
@@ -673,13 +715,18 @@ export class VoiceEngine extends EventEmitter<{
           this.stopArrivedAt.delete(sessionId);
         }
       },
-      offerResume: () => {
+      offerResume: (settings) => {
         const options = this.resumeOptions;
         if (!options || !this.sessions.has(sessionId)) return null;
         const token = randomBytes(32).toString('base64url');
         io.resumable?.log.release();
         io.resumable = { tokenDigest: tokenDigest(token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
         this.directory?.add(sessionId);
+        if (this.sessionStore && settings) {
+          io.recorder?.release();
+          io.recorder = this.sessionStore.create(sessionId, io.resumable.tokenDigest, { ...settings, windowMs: options.windowMs }, () => this.movedAway(io));
+          io.lastSeq = new Map();
+        }
         return { token, windowMs: options.windowMs };
       },
       connectionLost: (transport) => this.connectionLost(io, transport),
@@ -758,6 +805,126 @@ export class VoiceEngine extends EventEmitter<{
     } else {
       io.actor.send({ type: 'CLIENT_GONE' });
     }
+  }
+
+  /** Whether sessions of a dead gateway can be taken over here (a cluster with a session store). */
+  get movesSessions(): boolean {
+    return this.sessionStore !== null && this.resumeOptions !== null;
+  }
+
+  /**
+   * session.resume of a session no live gateway holds (its owner died): take it over from the
+   * cluster's record (src/engine/sessionMove.ts). The record is fenced to this gateway first,
+   * then the session is made again under its own id, from its settings, on the connection of
+   * `handshake`: session.ready (`resumed`), the ends the client missed, and its open utterances
+   * spoken again through this gateway's statechart from the same synthesis jobs, with what the
+   * client already has held back.
+   */
+  async moveSession(handshake: SessionHandle, request: ResumeRequest, onEnd?: () => void): Promise<{ ok: true; session: SessionHandle } | { ok: false; reason: ResumeFailure; message: string }> {
+    const refuse = (reason: ResumeFailure, message: string) => {
+      this.countResume(reason);
+      return { ok: false as const, reason, message };
+    };
+    const store = this.sessionStore;
+    const options = this.resumeOptions;
+    if (!store || !options || this.draining) return refuse('unavailable', 'this gateway cannot take sessions over now');
+    if (this.sessions.has(request.sessionId)) return refuse('unavailable', 'the session is already here');
+    let io: SessionIO | undefined;
+    let fencedEarly = false;
+    const adoption = await store.adopt(request.sessionId, tokenDigest(request.token), () => (io ? this.movedAway(io) : (fencedEarly = true)));
+    if (!adoption.ok) return refuse(adoption.reason, adoption.message);
+    const { settings, utterances } = adoption.session;
+    const planned = planMove(utterances, request.cursor);
+    // The rightful client (it had the token) cannot go on: the session ends now.
+    if (!planned.ok) {
+      adoption.recorder.release();
+      return refuse(planned.reason, planned.message);
+    }
+    const admitted = await this.admission.admitMovedSession(settings.keyId);
+    const shell = this.sessions.get(handshake.sessionId);
+    const transport = shell?.link?.transport;
+    if (!admitted.ok || fencedEarly || !shell || !transport?.isOpen() || !shell.actor.getSnapshot().matches('handshake') || this.sessions.has(request.sessionId)) {
+      if (admitted.ok) admitted.value.release();
+      // Not taken after all: another gateway may (the record stays, until its window ends).
+      adoption.recorder.abandon();
+      return refuse('unavailable', admitted.ok ? 'the connection went away while the session moved' : admitted.refusal.message);
+    }
+    this.absorb(shell);
+    io = this.createSession(request.sessionId, transport, onEnd);
+    io.keyLease = admitted.value;
+    io.recorder = adoption.recorder;
+    io.lastSeq = new Map();
+    io.resumable = { tokenDigest: tokenDigest(request.token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
+    this.directory?.add(request.sessionId);
+    this.replayMove(io, request, settings, planned.plan);
+    this.countResume('moved');
+    return { ok: true, session: this.handleOf(request.sessionId, io) };
+  }
+
+  /** Recreate a moved session from its settings and bring its client up to date (see moveSession). */
+  private replayMove(io: SessionIO, request: ResumeRequest, settings: MovableSettings, plan: MovePlan): void {
+    const moving: MoveFilter = { holdReady: true, afterSeq: new Map(), unannounced: new Set() };
+    for (const { announce, afterSeq, utterance } of plan.replays) {
+      moving.afterSeq.set(utterance.stream, afterSeq);
+      if (!announce) moving.unannounced.add(utterance.stream);
+    }
+    io.moving = moving;
+    const handle = this.handleOf(request.sessionId, io);
+    if (settings.observe) handle.watchState();
+    const listen = settings.listen ? this.listenVerdict(settings.listen) : undefined;
+    io.actor.send({
+      type: 'START',
+      sampleRate: settings.sampleRate,
+      ...(settings.voice !== undefined ? { voice: settings.voice } : {}),
+      ...(listen ? { listen } : {}),
+      ...(settings.agent ? { agent: settings.agent } : {}),
+      resume: { token: request.token, windowMs: settings.windowMs },
+    });
+    moving.holdReady = false;
+    if (listen?.granted) handle.pacePlayout();
+    const context = io.actor.getSnapshot().context;
+    this.sendJson(request.sessionId, {
+      type: 'session.ready',
+      sessionId: request.sessionId,
+      protocol: 2,
+      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
+      voices: context.voices,
+      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+      resume: { token: request.token, windowMs: settings.windowMs },
+      resumed: true,
+    });
+    for (const { announce, utterance } of plan.ends) {
+      if (announce) this.sendJson(request.sessionId, { type: 'speak.accepted', id: utterance.id, stream: utterance.stream });
+      // Straight to the client and the log: the record has this end already.
+      const { recorder } = io;
+      io.recorder = undefined;
+      this.sendJson(request.sessionId, utterance.end!.message);
+      io.recorder = recorder;
+    }
+    for (const { utterance } of plan.replays) {
+      const { id, text, voice, final, stream } = utterance;
+      handle.send({ type: 'SPEAK', request: { id, text, ...(voice !== undefined ? { voice } : {}), final, mode: 'enqueue', stream } });
+    }
+  }
+
+  /** What a session taken over holds back of what its replay sends (see replayMove). */
+  private heldBack(moving: MoveFilter, message: ServerMessage): boolean {
+    if (message.type === 'session.ready') return moving.holdReady;
+    return message.type === 'speak.accepted' && moving.unannounced.delete(message.stream);
+  }
+
+  /**
+   * Another gateway took this session over (the record's fence moved on): this one lets go of it
+   * without a word to the client (it is on the other gateway) and without cancelling its
+   * synthesis jobs (their cancels are fenced too).
+   */
+  private movedAway(io: SessionIO): void {
+    io.recorder = undefined;
+    const link = io.link;
+    io.link = null;
+    if (link?.transport.isOpen()) link.transport.close({ code: CloseCode.serviceRestart, reason: 'session moved to another gateway', error: 'shutting_down' });
+    link?.onEnd?.();
+    if (io.actor.getSnapshot().status === 'active') io.actor.send({ type: 'CLIENT_GONE' });
   }
 
   /** Whether this process holds resumable session `sessionId` (else a cluster may relay the resume). */
@@ -877,6 +1044,11 @@ export class VoiceEngine extends EventEmitter<{
   private sendJson(sessionId: string, message: ServerMessage): void {
     const io = this.sessions.get(sessionId);
     if (!io) return;
+    if (io.moving && this.heldBack(io.moving, message)) return;
+    if (io.recorder && message.type === 'speak.end') {
+      io.recorder.ended(message.stream, message, io.lastSeq?.get(message.stream) ?? -1);
+      io.lastSeq?.delete(message.stream);
+    }
     // session.ready and pong answer the connection itself (and session.ready carries the token): never replayed.
     if (io.resumable && message.type !== 'session.ready' && message.type !== 'pong') io.resumable.log.append({ kind: 'message', message });
     const transport = io.link?.transport;
@@ -910,6 +1082,9 @@ export class VoiceEngine extends EventEmitter<{
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
     if (!io) return;
+    io.lastSeq?.set(stream, seq);
+    // What the client already has of an utterance taken over from another gateway.
+    if (io.moving && seq <= (io.moving.afterSeq.get(stream) ?? -1)) return;
     io.resumable?.log.append({ kind: 'audio', stream, seq, pcm });
     const transport = io.link?.transport;
     if (!transport?.isOpen()) return;
@@ -980,6 +1155,7 @@ export class VoiceEngine extends EventEmitter<{
       io.actor.stop();
       io.link?.transport.close(closeRequest('shutting_down'));
       io.resumable?.log.release();
+      io.recorder?.release();
     }
     this.sessions.clear();
     await Promise.all([...this.options.providers.map((p) => p.close()), ...(this.listen?.recognizers ?? []).map((r) => r.close())]);

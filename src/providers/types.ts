@@ -25,6 +25,18 @@ export interface SynthesisRequest {
    * a free slot, and with false once it got one. Waiting one's turn is not a stalled upstream.
    */
   onQueued?: (queued: boolean) => void;
+  /**
+   * In a cluster, the job's identity (session, stream and piece): a gateway that takes a session
+   * over asks for the same job and reads its audio again rather than synthesizing it anew.
+   * `fence`: the session record's owner number, which a cancel of the job must still hold.
+   */
+  job?: { key: string; fence?: JobFence };
+}
+
+/** A session record and the owner number (epoch) that fences writes to it. */
+export interface JobFence {
+  key: string;
+  epoch: number;
 }
 
 /**

@@ -4,7 +4,7 @@
 // events, the transport that writes JSON and audio frames, and one heartbeat for all sockets.
 import type { WebSocket } from 'ws';
 import type { Admitted, ConnectionLimiter, Lease } from '../engine/admission.js';
-import { relayToOwner, type Relay } from '../cluster/relay.js';
+import { relayToOwner, type PendingFrame, type Relay } from '../cluster/relay.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
 import { encodeAudioFrame } from '../protocol/audioFrame.js';
 import { parseClientMessage, ProtocolError, type ClientMessage } from '../protocol/clientMessages.js';
@@ -33,6 +33,8 @@ interface ConnectionState {
   relayed: boolean;
   /** Set once the connection is relayed to the gateway that owns its session: frames then go there unchanged. */
   relay: Relay | null;
+  transport: WebSocketTransport;
+  limiter: ConnectionLimiter;
 }
 
 export class WebSocketSessions {
@@ -98,6 +100,8 @@ export class WebSocketSessions {
       starting: false,
       relayed,
       relay: null,
+      transport,
+      limiter,
     };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
@@ -198,12 +202,28 @@ export class WebSocketSessions {
           directory.ownerOf(message.sessionId).then(
             (owner) => {
               connection.starting = false;
-              if (owner && owner !== directory.self && connection.ws.readyState === connection.ws.OPEN) {
+              if (connection.ws.readyState !== connection.ws.OPEN) return;
+              if (owner && owner !== directory.self) {
                 this.engine.abandonHandshake(session, 'relayed');
-                connection.relay = relayToOwner(connection.ws, owner, text, { highWaterBytes: this.options.highWaterBytes, lowWaterBytes: this.options.lowWaterBytes });
+                connection.relay = relayToOwner(connection.ws, owner, text, {
+                  highWaterBytes: this.options.highWaterBytes,
+                  lowWaterBytes: this.options.lowWaterBytes,
+                  // The owner died: take its session over here, on a new handshake of this connection.
+                  ...(this.engine.movesSessions
+                    ? {
+                        onUnreachable: (pending: PendingFrame[]) => {
+                          connection.relay = null;
+                          connection.session = this.engine.startSession(connection.transport, onEnd);
+                          this.move(connection, message, onEnd, pending);
+                        },
+                      }
+                    : {}),
+                });
                 return;
               }
-              this.resume(connection, message, onEnd);
+              // No live owner (its record expired with its gateway): take it over, when this gateway can.
+              if (this.engine.movesSessions) this.move(connection, message, onEnd, []);
+              else this.resume(connection, message, onEnd);
             },
             () => {
               connection.starting = false;
@@ -263,6 +283,34 @@ export class WebSocketSessions {
     }
   }
 
+  /**
+   * session.resume of a session whose gateway died: taken over here from the cluster's record
+   * (VoiceEngine.moveSession). Frames the client sent meanwhile follow once it is back.
+   */
+  private move(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.resume' }>, onEnd: () => void, pending: PendingFrame[]): void {
+    connection.starting = true;
+    const request = { sessionId: message.sessionId, token: message.token, cursor: message.cursor };
+    const refuse = (text: string) => {
+      if (connection.session.actor.getSnapshot().status === 'active') connection.session.send({ type: 'BAD_START', code: 'resume_failed', message: text });
+    };
+    this.engine.moveSession(connection.session, request, onEnd).then(
+      (moved) => {
+        connection.starting = false;
+        if (!moved.ok) {
+          refuse(`${moved.reason}: ${moved.message}`);
+          return;
+        }
+        connection.session = moved.session;
+        connection.listening = moved.session.listens();
+        for (const frame of pending) this.onClientFrame(connection, frame.data, frame.isBinary, connection.limiter, onEnd);
+      },
+      () => {
+        connection.starting = false;
+        refuse('unavailable: the session could not be taken over; try again');
+      },
+    );
+  }
+
   /** session.resume honoured here (this process holds the session), or refused. */
   private resume(connection: ConnectionState, message: Extract<ClientMessage, { type: 'session.resume' }>, onEnd: () => void): void {
     const resumed = this.engine.resumeSession(connection.session, { sessionId: message.sessionId, token: message.token, cursor: message.cursor }, onEnd);
@@ -298,7 +346,16 @@ export class WebSocketSessions {
     const listen = message.listen ? this.engine.listenVerdict(message.listen) : undefined;
     connection.listening = listen?.granted === true;
     // Only a client that asks is offered a resume: version 1 clients see nothing new.
-    const resume = message.resume ? session.offerResume() : null;
+    const resume = message.resume
+      ? session.offerResume({
+          sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
+          ...(message.voice !== undefined ? { voice: message.voice } : {}),
+          ...(message.listen ? { listen: message.listen } : {}),
+          ...(message.agent ? { agent: message.agent } : {}),
+          ...(message.observe ? { observe: true } : {}),
+          keyId: this.engine.admission.keyIdOf(message.token),
+        })
+      : null;
     send({
       type: 'START',
       sampleRate: message.sampleRate ?? this.engine.sampleRates[0]!,
