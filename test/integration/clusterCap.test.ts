@@ -79,8 +79,16 @@ describe('a per-key session cap across two gateways', () => {
     const first = await waitForAccepted(b.url, leaseMs * 3);
     back.push(first as TestVoiceClient);
     expect(Date.now() - killedAt).toBeLessThan(leaseMs * 3);
-    back.push(...accepted(await Promise.all(Array.from({ length: 4 }, () => open(b.url)))));
+    // The dead gateway's leases were refreshed at slightly different moments: each comes back
+    // within a refresh period of the first (a third of the lease), and no more than three do.
+    const deadline = Date.now() + leaseMs;
+    while (back.length < 3 && Date.now() < deadline) {
+      const next = await open(b.url);
+      if (typeof next === 'string') await new Promise((r) => setTimeout(r, 50));
+      else back.push(next);
+    }
     expect(back).toHaveLength(3);
+    expect(await open(b.url)).toBe('too_many_sessions');
 
     // Redis away: a new session is refused at once, and nothing hangs.
     await redis.stop();

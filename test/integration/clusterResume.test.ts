@@ -147,6 +147,25 @@ describe('resuming on another gateway of a cluster', () => {
     expect(((await second.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
   });
 
+  it('after the window: resume_failed (unknown_session) on the other gateway, and the owner released the session and its directory entry', async () => {
+    const dropped = await TestVoiceClient.start(a.url, { resume: true });
+    dropped.send(script[0]);
+    await dropped.waitFor(() => (audioCount(dropped) >= 3 ? true : undefined));
+    dropped.terminate();
+    const { connectRedis } = await import('../../src/cluster/redis.js');
+    const admin = await connectRedis(redis.url);
+    const entry = `voxline:session:${readyOf(dropped).sessionId}`;
+    expect(await admin.get(entry)).toBe(a.url);
+    // RESUME_WINDOW_MS is 5 s on these gateways.
+    await new Promise((r) => setTimeout(r, 5_600));
+    expect(await admin.exists(entry)).toBe(0);
+    admin.disconnect();
+    const late = await resumeOn(b.url, dropped);
+    expect(late.messages()[0]).toMatchObject({ type: 'error', code: 'resume_failed' });
+    expect((late.messages()[0] as { message: string }).message).toMatch(/^unknown_session/);
+    expect(await late.waitForClose()).toBe(1008);
+  });
+
   it('a resume whose owner was killed fails cleanly: resume_failed and 1008 within seconds, nothing hangs', async () => {
     const dropped = await TestVoiceClient.start(a.url, { resume: true });
     dropped.send(script[0]);
