@@ -34,7 +34,8 @@ export interface ConversationLimits {
 /** Put after the heard part of an interrupted reply. */
 export const interruptedNote = '… [interrupted by the user]';
 
-interface Turn {
+/** One turn as kept (and as a cluster records it, to move the session to another gateway). */
+export interface Turn {
   id: string;
   user: string;
   /** What the user heard of the reply; null: no reply heard (yet). */
@@ -92,6 +93,21 @@ export class Conversation {
       if (turn.heard) out.push({ role: 'assistant', content: turn.interrupted ? `${turn.heard}${interruptedNote}` : turn.heard });
     }
     return out;
+  }
+
+  /** The turns held, as plain data (a moved session's next gateway restores them). */
+  saved(): Turn[] {
+    return this.turns.map((t) => ({ ...t }));
+  }
+
+  /** Take back turns `saved()` gave (from a record: each checked, then the bounds applied). */
+  restore(turns: unknown): void {
+    if (!Array.isArray(turns)) return;
+    for (const t of turns as Array<Partial<Turn>>) {
+      if (typeof t?.id !== 'string' || typeof t.user !== 'string') continue;
+      this.userSaid(t.id, t.user);
+      if (typeof t.heard === 'string') this.assistantHeard(t.id, t.heard, t.interrupted === true);
+    }
   }
 
   /** Turns held now. */

@@ -9,6 +9,7 @@
 //   t:<s>      its text, appends included
 //   f:<s>      its text became final by an append
 //   e:<s>      its end: the speak.end message and the last seq sent (JSON)
+//   conversation  the agent's conversation, what was said and heard (JSON, bounded by its limits)
 //
 // The owner writes in the background, in order, on the shared connection (one round trip is
 // never waited for on the audio path). A record lives the resume window plus the lease after
@@ -131,7 +132,13 @@ export class RedisSessionStore implements SessionStore {
     const utterances = utterancesOf(fields);
     const recorder = this.track(new RedisRecorder(this.redis, key, epoch, ttl, settings.windowMs, onFenced, (r) => this.live.delete(r)));
     for (const u of utterances) recorder.known(u);
-    return { ok: true, session: { sessionId, settings, utterances }, recorder };
+    let conversation: unknown;
+    try {
+      conversation = fields.conversation ? JSON.parse(fields.conversation) : undefined;
+    } catch {
+      conversation = undefined; // damaged: the agent starts without its history
+    }
+    return { ok: true, session: { sessionId, settings, utterances, ...(conversation !== undefined ? { conversation } : {}) }, recorder };
   }
 
   /** Stop refreshing (the gateway is closing; its records expire or are taken over). */
@@ -205,6 +212,10 @@ class RedisRecorder implements SessionRecorder {
   ended(stream: number, message: SpeakEndMessage, lastSeq: number): void {
     this.write('set', `e:${stream}`, JSON.stringify({ message, lastSeq }));
     this.endedAt.push({ stream, at: Date.now() });
+  }
+
+  remembered(conversation: unknown): void {
+    this.write('set', 'conversation', JSON.stringify(conversation));
   }
 
   release(): void {

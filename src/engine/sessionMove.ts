@@ -43,6 +43,8 @@ export interface RecordedSession {
   sessionId: string;
   settings: MovableSettings;
   utterances: RecordedUtterance[];
+  /** The agent's conversation (what was said and heard), as `Conversation.saved()` gave it. */
+  conversation?: unknown;
 }
 
 /** The owner's side: every write is fenced (refused once another gateway took the session). */
@@ -52,6 +54,8 @@ export interface SessionRecorder {
   accepted(utterance: { stream: number; id: string; text: string; voice: string; final: boolean }): void;
   appended(stream: number, text: string, final: boolean): void;
   ended(stream: number, message: SpeakEndMessage, lastSeq: number): void;
+  /** The agent's conversation changed (bounded by its limits): the record keeps the latest. */
+  remembered(conversation: unknown): void;
   /** The session ended here: its record goes. Idempotent. */
   release(): void;
   /** This gateway lets go without ending the session (another may take it over). Idempotent. */

@@ -399,6 +399,7 @@ export class VoiceEngine extends EventEmitter<{
   private readonly resumeOptions: ResumeOptions | null;
   /** A cluster's directory of resumable sessions (null in one process). */
   readonly directory: SessionDirectory | null;
+  private readonly conversationLimits: ConversationLimits | undefined;
   /** A cluster's records of resumable sessions, to take one over from a dead gateway (null in one process). */
   private readonly sessionStore: SessionStore | null;
   private readonly resumeCounters = { byOutcome: {} as Record<string, number>, framesReplayed: 0 };
@@ -535,6 +536,7 @@ export class VoiceEngine extends EventEmitter<{
     this.chatModel = options.agent?.model ?? withDeadlines(echoChatModel());
     this.playoutLeadMs = options.playoutLeadMs ?? 1_000;
     const conversationLimits = options.agent?.conversation;
+    this.conversationLimits = conversationLimits;
     const agentStats = this.agentStats;
     const conversationOf = (sessionId: string) => {
       const io = this.sessions.get(sessionId);
@@ -548,6 +550,8 @@ export class VoiceEngine extends EventEmitter<{
           const conversation = conversationOf(context.sessionId);
           if (memory.kind === 'user') conversation?.userSaid(memory.turn, memory.text);
           else conversation?.assistantHeard(memory.turn, memory.heard, memory.interrupted);
+          const recorder = this.sessions.get(context.sessionId)?.recorder;
+          if (recorder && conversation) recorder.remembered(conversation.saved());
         },
         turnEnded: ({ context }, end) => {
           agentStats.turnsEnded[end.status] = (agentStats.turnsEnded[end.status] ?? 0) + 1;
@@ -856,6 +860,10 @@ export class VoiceEngine extends EventEmitter<{
     io.lastSeq = new Map();
     io.resumable = { tokenDigest: tokenDigest(request.token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
     this.directory?.add(request.sessionId);
+    if (adoption.session.conversation !== undefined) {
+      io.conversation = new Conversation(this.conversationLimits);
+      io.conversation.restore(adoption.session.conversation);
+    }
     this.replayMove(io, request, settings, planned.plan);
     this.countResume('moved');
     return { ok: true, session: this.handleOf(request.sessionId, io) };

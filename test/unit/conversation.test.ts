@@ -96,4 +96,23 @@ describe('Conversation', () => {
     c.clear();
     expect(c.messages()).toEqual([]);
   });
+
+  it('saved() and restore() carry a conversation to another gateway: same messages; damaged entries dropped; the bounds hold', () => {
+    const c = new Conversation();
+    c.userSaid('t1', 'What time is it?');
+    c.assistantHeard('t1', 'It is noon', true);
+    c.userSaid('t2', 'Thanks.');
+    const moved = new Conversation();
+    moved.restore(JSON.parse(JSON.stringify(c.saved())));
+    expect(moved.messages('Be brief.')).toEqual(c.messages('Be brief.'));
+    const damaged = new Conversation({ maxTurns: 2 });
+    damaged.restore([{ id: 1, user: 'x' }, null, 'text', { id: 'a', user: 'one' }, { id: 'b', user: 'two' }, { id: 'c', user: 'three', heard: 'ok' }]);
+    expect(damaged.messages()).toEqual([
+      { role: 'user', content: 'two\nthree' },
+      { role: 'assistant', content: 'ok' },
+    ]);
+    const none = new Conversation();
+    none.restore({ not: 'an array' });
+    expect(none.size).toBe(0);
+  });
 });
