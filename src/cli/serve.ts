@@ -41,7 +41,11 @@ export async function serve(config: ServeConfig): Promise<void> {
   // A VAD asked for and not installed stops the start here with its one line (cli.ts prints it).
   let listening: Awaited<ReturnType<typeof createListening>>;
   try {
-    listening = await createListening({ recognizers: recognizersFromEnv(process.env), ...(config.vad ? { vad: config.vad } : {}) });
+    listening = await createListening({
+      recognizers: recognizersFromEnv(process.env),
+      ...(config.vad ? { vad: config.vad } : {}),
+      ...(config.recognizerWorkers !== undefined ? { pocketsphinx: { size: config.recognizerWorkers } } : {}),
+    });
   } catch (error) {
     await setup.close();
     throw error;

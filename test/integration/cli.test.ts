@@ -54,6 +54,7 @@ describe('voxline CLI', () => {
     [['--providers', 'groq'], /^voxline: --providers groq needs GROQ_API_KEY \(or --emulators\)\n$/],
     [['--providers', 'polly'], /^voxline: --providers: unknown provider "polly" \(espeak, groq, elevenlabs\)\n$/],
     [['--vad', 'energy'], /^voxline: --vad must be webrtc or silero, got "energy"\n$/],
+    [['--recognizer-workers', '0'], /^voxline: --recognizer-workers must be a whole number from 1 to 64, got "0"\n$/],
     [['--role', 'gateway'], /^voxline: --role, --lease-ms and --drain-ms need --redis\n$/],
     [['--redis', 'http://x'], /^voxline: --redis must be a redis:\/\/ or rediss:\/\/ URL, got "http:\/\/x"\n$/],
     [['--redis', 'redis://127.0.0.1:1', '--role', 'boss'], /^voxline: --role must be gateway, worker or all, got "boss"\n$/],

@@ -12,6 +12,7 @@
 // or written and not yet taken by the worker's pipe) is bounded by `maxPendingAudioMs`, its
 // whole turn by `maxJobAudioMs`; past either the job fails. Time: every job has a wall
 // deadline from start() (`jobDeadlineMs`) and a deadline from finish() (`finishTimeoutMs`).
+import { availableParallelism } from 'node:os';
 import { RecognitionError, listenSampleRate, type RecognitionJob, type RecognitionRequest, type SpeechRecognizer } from '../types.js';
 import { findPocketSphinx, type PocketSphinxLookup, type PocketSphinxPaths } from './install.js';
 import { mapBack, maxPhrases, normalisePhrases, type PhraseSet } from './phrases.js';
@@ -44,9 +45,14 @@ export interface PocketSphinxOptions {
   log?: RecognizerLog;
 }
 
+/**
+ * A turn holds its process from the user's first word to the final transcript, so one process
+ * hears one speaker at a time: one per core by default (a decoder uses about a core while it
+ * runs), and a few turns per process may wait for one before new ones are refused.
+ */
 export const defaultPocketSphinxOptions: PocketSphinxOptions = {
-  size: 1,
-  maxWaiting: 4,
+  size: availableParallelism(),
+  maxWaiting: 4 * availableParallelism(),
   jobDeadlineMs: 120_000,
   finishTimeoutMs: 10_000,
   maxPendingAudioMs: 60_000,
