@@ -232,6 +232,9 @@ const baseSetup = setup({
   guards: {
     isCurrentStream: ({ context, event }) =>
       'stream' in event && context.current !== null && event.stream === context.current.stream,
+    /** The current utterance's upstream is done and has let go already (UPSTREAM_DONE `released`). */
+    isCurrentStreamReleased: ({ context, event }) =>
+      event.type === 'UPSTREAM_DONE' && event.released === true && context.current !== null && event.stream === context.current.stream,
     speakIsAbsorbed: ({ context, event }) => isSpeak(event) && decide(context, event).kind !== 'accept',
     speakIsAppendToCurrent: ({ context, event }) =>
       isSpeak(event) && decide(context, event).kind === 'append-current',
@@ -524,11 +527,19 @@ export const speakerMachine = speakerSetup.createMachine({
               { guard: 'stopTargetsCurrent', target: 'stopping', actions: ['endStopTargets', 'announceEnds'] },
               // Any other STOP falls through to `active`, which ends queued utterances.
             ],
-            UPSTREAM_DONE: {
-              guard: 'isCurrentStream',
-              target: 'stopping',
-              actions: [{ type: 'endCurrent', params: { reason: 'completed', cause: 'completed' } }, 'announceEnds'],
-            },
+            UPSTREAM_DONE: [
+              // Done and already let go: straight on (the law holds: the old owner released first).
+              {
+                guard: 'isCurrentStreamReleased',
+                target: 'releasing',
+                actions: [{ type: 'endCurrent', params: { reason: 'completed', cause: 'completed' } }, 'announceEnds'],
+              },
+              {
+                guard: 'isCurrentStream',
+                target: 'stopping',
+                actions: [{ type: 'endCurrent', params: { reason: 'completed', cause: 'completed' } }, 'announceEnds'],
+              },
+            ],
             UPSTREAM_ERROR: {
               guard: 'isCurrentStream',
               target: 'stopping',

@@ -231,7 +231,8 @@ export type UpstreamCommand =
 export type UpstreamEvent =
   | { type: 'UPSTREAM_AUDIO'; stream: number; pcm: Int16Array }
   | { type: 'UPSTREAM_AWAITING_TEXT'; stream: number }
-  | { type: 'UPSTREAM_DONE'; stream: number }
+  /** `released`: sent after the upstream let go of its provider (nothing left to wait for). */
+  | { type: 'UPSTREAM_DONE'; stream: number; released?: boolean }
   | { type: 'UPSTREAM_ERROR'; stream: number; reason: 'failed' | 'timeout'; error: WireError }
   | { type: 'UPSTREAM_RELEASED'; stream: number }
   /** After audio started: the next piece waits for a provider slot (busy worker pool). Not a stall. */

@@ -159,6 +159,7 @@ export class UtteranceJob {
   /** Runs until the text is spoken, an error, or an abort. Never rejects. */
   async run(): Promise<void> {
     const stream = this.input.stream;
+    let done = false;
     try {
       if (!this.route || !this.splitter) {
         throw new ProviderError('provider_unavailable', `no provider serves voice "${this.input.voice}"`);
@@ -168,7 +169,7 @@ export class UtteranceJob {
       else await this.runPieces(splitter);
       if (!this.abort.signal.aborted) {
         this.emitFrames(this.drainTail(true));
-        this.sendBack({ type: 'UPSTREAM_DONE', stream });
+        done = true;
       }
     } catch (error) {
       if (!this.abort.signal.aborted) {
@@ -183,6 +184,9 @@ export class UtteranceJob {
       else if (this.life === 'cancelling') this.reportReleased();
       else if (this.life === 'releasing') this.reportGone();
     }
+    // After the provider let go (every request settled above): the speaker need not ask for a
+    // release it would only be told of at once (one event, one timer and a CANCEL less per utterance).
+    if (done && this.life === 'settled') this.sendBack({ type: 'UPSTREAM_DONE', stream, released: true });
   }
 
   private get settled(): boolean {

@@ -53,6 +53,8 @@ const commandArb: fc.Arbitrary<Command> = fc.oneof(
   { weight: 60, arbitrary: fc.record({ t: fc.constant('chunk' as const), samples: fc.integer({ min: 1, max: 2400 }) }) },
   { weight: 10, arbitrary: fc.constant({ t: 'waiting' as const }) },
   { weight: 20, arbitrary: fc.constant({ t: 'finish' as const }) },
+  // Done after the upstream already let go (the real synthesis actor's completed end).
+  { weight: 10, arbitrary: fc.constant({ t: 'finishReleased' as const }) },
   { weight: 10, arbitrary: fc.record({ t: fc.constant('error' as const), reason: fc.constantFrom('failed' as const, 'timeout' as const) }) },
   { weight: 30, arbitrary: fc.constant({ t: 'released' as const }) },
   { weight: 10, arbitrary: fc.constant({ t: 'stale' as const }) },
@@ -99,6 +101,10 @@ function apply(h: Harness, cmd: Command): void {
       return;
     case 'finish':
       up?.sendBack({ type: 'UPSTREAM_DONE', stream: up.input.stream });
+      return;
+    case 'finishReleased':
+      // A real upstream says it only when nothing cancelled it.
+      if (up && !up.commands.includes('CANCEL')) up.sendBack({ type: 'UPSTREAM_DONE', stream: up.input.stream, released: true });
       return;
     case 'error':
       up?.sendBack({

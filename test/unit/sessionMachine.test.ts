@@ -63,6 +63,19 @@ describe('sessionMachine', () => {
     expect(h.overlaps).toEqual([]);
   });
 
+  it('an upstream done and already let go (released) hands over at once: no CANCEL, no wait', () => {
+    const h = started();
+    speak(h, 'a');
+    speak(h, 'b', { mode: 'enqueue' });
+    audio(h);
+    h.liveUpstream()!.sendBack({ type: 'UPSTREAM_DONE', stream: 1, released: true });
+    expect(h.messages().filter((m) => m.type === 'speak.end')).toEqual([expect.objectContaining({ id: 'a', reason: 'completed' })]);
+    expect(h.upstreams[0]!.commands).toEqual([]);
+    expect(h.upstreams).toHaveLength(2);
+    expect(h.upstreams[1]!.input).toMatchObject({ id: 'b', stream: 2 });
+    expect(h.overlaps).toEqual([]);
+  });
+
   it('STOP sends stopped ends for the playing and queued utterances before anything else', () => {
     const h = started();
     speak(h, 'a');
