@@ -44,6 +44,8 @@ export class WebSocketSessions {
    */
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private closed = false;
+  /** Live connections this gateway relays to their session's owner, and ones relayed here. */
+  readonly relays = { out: 0, in: 0 };
 
   constructor(
     private readonly engine: VoiceEngine,
@@ -101,11 +103,14 @@ export class WebSocketSessions {
     };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
+    if (relayed) this.relays.in++;
     ws.once('close', () => {
+      if (relayed) this.relays.in--;
       if (!connection.relay) {
         connection.session.connectionLost(transport);
         return;
       }
+      this.relays.out--;
       connection.relay.clientGone();
       this.transports.delete(transport);
       ws.off('message', onMessage);
@@ -200,6 +205,7 @@ export class WebSocketSessions {
               connection.starting = false;
               if (owner && owner !== directory.self && connection.ws.readyState === connection.ws.OPEN) {
                 this.engine.abandonHandshake(session, 'relayed');
+                this.relays.out++;
                 connection.relay = relayToOwner(connection.ws, owner, text, { highWaterBytes: this.options.highWaterBytes, lowWaterBytes: this.options.lowWaterBytes });
                 return;
               }
