@@ -67,6 +67,14 @@ class Jobs {
     const pcm = Buffer.from(block.samples.buffer, block.samples.byteOffset, block.samples.byteLength);
     return (await this.redis.eval(appendScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, block.sampleRate, pcm)) === 1;
   }
+  /** The consumer group of the workers, made at the end of the stream (with it) if missing. */
+  async ensureGroup(provider: string): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.queue(provider), group, '$', 'MKSTREAM');
+    } catch (error) {
+      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
+    }
+  }
   async end(jobId: string, status: JobStatus, code = '', message = ''): Promise<boolean> {
     return (await this.redis.eval(endScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, status, code, message)) === 1;
   }
@@ -159,7 +167,11 @@ export class RedisJobProvider implements TtsProvider {
     }
   }
 
-  ready = () => Promise.resolve();
+  /**
+   * Make the workers' group (best effort): jobs queued while no worker ever ran then wait for
+   * the first one, which would otherwise start reading after them.
+   */
+  ready = () => this.jobs.ensureGroup(this.name).catch(() => {});
   isReady = () => true;
   close = () => Promise.resolve();
 }
@@ -209,11 +221,7 @@ export class SynthWorker {
   async start(): Promise<void> {
     this.jobs.redis.on('error', () => {});
     await this.jobs.redis.connect();
-    try {
-      await this.jobs.redis.xgroup('CREATE', this.queue, group, '$', 'MKSTREAM');
-    } catch (error) {
-      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
-    }
+    await this.jobs.ensureGroup(this.provider.name);
     this.reader = this.jobs.redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
     this.reader.on('error', () => {});
     await this.reader.connect();
@@ -270,8 +278,10 @@ export class SynthWorker {
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
         reply = (await this.reader!.xreadgroup('GROUP', group, this.consumer, 'COUNT', free, 'BLOCK', 1_000, 'STREAMS', this.queue, '>')) as typeof reply;
-      } catch {
+      } catch (error) {
         if (this.stopping) return;
+        // A Redis that restarted empty lost the group: make it again.
+        if (/NOGROUP/.test((error as Error).message)) await this.jobs.ensureGroup(this.provider.name).catch(() => {});
         await new Promise((r) => setTimeout(r, 200)); // Redis away: try again shortly
         continue;
       }
