@@ -67,6 +67,14 @@ afterAll(async () => {
 });
 
 
+/** A gateway's `voxline_cluster_relays{direction}` from its /metrics. */
+async function relays(voiceUrl: string, direction: 'in' | 'out'): Promise<number> {
+  const text = await (await fetch(`${voiceUrl.replace('ws', 'http').replace('/v1/voice', '')}/metrics`)).text();
+  const m = new RegExp(`^voxline_cluster_relays\\{direction="${direction}"\\} (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`no voxline_cluster_relays{direction="${direction}"} in ${voiceUrl}'s metrics`);
+  return Number(m[1]);
+}
+
 const bytesOf = (samples: Int16Array | undefined) => (samples ? Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength) : Buffer.alloc(0));
 const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
 const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;
@@ -105,6 +113,9 @@ describe('resuming on another gateway of a cluster', () => {
       ]);
       const heard = samplesById(all);
       for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+      // Each gateway counts the relay: B passes it out, A takes it in.
+      expect(await relays(b.url, 'out')).toBeGreaterThanOrEqual(1);
+      expect(await relays(a.url, 'in')).toBeGreaterThanOrEqual(1);
       // The relayed session goes on live through B: one more utterance, and a clean close.
       resumed.send({ type: 'speak', id: 'after', text: 'And one more, live.' });
       expect((await resumed.waitForEnd('after')).reason).toBe('completed');
