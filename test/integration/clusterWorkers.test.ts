@@ -195,4 +195,39 @@ describe('synthesis workers on Redis Streams', () => {
     expect(atStop).toEqual({ ...atDrain, running: 0, done: atDrain.done! + atDrain.running! });
     await queueEmpties();
   }, 120_000);
+
+  it('a drain past --drain-ms: the jobs still running end failed (provider_unavailable) once, the worker exits 0', async () => {
+    const hasty = worker(['--port', '0', '--drain-ms', '0']);
+    await hasty.ready;
+    const http = /worker ready \(espeak\) on (http:\/\/\S+)/.exec(hasty.run.stdout)![1]!;
+    const clients = await Promise.all(Array.from({ length: 6 }, () => TestVoiceClient.start(gatewayUrl)));
+    clients.forEach((c, i) => c.send({ type: 'speak', id: `h${i}`, text: longText }));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const text = await (await fetch(`${http}/metrics`)).text();
+      if (/^voxline_worker_jobs_running\{provider="espeak"\} [1-9]/m.test(text)) break;
+      if (Date.now() > deadline) throw new Error('the worker never took a job');
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    hasty.child.kill('SIGTERM');
+    const exit = await hasty.exited;
+    expect(exit.code).toBe(0);
+    const atDrain = countsOf(exit.stdout, 'voxline worker draining');
+    const atStop = countsOf(exit.stdout, 'voxline worker stopped');
+    expect(atStop.running).toBe(0);
+    // Every job it held ended once: done if it finished in the instant left, else failed.
+    expect(atStop.done! + atStop.failed!).toBe(atDrain.done! + atDrain.failed! + atDrain.running!);
+    expect(atStop.failed! - atDrain.failed!).toBeGreaterThanOrEqual(1);
+    const ends = await Promise.all(clients.map((c, i) => c.waitForEnd(`h${i}`, 60_000)));
+    for (const e of ends) if (e.reason !== 'completed') expect(e).toMatchObject({ reason: 'failed', error: { code: 'provider_unavailable' } });
+    // One failed job fails its utterance (an utterance may hold two: its piece and the look-ahead).
+    const failedUtterances = ends.filter((e) => e.reason === 'failed').length;
+    expect(failedUtterances).toBeGreaterThanOrEqual(1);
+    expect(failedUtterances).toBeLessThanOrEqual(atStop.failed! - atDrain.failed!);
+    for (const c of clients) {
+      assertContract(c.frames);
+      c.close();
+    }
+    await queueEmpties();
+  }, 120_000);
 });
