@@ -52,6 +52,8 @@ export interface ClusterConfig {
   drainMs: number;
   /** A synthesis job whose worker did not refresh its claim for this long is taken for dead. */
   claimIdleMs: number;
+  /** A worker serves /metrics, /healthz and /readyz on this port only when one is given (--port or PORT). */
+  workerPort?: number;
 }
 
 export interface SayConfig {
@@ -103,11 +105,13 @@ cluster options (docs/operations.md, "A cluster"):
   --redis <url>         join a cluster through Redis, e.g. redis://127.0.0.1:6379 (VOXLINE_REDIS_URL);
                         the per-key session caps then hold across every gateway
   --role <role>         gateway (sessions; synthesis by workers), worker (synthesis only) or all
-                        (sessions and synthesis in this process) (VOXLINE_ROLE, default all)
+                        (sessions and synthesis in this process) (VOXLINE_ROLE, default all); a worker
+                        serves only /metrics, /healthz and /readyz, and only when --port (PORT) is given
   --claim-idle-ms <ms>  a synthesis job whose worker went quiet this long ends failed (VOXLINE_CLAIM_IDLE_MS, default 5000)
   --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
   --drain-ms <ms>       on SIGTERM, resumable sessions get session.goaway and 1012, resume on another gateway
-                        and may finish what plays for this long (VOXLINE_DRAIN_MS, default 10000)
+                        and may finish what plays for this long; a worker's running jobs may finish
+                        for this long (VOXLINE_DRAIN_MS, default 10000)
 
 say options:
   --out <file.wav>      where to write the audio (required)
@@ -238,11 +242,12 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   const claimIdleMs = int('--claim-idle-ms', values['claim-idle-ms'] ?? env.VOXLINE_CLAIM_IDLE_MS, 300, 600_000);
   if (!redisUrl && (role !== undefined || leaseMs !== undefined || drainMs !== undefined)) throw new ConfigError('--role, --lease-ms and --drain-ms need --redis');
   if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
+  const port = int('--port', values.port ?? env.PORT, 0, 65_535);
   if (redisUrl && !/^rediss?:\/\/[^\s]+$/.test(redisUrl)) throw new ConfigError(`--redis must be a redis:// or rediss:// URL, got "${redisUrl}"`);
   return {
     command: 'serve',
     config: {
-      port: int('--port', values.port ?? env.PORT, 0, 65_535) ?? 8080,
+      port: port ?? 8080,
       host: values.host ?? env.HOST ?? '127.0.0.1',
       ...(voice ? { defaultVoice: voice } : {}),
       ...(sampleRate !== undefined ? { sampleRate } : {}),
@@ -260,7 +265,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       ...(recognizerWorkers !== undefined ? { recognizerWorkers } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
-      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000 } } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000, ...(port !== undefined ? { workerPort: port } : {}) } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

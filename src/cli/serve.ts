@@ -57,7 +57,7 @@ export async function serve(config: ServeConfig): Promise<void> {
     await setup.close();
     throw error;
   }
-  if (cluster && config.cluster?.role === 'worker') return work(config.cluster, cluster, setup, log);
+  if (cluster && config.cluster?.role === 'worker') return work(config.cluster, cluster, setup, log, config);
   // A gateway synthesizes through the workers: each provider becomes a queue of jobs for them.
   const providers =
     cluster && config.cluster?.role === 'gateway'
@@ -93,6 +93,17 @@ export async function serve(config: ServeConfig): Promise<void> {
   }
   const voxline = created;
   logEngine(voxline.engine, log);
+  if (cluster && config.cluster && voxline.metricsRegistry) {
+    const { registerClusterMetrics } = await import('../cluster/clusterMetrics.js');
+    const directory = cluster.sessionDirectory;
+    registerClusterMetrics(voxline.metricsRegistry, {
+      role: config.cluster.role,
+      redis: cluster.redis,
+      // Only a gateway's synthesis goes through the job queues; `all` synthesizes in process.
+      providers: config.cluster.role === 'gateway' ? setup.providers.map((p) => p.name) : [],
+      sessionsOwned: () => directory.ownedCount,
+    });
+  }
   // Signals are handled from before the server listens: a SIGTERM never finds it unprepared.
   let stopping = false;
   const onSignal = (signal: string) => {
@@ -152,26 +163,52 @@ async function joinCluster(cluster: ClusterConfig) {
 }
 
 /**
- * `--role worker`: no sessions, no HTTP; this process takes the synthesis jobs of every provider
- * it runs from Redis Streams and writes their audio back. SIGTERM stops taking jobs, lets the
- * running ones finish (bounded), and exits 0.
+ * `--role worker`: no sessions; this process takes the synthesis jobs of every provider it runs
+ * from Redis Streams and writes their audio back. With a port it serves /metrics, /healthz and
+ * /readyz (nothing else). SIGTERM stops taking jobs, lets the running ones finish (at most
+ * --drain-ms, then they end failed), and exits 0.
  */
-async function work(cluster: ClusterConfig, membership: Awaited<ReturnType<typeof joinCluster>>, setup: Awaited<ReturnType<typeof providersFromEnv>>, log: ReturnType<typeof createLogger>): Promise<void> {
+async function work(
+  cluster: ClusterConfig,
+  membership: Awaited<ReturnType<typeof joinCluster>>,
+  setup: Awaited<ReturnType<typeof providersFromEnv>>,
+  log: ReturnType<typeof createLogger>,
+  config: ServeConfig,
+): Promise<void> {
   const { SynthWorker } = await import('../cluster/synthJobs.js');
   await Promise.all(setup.providers.map((p) => p.ready()));
   const workers = setup.providers.map(
     (p) => new SynthWorker(membership.redis, p, { claimIdleMs: cluster.claimIdleMs, concurrency: p.poolStats?.().size ?? 4 }),
   );
-  await Promise.all(workers.map((w) => w.start()));
   let stopping = false;
+  const http = cluster.workerPort === undefined ? null : await workerHttp(config, membership, workers, () => stopping);
+  await Promise.all(workers.map((w) => w.start()));
+  const totals = () => {
+    const sum = { running: 0, done: 0, failed: 0, cancelled: 0, reclaimed: 0 };
+    for (const w of workers) {
+      sum.running += w.runningJobs;
+      for (const k of ['done', 'failed', 'cancelled', 'reclaimed'] as const) sum[k] += w.counters[k];
+    }
+    return Object.entries(sum)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ');
+  };
   const onSignal = (signal: string) => {
     if (stopping) process.exit(130);
     stopping = true;
     log.info({ event: 'draining', signal });
-    const force = setTimeout(() => process.exit(1), 15_000);
+    const force = setTimeout(() => process.exit(1), cluster.drainMs + 5_000);
     force.unref();
-    Promise.all(workers.map((w) => w.stop(10_000)))
-      .then(() => Promise.all([setup.close(), membership.close()]))
+    // First no new jobs (a job queued from now on goes to another worker), then the running ones finish.
+    Promise.all(workers.map((w) => w.stopTaking()))
+      .then(() => {
+        process.stdout.write(`voxline worker draining: ${totals()}\n`);
+        return Promise.all(workers.map((w) => w.stop(cluster.drainMs)));
+      })
+      .then(() => {
+        process.stdout.write(`voxline worker stopped: ${totals()}\n`);
+        return Promise.all([setup.close(), membership.close(), http?.close()]);
+      })
       .then(
         () => {
           log.info({ event: 'stopped' });
@@ -183,6 +220,69 @@ async function work(cluster: ClusterConfig, membership: Awaited<ReturnType<typeo
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
-  log.info({ event: 'worker', providers: setup.summary, claimIdleMs: cluster.claimIdleMs });
-  process.stdout.write(`voxline worker ready (${setup.providers.map((p) => p.name).join(', ')})\n`);
+  log.info({ event: 'worker', providers: setup.summary, claimIdleMs: cluster.claimIdleMs, ...(http ? { url: http.url } : {}) });
+  process.stdout.write(`voxline worker ready (${setup.providers.map((p) => p.name).join(', ')})${http ? ` on ${http.url}` : ''}\n`);
+}
+
+/** A worker's HTTP: GET /metrics, /healthz, /readyz (503 while draining); anything else 404. */
+async function workerHttp(
+  config: ServeConfig,
+  membership: Awaited<ReturnType<typeof joinCluster>>,
+  workers: Array<import('../cluster/synthJobs.js').SynthWorker>,
+  draining: () => boolean,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const { createServer } = await import('node:http');
+  const { Registry, collectDefaultMetrics } = await import('prom-client');
+  const { registerClusterMetrics } = await import('../cluster/clusterMetrics.js');
+  const registry = new Registry();
+  if (config.metrics) {
+    collectDefaultMetrics({ register: registry, prefix: 'voxline_' });
+    registerClusterMetrics(registry, { role: 'worker', redis: membership.redis, providers: workers.map((w) => w.providerName), workers });
+  }
+  const reply = (res: import('node:http').ServerResponse, status: number, type: string, body: string) => {
+    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  };
+  const json = 'application/json';
+  const server = createServer((req, res) => {
+    // Requests carry no body here: whatever a client sends is not read, and its socket closes after the reply.
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') return reply(res, 404, json, '{"error":{"code":"not_found","message":"no such route"}}');
+    if (path === '/healthz') return reply(res, 200, json, '{"status":"ok"}');
+    if (path === '/readyz') {
+      const ready = !draining();
+      return reply(res, ready ? 200 : 503, json, JSON.stringify({ ready, draining: !ready, running: workers.reduce((n, w) => n + w.runningJobs, 0) }));
+    }
+    if (path === '/metrics' && config.metrics) {
+      registry.metrics().then(
+        (text) => reply(res, 200, registry.contentType, text),
+        () => reply(res, 500, json, '{"error":{"code":"internal","message":"metrics failed"}}'),
+      );
+      return;
+    }
+    reply(res, 404, json, '{"error":{"code":"not_found","message":"no such route"}}');
+  });
+  // Bounded: small headers, a slow or idle client is cut.
+  server.maxHeadersCount = 50;
+  server.headersTimeout = 5_000;
+  server.requestTimeout = 10_000;
+  server.keepAliveTimeout = 1_000;
+  server.on('clientError', (_error, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.cluster?.workerPort ?? 0, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as import('node:net').AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${host}:${address.port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
 }

@@ -50,6 +50,11 @@ export class RedisSessionDirectory implements SessionDirectory {
     this.timer.unref();
   }
 
+  /** Sessions this gateway owns now. */
+  get ownedCount(): number {
+    return this.owned.size;
+  }
+
   get self(): string | null {
     return this.url;
   }

@@ -89,6 +89,14 @@ class Jobs {
     const pcm = Buffer.from(block.samples.buffer, block.samples.byteOffset, block.samples.byteLength);
     return (await this.redis.eval(appendScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, block.sampleRate, pcm)) === 1;
   }
+  /** The consumer group of the workers, made at the end of the stream (with it) if missing. */
+  async ensureGroup(provider: string): Promise<void> {
+    try {
+      await this.redis.xgroup('CREATE', this.queue(provider), group, '$', 'MKSTREAM');
+    } catch (error) {
+      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
+    }
+  }
   async end(jobId: string, status: JobStatus, code = '', message = ''): Promise<boolean> {
     return (await this.redis.eval(endScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, status, code, message)) === 1;
   }
@@ -187,7 +195,11 @@ export class RedisJobProvider implements TtsProvider {
     }
   }
 
-  ready = () => Promise.resolve();
+  /**
+   * Make the workers' group (best effort): jobs queued while no worker ever ran then wait for
+   * the first one, which would otherwise start reading after them.
+   */
+  ready = () => this.jobs.ensureGroup(this.name).catch(() => {});
   isReady = () => true;
   close = () => Promise.resolve();
 }
@@ -212,6 +224,8 @@ export class SynthWorker {
   private readonly timers: Array<ReturnType<typeof setInterval>> = [];
   private reader: Redis | null = null;
   private stopping = false;
+  private cutShort = false;
+  private readerId: number | null = null;
   private loop: Promise<void> | null = null;
   readonly counters = { done: 0, failed: 0, cancelled: 0, reclaimed: 0 };
 
@@ -235,14 +249,11 @@ export class SynthWorker {
   async start(): Promise<void> {
     this.jobs.redis.on('error', () => {});
     await this.jobs.redis.connect();
-    try {
-      await this.jobs.redis.xgroup('CREATE', this.queue, group, '$', 'MKSTREAM');
-    } catch (error) {
-      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
-    }
+    await this.jobs.ensureGroup(this.provider.name);
     this.reader = this.jobs.redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
     this.reader.on('error', () => {});
     await this.reader.connect();
+    this.readerId = Number(await this.reader.client('ID'));
     // Three refreshes per claim period: our running jobs never look idle to another worker.
     this.timers.push(setInterval(() => void this.refreshClaims(), Math.max(50, Math.floor(this.claimIdleMs / 3))));
     this.timers.push(setInterval(() => void this.reclaimDead(), Math.max(100, Math.floor(this.claimIdleMs / 2))));
@@ -250,15 +261,38 @@ export class SynthWorker {
     this.loop = this.readJobs();
   }
 
-  /** Stop taking jobs; the running ones finish (bounded by `timeoutMs`, then they are failed). */
+  get providerName(): string {
+    return this.provider.name;
+  }
+
+  /** Jobs running now. */
+  get runningJobs(): number {
+    return this.running.size;
+  }
+
+  /**
+   * Stop taking jobs: a blocked read is woken (CLIENT UNBLOCK, which delivers nothing) and the
+   * read loop ends. Entries a read already took are run: they are this worker's to finish.
+   */
+  async stopTaking(): Promise<void> {
+    if (!this.stopping) {
+      this.stopping = true;
+      if (this.readerId !== null) await this.jobs.redis.client('UNBLOCK', this.readerId).catch(() => 0);
+    }
+    await this.loop?.catch(() => {});
+  }
+
+  /** Stop taking jobs; the running ones finish (bounded by `timeoutMs`, then they end failed). */
   async stop(timeoutMs = 10_000): Promise<void> {
-    this.stopping = true;
+    await this.stopTaking();
     const deadline = Date.now() + timeoutMs;
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Cut short, a job ends failed: ended as cancelled, its utterance would pass for complete.
+    this.cutShort = true;
     for (const controller of this.running.values()) controller.abort();
+    while (this.running.size > 0 && Date.now() < deadline + 2_000) await new Promise((r) => setTimeout(r, 20));
     for (const t of this.timers) clearInterval(t);
     this.reader?.disconnect();
-    await this.loop?.catch(() => {});
     this.jobs.redis.disconnect();
   }
 
@@ -272,8 +306,10 @@ export class SynthWorker {
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
         reply = (await this.reader!.xreadgroup('GROUP', group, this.consumer, 'COUNT', free, 'BLOCK', 1_000, 'STREAMS', this.queue, '>')) as typeof reply;
-      } catch {
+      } catch (error) {
         if (this.stopping) return;
+        // A Redis that restarted empty lost the group: make it again.
+        if (/NOGROUP/.test((error as Error).message)) await this.jobs.ensureGroup(this.provider.name).catch(() => {});
         await new Promise((r) => setTimeout(r, 200)); // Redis away: try again shortly
         continue;
       }
@@ -300,7 +336,10 @@ export class SynthWorker {
             break;
           }
         }
-        if (controller.signal.aborted && status === 'done') status = 'cancelled';
+        if (controller.signal.aborted && status === 'done') {
+          if (this.cutShort) throw new ProviderError('provider_unavailable', 'the synthesis worker stopped before the job finished');
+          status = 'cancelled';
+        }
       } catch (error) {
         status = 'failed';
         code = error instanceof ProviderError ? error.code : 'provider_unavailable';

@@ -11,6 +11,7 @@ import { espeakProvider } from '../providers/espeak/espeakProvider.js';
 import type { TtsProvider } from '../providers/types.js';
 import { createSpeechEndpoint, speechPaths } from './speechEndpoint.js';
 import { createEngineMetrics } from '../observability/metrics.js';
+import { Gauge, type Registry } from 'prom-client';
 import { SessionInspector } from '../observability/inspector.js';
 import { httpStatus, statusLine } from '../protocol/httpStatus.js';
 import { requestTarget } from './requestTarget.js';
@@ -52,6 +53,8 @@ export interface AttachedVoxline {
   handleRequest(req: IncomingMessage, res: ServerResponse): boolean;
   /** Graceful shutdown of the engine (the http.Server stays the embedder's to close). */
   close(): Promise<void>;
+  /** The registry behind GET /metrics (null with `metrics: false`), for an embedder's own metrics. */
+  metricsRegistry: Registry | null;
 }
 
 const pagePath = fileURLToPath(new URL('../../../public/index.html', import.meta.url));
@@ -113,6 +116,18 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     ...(options.highWaterBytes !== undefined ? { highWaterBytes: options.highWaterBytes } : {}),
     ...(options.lowWaterBytes !== undefined ? { lowWaterBytes: options.lowWaterBytes } : {}),
   });
+  if (metrics && options.sessionDirectory) {
+    new Gauge({
+      name: 'voxline_cluster_relays',
+      help: 'Live relayed connections: out, resumes this gateway passes to their session’s owner; in, ones another gateway passes here.',
+      labelNames: ['direction'],
+      registers: [metrics.registry],
+      collect() {
+        this.set({ direction: 'out' }, webSockets.relays.out);
+        this.set({ direction: 'in' }, webSockets.relays.in);
+      },
+    });
+  }
   // A connection another gateway relays here (a resume of a session this one owns) is never relayed on.
   wss.on('connection', (ws, req) => webSockets.handleConnection(ws, req.headers[relayedHeader] === '1'));
 
@@ -203,6 +218,7 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
   return {
     engine,
     handleRequest,
+    metricsRegistry: metrics?.registry ?? null,
     close() {
       closed ??= (async () => {
         inspector?.close();

@@ -46,6 +46,8 @@ export class WebSocketSessions {
    */
   private heartbeat: ReturnType<typeof setInterval> | null = null;
   private closed = false;
+  /** Live connections this gateway relays to their session's owner, and ones relayed here. */
+  readonly relays = { out: 0, in: 0 };
 
   constructor(
     private readonly engine: VoiceEngine,
@@ -105,11 +107,14 @@ export class WebSocketSessions {
     };
     ws.on('message', onMessage);
     ws.on('error', () => {}); // 'close' follows every socket error
+    if (relayed) this.relays.in++;
     ws.once('close', () => {
+      if (relayed) this.relays.in--;
       if (!connection.relay) {
         connection.session.connectionLost(transport);
         return;
       }
+      this.relays.out--;
       connection.relay.clientGone();
       this.transports.delete(transport);
       ws.off('message', onMessage);
@@ -205,6 +210,7 @@ export class WebSocketSessions {
               if (connection.ws.readyState !== connection.ws.OPEN) return;
               if (owner && owner !== directory.self) {
                 this.engine.abandonHandshake(session, 'relayed');
+                this.relays.out++;
                 connection.relay = relayToOwner(connection.ws, owner, text, {
                   highWaterBytes: this.options.highWaterBytes,
                   lowWaterBytes: this.options.lowWaterBytes,
@@ -213,6 +219,7 @@ export class WebSocketSessions {
                     ? {
                         onUnreachable: (pending: PendingFrame[]) => {
                           connection.relay = null;
+                          this.relays.out--;
                           connection.session = this.engine.startSession(connection.transport, onEnd);
                           this.move(connection, message, onEnd, pending);
                         },

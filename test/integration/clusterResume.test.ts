@@ -2,7 +2,9 @@
 // on 127.0.0.1. A client dropped from gateway A resumes through gateway B (which relays it to A,
 // the session's owner, found in the Redis session directory) and gets every frame once, in order,
 // sample-identical to an undisturbed run, one speak.end per utterance. A resume whose owner was
-// killed fails cleanly (resume_failed, 1008) within its deadline.
+// killed fails cleanly (resume_failed, 1008) within its deadline. A gateway given SIGTERM under
+// load (a dozen clients streaming) sends each session.goaway and 1012; each resumes on the other
+// gateway, is relayed back while the first drains, and hears its audio whole.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServerMessage } from '../../machines/types.js';
@@ -18,9 +20,9 @@ interface Gateway {
 let redis: RunningRedis;
 const children: ChildProcess[] = [];
 
-async function gateway(): Promise<Gateway> {
+async function gateway(env: Record<string, string> = {}): Promise<Gateway> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/toneGateway.ts'], {
-    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400' },
+    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
@@ -65,6 +67,15 @@ afterAll(async () => {
 });
 
 
+/** A gateway's `voxline_cluster_relays{direction}` from its /metrics. */
+async function relays(voiceUrl: string, direction: 'in' | 'out'): Promise<number> {
+  const text = await (await fetch(`${voiceUrl.replace('ws', 'http').replace('/v1/voice', '')}/metrics`)).text();
+  const m = new RegExp(`^voxline_cluster_relays\\{direction="${direction}"\\} (\\d+)$`, 'm').exec(text);
+  if (!m) throw new Error(`no voxline_cluster_relays{direction="${direction}"} in ${voiceUrl}'s metrics`);
+  return Number(m[1]);
+}
+
+const bytesOf = (samples: Int16Array | undefined) => (samples ? Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength) : Buffer.alloc(0));
 const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
 const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;
 const readyOf = (c: TestVoiceClient) => c.messages().find((m) => m.type === 'session.ready') as Extract<ServerMessage, { type: 'session.ready' }>;
@@ -102,6 +113,9 @@ describe('resuming on another gateway of a cluster', () => {
       ]);
       const heard = samplesById(all);
       for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+      // Each gateway counts the relay: B passes it out, A takes it in.
+      expect(await relays(b.url, 'out')).toBeGreaterThanOrEqual(1);
+      expect(await relays(a.url, 'in')).toBeGreaterThanOrEqual(1);
       // The relayed session goes on live through B: one more utterance, and a clean close.
       resumed.send({ type: 'speak', id: 'after', text: 'And one more, live.' });
       expect((await resumed.waitForEnd('after')).reason).toBe('completed');
@@ -130,6 +144,56 @@ describe('resuming on another gateway of a cluster', () => {
     await c.exited;
     expect(c.child.exitCode).toBe(0);
   });
+
+  it('SIGTERM on a gateway under load: 12 streaming clients each get session.goaway and 1012, resume on the other gateway, hear everything once; the gateway exits 0', async () => {
+    const c = await gateway({ DRAIN_MS: '30000', TEXT_PER_MINUTE: '60000' });
+    const long = Array.from({ length: 24 }, (_, i) => `Sentence ${i + 1} of a long answer goes on.`).join(' ');
+    const load = [
+      { type: 'speak', id: 'long', text: long },
+      { type: 'speak', id: 'tail', text: 'And a short one after it.', mode: 'enqueue' },
+    ];
+    // The undisturbed run, on the same gateway.
+    const undisturbed = await TestVoiceClient.start(c.url, { resume: true });
+    for (const frame of load) undisturbed.send(frame);
+    await undisturbed.waitForEnd('tail', 30_000);
+    const expected = samplesById(undisturbed.frames);
+    expect(expected.get('long')!.length).toBeGreaterThan(24_000 * 10); // over 10 s of audio: it streams for a while
+    undisturbed.close();
+
+    const clients = await Promise.all(Array.from({ length: 12 }, () => TestVoiceClient.start(c.url, { resume: true })));
+    for (const client of clients) for (const frame of load) client.send(frame);
+    await Promise.all(clients.map((client) => client.waitFor(() => (audioCount(client) >= 5 ? true : undefined), 30_000)));
+    const midStream = clients.filter((client) => !client.messages().some((m) => m.type === 'speak.end')).length;
+    c.child.kill('SIGTERM');
+    const resumed = await Promise.all(
+      clients.map(async (client) => {
+        expect(await client.waitForClose(15_000)).toBe(1012);
+        expect(client.messages().find((m) => m.type === 'session.goaway')).toMatchObject({ timeLeftMs: 30_000 });
+        const r = await resumeOn(b.url, client);
+        expect(r.messages()[0]).toMatchObject({ type: 'session.ready', resumed: true });
+        if (!client.messages().some((m) => m.type === 'speak.end' && m.id === 'tail')) await r.waitForEnd('tail', 30_000);
+        return r;
+      }),
+    );
+    for (const [i, client] of clients.entries()) {
+      const all = [...withoutReady(client.frames), ...withoutReady(resumed[i]!.frames)].filter((f) => !(f.kind === 'message' && f.message.type === 'session.goaway'));
+      assertContract(all);
+      const ends = all.flatMap((f) => (f.kind === 'message' && f.message.type === 'speak.end' ? [[f.message.id, f.message.reason]] : []));
+      expect(ends, `client ${i}`).toEqual([
+        ['long', 'completed'],
+        ['tail', 'completed'],
+      ]);
+      const heard = samplesById(all);
+      // Byte comparison: a deep equality over half a million samples per client takes seconds.
+      for (const [id, samples] of expected) expect(bytesOf(heard.get(id)).equals(bytesOf(samples)), `client ${i}, ${id}: ${heard.get(id)?.length} samples, ${samples.length} expected`).toBe(true);
+    }
+    // The load was real: most clients were mid-utterance when the signal came.
+    expect(midStream).toBeGreaterThanOrEqual(10);
+    // Idle, the draining gateway ends its sessions (1001, relayed) and exits 0.
+    for (const r of resumed) expect(await r.waitForClose(30_000)).toBe(1001);
+    await c.exited;
+    expect(c.child.exitCode).toBe(0);
+  }, 120_000);
 
   it('the speech requests’ text budget holds across gateways (one minute window per client, in Redis)', async () => {
     // TEXT_PER_MINUTE is 400 on these gateways; the client is 127.0.0.1 on both (no keys).
