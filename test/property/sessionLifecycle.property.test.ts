@@ -24,6 +24,7 @@ type Command =
   | { t: 'chunk'; samples: number }
   | { t: 'waiting' }
   | { t: 'finish' }
+  | { t: 'finishReleased' }
   | { t: 'error'; reason: 'failed' | 'timeout' }
   | { t: 'released' }
   | { t: 'stale' }
