@@ -63,7 +63,10 @@ export async function serve(config: ServeConfig): Promise<void> {
     cluster && config.cluster?.role === 'gateway'
       ? await (async () => {
           const { RedisJobProvider } = await import('../cluster/synthJobs.js');
-          return setup.providers.map((p) => new RedisJobProvider(cluster!.redis, p.name, p.voices, p.maxPieceChars));
+          const { JobStreams } = await import('../cluster/jobStreams.js');
+          // One set of reading connections for every provider's jobs.
+          const streams = new JobStreams(cluster!.redis);
+          return setup.providers.map((p) => new RedisJobProvider(cluster!.redis, p.name, p.voices, p.maxPieceChars, { streams }));
         })()
       : setup.providers;
   // The agent turn's language model: a configured endpoint, Groq or OpenAI by key, else the echo model.

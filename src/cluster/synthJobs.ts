@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode, VoiceInfo } from '../../machines/types.js';
 import { ProviderError, type JobFence, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../providers/types.js';
+import { JobStreams } from './jobStreams.js';
 import type { Redis } from './redis.js';
 
 export interface JobKeys {
@@ -113,95 +114,105 @@ function fieldsOf(raw: Buffer[]): Map<string, Buffer> {
   return fields;
 }
 
-/** The gateway side: a provider whose every piece is a job for the workers of `name`. */
+/**
+ * The gateway side: a provider whose every piece is a job for the workers of `name`. Jobs are
+ * queued and cancelled on one connection of the gateway's (with a deadline that suits a busy
+ * gateway), and their audio is read through `JobStreams` (a few connections for all jobs).
+ */
 export class RedisJobProvider implements TtsProvider {
   private readonly jobs: Jobs;
+  private readonly streams: JobStreams;
+  private readonly maxQueuedJobs: number;
 
   constructor(
     redis: Redis,
     readonly name: string,
     readonly voices: VoiceInfo[],
     readonly maxPieceChars: number,
-    options: JobKeys & { maxQueuedJobs?: number } = {},
+    options: JobKeys & { maxQueuedJobs?: number; streams?: JobStreams } = {},
   ) {
-    this.jobs = new Jobs(redis, options);
+    const writer = redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
+    writer.on('error', () => {});
+    this.jobs = new Jobs(writer, options);
+    this.streams = options.streams ?? new JobStreams(redis);
     this.maxQueuedJobs = options.maxQueuedJobs ?? 100_000;
   }
-  private readonly maxQueuedJobs: number;
 
   async *synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
     // A recorded session's pieces have stable ids (session, stream, piece); others a random one.
     const jobId = request.job?.key ?? randomUUID();
-    const stream = this.jobs.stream(jobId);
-    // Blocking reads need a connection of their own; an abort cuts it, so a STOP never waits on it.
-    const reader = this.jobs.redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
-    reader.on('error', () => {});
-    const cut = () => reader.disconnect();
-    request.signal.addEventListener('abort', cut, { once: true });
     let ended = false;
+    let queued = false;
+    const audio = this.streams.open(this.jobs.stream(jobId));
     try {
       try {
-        await reader.connect();
+        await this.connected();
+        if (request.job) await this.jobs.redis.eval(enqueueScript, 2, this.jobs.queue(this.name), this.jobs.queued(jobId), this.jobs.ttlMs, this.maxQueuedJobs, jobId, request.voice, request.text);
+        else await this.jobs.redis.xadd(this.jobs.queue(this.name), 'MAXLEN', '~', this.maxQueuedJobs, '*', 'job', jobId, 'voice', request.voice, 'text', request.text);
+        queued = true;
       } catch (error) {
         if (request.signal.aborted) return;
         throw new ProviderError('provider_unavailable', `the synthesis queue cannot be reached (${(error as Error).message})`);
       }
-      try {
-        // On the job's own connection, whose deadline suits a busy gateway (the shared one's is short).
-        if (request.job) await reader.eval(enqueueScript, 2, this.jobs.queue(this.name), this.jobs.queued(jobId), this.jobs.ttlMs, this.maxQueuedJobs, jobId, request.voice, request.text);
-        else await reader.xadd(this.jobs.queue(this.name), 'MAXLEN', '~', this.maxQueuedJobs, '*', 'job', jobId, 'voice', request.voice, 'text', request.text);
-      } catch (error) {
-        throw new ProviderError('provider_unavailable', `the synthesis queue cannot be reached (${(error as Error).message})`);
-      }
-      let last = '0-0';
-      while (!request.signal.aborted) {
-        let reply: Array<[Buffer, Array<[Buffer, Buffer[]]>]> | null;
+      for (;;) {
+        let entry: Awaited<ReturnType<typeof audio.next>>;
         try {
-          reply = (await reader.xreadBuffer('COUNT', 64, 'BLOCK', 1_000, 'STREAMS', stream, last)) as typeof reply;
-        } catch {
-          if (request.signal.aborted) return;
-          // Slow or away: read again. The utterance's own timers (first audio, chunk gap) bound the wait.
-          await new Promise((r) => setTimeout(r, 100));
-          if (reader.status === 'end') await reader.connect().catch(() => {});
+          entry = await audio.next(request.signal);
+        } catch (error) {
+          throw new ProviderError('provider_unavailable', (error as Error).message);
+        }
+        if (!entry) return; // aborted
+        const fields = fieldsOf(entry[1]);
+        if (fields.get('k')?.toString() === 'a') {
+          const bytes = fields.get('p') ?? Buffer.alloc(0);
+          // Copied into an aligned array: a Buffer may start at an odd offset of its pool.
+          const samples = new Int16Array(bytes.byteLength >> 1);
+          Buffer.from(samples.buffer).set(bytes.subarray(0, samples.byteLength));
+          yield { samples, sampleRate: Number(fields.get('r')?.toString() ?? '0') };
           continue;
         }
-        for (const [, entries] of reply ?? []) {
-          for (const [id, raw] of entries) {
-            last = id.toString();
-            const fields = fieldsOf(raw);
-            if (fields.get('k')?.toString() === 'a') {
-              const bytes = fields.get('p') ?? Buffer.alloc(0);
-              // Copied into an aligned array: a Buffer may start at an odd offset of its pool.
-              const samples = new Int16Array(bytes.byteLength >> 1);
-              Buffer.from(samples.buffer).set(bytes.subarray(0, samples.byteLength));
-              yield { samples, sampleRate: Number(fields.get('r')?.toString() ?? '0') };
-              continue;
-            }
-            ended = true;
-            const status = fields.get('s')?.toString();
-            if (status === 'failed') {
-              const code = (fields.get('c')?.toString() || 'provider_unavailable') as ErrorCode;
-              throw new ProviderError(code, fields.get('m')?.toString() || 'the synthesis worker failed');
-            }
-            return;
-          }
+        ended = true;
+        if (fields.get('s')?.toString() === 'failed') {
+          const code = (fields.get('c')?.toString() || 'provider_unavailable') as ErrorCode;
+          throw new ProviderError(code, fields.get('m')?.toString() || 'the synthesis worker failed');
         }
+        return;
       }
     } finally {
-      request.signal.removeEventListener('abort', cut);
+      audio.close();
       // Our end first, then the worker's writes are refused: STOP stays local and final.
-      if (!ended) await this.jobs.cancel(jobId, request.job?.fence).catch(() => false);
-      reader.disconnect();
+      if (queued && !ended) await this.jobs.cancel(jobId, request.job?.fence).catch(() => false);
     }
   }
 
-  /**
-   * Make the workers' group (best effort): jobs queued while no worker ever ran then wait for
-   * the first one, which would otherwise start reading after them.
-   */
-  ready = () => this.jobs.ensureGroup(this.name).catch(() => {});
+  private connecting: Promise<void> | null = null;
+
+  /** The writer's connection, made once (again after it ended); ioredis reconnects it meanwhile. */
+  private connected(): Promise<void> {
+    const writer = this.jobs.redis;
+    if (writer.status === 'ready') return Promise.resolve();
+    if (writer.status === 'wait' || writer.status === 'end') {
+      this.connecting = writer.connect().finally(() => (this.connecting = null));
+    }
+    return this.connecting ?? Promise.reject(new Error(`the connection is ${writer.status}`));
+  }
+
+  /** Connections reading job audio now. */
+  get readerConnections(): number {
+    return this.streams.connections;
+  }
+
+  /** The workers' consumer group exists from the start: jobs queued before any worker ran wait for one. */
+  ready = () =>
+    this.connected()
+      .then(() => this.jobs.ensureGroup(this.name))
+      .catch(() => {});
   isReady = () => true;
-  close = () => Promise.resolve();
+  close = () => {
+    this.streams.close();
+    this.jobs.redis.disconnect();
+    return Promise.resolve();
+  };
 }
 
 export interface SynthWorkerOptions extends JobKeys {

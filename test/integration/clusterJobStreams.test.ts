@@ -1,0 +1,96 @@
+// JobStreams against a real redis-server: a gateway reads every job's audio through a few
+// connections (lanes of 64 streams), each job's entries in order and once; a job added while its
+// lane is blocked is read at once (the lane is woken, not left to its block timeout); a job whose
+// consumer does not take holds at most `maxBuffered` entries in the gateway, the rest stays in Redis
+// until it is taken; closing releases the connections.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JobStreams } from '../../src/cluster/jobStreams.js';
+import { connectRedis, type Redis } from '../../src/cluster/redis.js';
+import { startRedis, type RunningRedis } from '../support/redisServer.js';
+
+let redis: RunningRedis;
+let shared: Redis;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  shared = await connectRedis(redis.url);
+  admin = await connectRedis(redis.url);
+}, 30_000);
+
+afterAll(async () => {
+  shared?.disconnect();
+  admin?.disconnect();
+  await redis?.stop();
+});
+
+const clients = async () => Number(/connected_clients:(\d+)/.exec(await admin.info('clients'))![1]);
+const never = new AbortController().signal;
+
+describe('JobStreams', () => {
+  it('100 jobs over two connections: every entry once, in order, per job', async () => {
+    const streams = new JobStreams(shared, { streamsPerLane: 64, blockMs: 10_000 });
+    const before = await clients();
+    const jobs = Array.from({ length: 100 }, (_, i) => ({ key: `t:job:${i}`, stream: streams.open(`t:job:${i}`) }));
+    expect(streams.connections).toBe(2);
+    const read = jobs.map(async ({ stream }) => {
+      const got: string[] = [];
+      for (let n = 0; n < 5; n++) {
+        const entry = await stream.next(never);
+        got.push(entry![1][1]!.toString());
+      }
+      return got;
+    });
+    for (let n = 0; n < 5; n++) {
+      const pipeline = admin.pipeline();
+      for (const { key } of jobs) pipeline.xadd(key, '*', 'n', String(n));
+      await pipeline.exec();
+    }
+    for (const got of await Promise.all(read)) expect(got).toEqual(['0', '1', '2', '3', '4']);
+    expect((await clients()) - before).toBeLessThanOrEqual(2);
+    for (const { stream } of jobs) stream.close();
+    streams.close();
+  });
+
+  it('a job added while its lane is blocked is read at once, not after the block (10 s here)', async () => {
+    const streams = new JobStreams(shared, { blockMs: 10_000 });
+    const first = streams.open('t:wake:a');
+    await new Promise((r) => setTimeout(r, 300)); // the lane is now blocked on job a alone
+    const second = streams.open('t:wake:b');
+    const startedAt = Date.now();
+    await admin.xadd('t:wake:b', '*', 'k', 'a');
+    const entry = await second.next(never);
+    expect(entry![1][1]!.toString()).toBe('a');
+    expect(Date.now() - startedAt).toBeLessThan(5_000);
+    first.close();
+    second.close();
+    streams.close();
+  });
+
+  it('a consumer that does not take holds at most maxBuffered entries; the rest comes once it takes', async () => {
+    const streams = new JobStreams(shared, { maxBuffered: 8, blockMs: 200 });
+    const slow = streams.open('t:slow');
+    const pipeline = admin.pipeline();
+    for (let n = 0; n < 50; n++) pipeline.xadd('t:slow', '*', 'n', String(n));
+    await pipeline.exec();
+    await new Promise((r) => setTimeout(r, 600));
+    expect((slow as unknown as { buffer: unknown[] }).buffer.length).toBeLessThanOrEqual(8);
+    const got: number[] = [];
+    for (let n = 0; n < 50; n++) got.push(Number((await slow.next(never))![1][1]!.toString()));
+    expect(got).toEqual(Array.from({ length: 50 }, (_, n) => n));
+    slow.close();
+    streams.close();
+  });
+
+  it('an aborted wait returns null at once; a closed stream returns null', async () => {
+    const streams = new JobStreams(shared, { blockMs: 10_000 });
+    const job = streams.open('t:abort');
+    const abort = new AbortController();
+    const waiting = job.next(abort.signal);
+    abort.abort();
+    expect(await waiting).toBeNull();
+    job.close();
+    expect(await job.next(never)).toBeNull();
+    streams.close();
+  });
+});
