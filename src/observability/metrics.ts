@@ -189,7 +189,7 @@ export function createEngineMetrics(engine: VoiceEngine, options: { processMetri
       this.set(engine.stats().outboundLogBytes);
     },
   });
-  fromTotals('voxline_resumes_total', 'session.resume frames by outcome (succeeded, or why it failed).', 'outcome', () => Object.entries(engine.stats().resumes));
+  fromTotals('voxline_resumes_total', 'session.resume frames by outcome: succeeded, relayed (to the owner), moved (taken over from a dead gateway), or why it failed.', 'outcome', () => Object.entries(engine.stats().resumes));
   fromTotals('voxline_frames_replayed_total', 'Frames (audio and control) sent again to resumed clients.', null, total(() => engine.stats().framesReplayed));
 
   const onAccepted = () => accepted.inc();
