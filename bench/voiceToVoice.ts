@@ -69,7 +69,10 @@ const engineMs = new Map<string, number>();
 async function startServer(model: ChatModel | undefined) {
   // One PocketSphinx process per conversation: a process decodes one turn at a time, from its
   // onset. Each server owns (and closes) its recognizers.
-  const listening = await createListening({ pocketsphinx: { size: conversations, maxWaiting: conversations } });
+  // One PocketSphinx process per conversation up to RECOGNIZERS (default 4: 50 would not fit
+  // two cores); turns beyond it wait for a process, which shows in the recognition part.
+  const recognizers = Math.min(conversations, Number(process.env.RECOGNIZERS ?? 4));
+  const listening = await createListening({ pocketsphinx: { size: recognizers, maxWaiting: conversations } });
   if (!listening.options) throw new Error(listening.summary);
   const listen = listening.options;
   const server = createVoxlineServer({ providers: [espeakProvider({ size: 2 })], listen, ...(model ? { agent: { model } } : {}), metrics: false });
@@ -121,7 +124,7 @@ async function conversation(url: string, index: number): Promise<Sample[]> {
     ws.once('open', () => resolve());
     ws.once('error', reject);
   });
-  const waitFor = async <T>(probe: () => T | undefined, ms = 20_000): Promise<T> => {
+  const waitFor = async <T>(probe: () => T | undefined, ms = 20_000 + 2_000 * conversations): Promise<T> => {
     const deadline = performance.now() + ms;
     for (;;) {
       const v = probe();
@@ -138,6 +141,8 @@ async function conversation(url: string, index: number): Promise<Sample[]> {
   const ready = await waitFor(() => find((m) => m.type === 'session.ready'));
   const sessionId = (ready.message as { sessionId: string }).sessionId;
   const samples: Sample[] = [];
+  // Conversations start 150 ms apart: concurrent, but not all speaking in the same 20 ms.
+  await new Promise((r) => setTimeout(r, index * 150));
   // Turn 1 warms up (a recognizer process starts with its first turn); turns 2… are measured.
   for (let t = 1; t <= turns + 1; t++) {
     const turn = `t${t}`;
