@@ -39,6 +39,8 @@ export interface OutboundLog {
   /** A client is attached again: entries age out of the window from here on. */
   markAttached(): void;
   replay(cursor: ResumeCursor): ReplayVerdict;
+  /** Streams up to `stream` were accepted before this log began (a session moved from another gateway). */
+  inherit(stream: number): void;
   /** Let go of everything kept (the session ended). Idempotent. */
   release(): void;
   /** Bytes held now (audio payloads plus an estimate per message). */
@@ -112,6 +114,10 @@ export class MemoryOutboundLog implements OutboundLog {
   markDropped(): void {
     this.attached = false;
     this.dropMark = this.nextPosition;
+  }
+
+  inherit(stream: number): void {
+    this.highestAccepted = Math.max(this.highestAccepted, stream);
   }
 
   markAttached(): void {

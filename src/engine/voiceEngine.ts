@@ -859,6 +859,8 @@ export class VoiceEngine extends EventEmitter<{
     io.recorder = adoption.recorder;
     io.lastSeq = new Map();
     io.resumable = { tokenDigest: tokenDigest(request.token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
+    // The client knows these streams from the old gateway: a later resume here may name them.
+    io.resumable.log.inherit(Math.max(request.cursor.lastStream, ...utterances.map((u) => u.stream)));
     this.directory?.add(request.sessionId);
     if (adoption.session.conversation !== undefined) {
       io.conversation = new Conversation(this.conversationLimits);
@@ -938,6 +940,23 @@ export class VoiceEngine extends EventEmitter<{
   /** Whether this process holds resumable session `sessionId` (else a cluster may relay the resume). */
   holdsSession(sessionId: string): boolean {
     return this.sessions.get(sessionId)?.resumable != null;
+  }
+
+  /**
+   * Whether this process's copy of `sessionId` is recorded in the cluster, so that another
+   * gateway may have taken it over meanwhile (a resume then asks the directory first).
+   */
+  recordsSession(sessionId: string): boolean {
+    return this.sessions.get(sessionId)?.recorder !== undefined;
+  }
+
+  /** The directory names another gateway as `sessionId`'s owner: this copy is stale and lets go. */
+  letGoOf(sessionId: string): void {
+    const io = this.sessions.get(sessionId);
+    if (io?.recorder) {
+      io.recorder.abandon();
+      this.movedAway(io);
+    }
   }
 
   /**

@@ -201,7 +201,9 @@ export class WebSocketSessions {
           return;
         }
         const directory = this.engine.directory;
-        if (directory && !connection.relayed && !this.engine.holdsSession(message.sessionId)) {
+        // Held here and recorded: another gateway may have taken it over (this one was frozen), so ask.
+        const mayBeElsewhere = !this.engine.holdsSession(message.sessionId) || this.engine.recordsSession(message.sessionId);
+        if (directory && !connection.relayed && mayBeElsewhere) {
           // Maybe another gateway of the cluster owns it: ask the directory, then relay there.
           connection.starting = true;
           directory.ownerOf(message.sessionId).then(
@@ -209,6 +211,7 @@ export class WebSocketSessions {
               connection.starting = false;
               if (connection.ws.readyState !== connection.ws.OPEN) return;
               if (owner && owner !== directory.self) {
+                this.engine.letGoOf(message.sessionId);
                 this.engine.abandonHandshake(session, 'relayed');
                 this.relays.out++;
                 connection.relay = relayToOwner(connection.ws, owner, text, {
@@ -228,9 +231,9 @@ export class WebSocketSessions {
                 });
                 return;
               }
-              // No live owner (its record expired with its gateway): take it over, when this gateway can.
-              if (this.engine.movesSessions) this.move(connection, message, onEnd, []);
-              else this.resume(connection, message, onEnd);
+              // Ours, or no live owner (its entry expired with its gateway): resume here, or take it over.
+              if (this.engine.holdsSession(message.sessionId) || !this.engine.movesSessions) this.resume(connection, message, onEnd);
+              else this.move(connection, message, onEnd, []);
             },
             () => {
               connection.starting = false;

@@ -177,7 +177,18 @@ describe('a gateway that dies: its sessions move to another', () => {
     expect(await admin.hget(key, 'epoch')).toBe(epochAfterMove);
     expect(await admin.get(`voxline:session:${readyOf(c).sessionId}`)).toBe(b.url);
     admin.disconnect();
-    resumed.close();
+    // A resume that reaches the woken gateway is not served from its stale copy: it asks the
+    // directory, lets its copy go and relays the client to B, which holds the session.
+    const heard = [...withoutReady(c.frames), ...withoutReady(resumed.frames)];
+    const again = await TestVoiceClient.connect(a.url);
+    again.send({ type: 'session.resume', sessionId: readyOf(c).sessionId, token: readyOf(c).resume!.token, ...resumeCursor(heard) });
+    await again.waitFor(() => again.messages().find((m) => m.type === 'session.ready' || m.type === 'error'), 10_000);
+    expect(again.messages()[0], JSON.stringify(again.messages()[0])).toMatchObject({ type: 'session.ready', sessionId: readyOf(c).sessionId, resumed: true });
+    expect(await resumed.waitForClose()).toBe(1000); // B's old connection gave way to the new one
+    again.send({ type: 'speak', id: 'after', text: 'Still the same session.' });
+    expect((await again.waitForEnd('after', 10_000)).reason).toBe('completed');
+    assertContract([...heard, ...withoutReady(again.frames)]);
+    again.close();
     a.child.kill('SIGKILL');
   });
 });
