@@ -16,8 +16,8 @@
 //
 // Writes bench/results/cluster.json and bench/results/cluster.md (the tables docs/scaling.md
 // quotes). Every figure is a median across rounds; every ratio the median of per-round ratios.
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectRedis } from '../src/cluster/redis.js';
@@ -30,26 +30,28 @@ const { values } = parseArgs({
     quick: { type: 'boolean', default: false },
     rounds: { type: 'string' },
     only: { type: 'string' },
+    from: { type: 'string' },
   },
 });
 const quick = values.quick;
+// --from FILE renders the tables again from a run's JSON, without measuring.
+const from = values.from ? (JSON.parse(readFileSync(values.from, 'utf8')) as { rounds: Round[]; sizes: Sizes; date: string; command: string; machine: unknown; minutes: number; loadavg: number[] }) : null;
 const rounds = Number(values.rounds ?? (quick ? 1 : 2));
 const only = values.only ? new Set(values.only.split(',')) : null;
-const runs = (figure: 'capacity' | 'frames') => !only || only.has(figure);
-const sizes = quick
+const runs = (figure: 'capacity' | 'frames') => (from ? Object.keys(from.rounds[0]?.[figure] ?? {}).length > 0 : !only || only.has(figure));
+interface Sizes {
+  capacity: number[];
+  capacityBisections: number;
+  warm: number;
+  frames: number[];
+  frameChars: number;
+}
+const sizes: Sizes = from?.sizes ??
+  (quick
   ? { capacity: [5], capacityBisections: 0, warm: 2, frames: [5], frameChars: 100 }
-  : { capacity: [50, 100, 200, 400, 800], capacityBisections: 2, warm: 25, frames: [50, 150], frameChars: 400 };
+  : { capacity: [50, 100, 200, 400, 800], capacityBisections: 2, warm: 25, frames: [50, 150], frameChars: 400 });
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const rotate = <T>(list: T[], by: number) => list.map((_, i) => list[(i + by) % list.length]!);
-
-const serverScript = await compileContenders();
-const redis = await startRedis();
-const admin = await connectRedis(redis.url, { commandTimeoutMs: 5_000 });
-const emulator = await spawnChild('bench/emulatorProcess.ts', ['20']);
-const upstream = emulator.first.url as string;
-const loadgen = (await spawnChild('bench/loadgen.ts')).child;
-const quiet = () => quietUpstream(emulator.child);
-const children: ChildProcess[] = [];
 
 /** A set-up: gateways and workers (none: voxline in one process), each a process. */
 interface SetUp {
@@ -57,6 +59,30 @@ interface SetUp {
   gateways: number;
   workers: number;
 }
+
+interface Running {
+  setUp: SetUp;
+  ports: number[];
+  gateways: ChildProcess[];
+  workers: ChildProcess[];
+}
+
+interface CapacityRound {
+  maxStreams: number;
+  ramp: Array<{ sessions: number; underruns: number; completed: number }>;
+  /** At the highest load sustained, per streamed audio-second. */
+  perAudioSecond: { gatewayCpuMs: number; workerCpuMs: number; redisCpuMs: number; redisCommands: number; redisBytesIn: number; redisBytesOut: number; redisPeakClients: number };
+}
+
+interface FramesRound {
+  [sessions: number]: { later: Summary; first: Summary; ttfa: Summary; frames: number; unreadable: number; completed: number };
+}
+
+interface Round {
+  capacity: Record<string, CapacityRound>;
+  frames: Record<string, FramesRound>;
+}
+
 const capacitySetUps: SetUp[] = [
   { name: 'one process', gateways: 0, workers: 0 },
   { name: '1 gateway + 2 workers', gateways: 1, workers: 2 },
@@ -68,165 +94,170 @@ const frameSetUps: SetUp[] = [
   { name: '1 gateway + 1 worker', gateways: 1, workers: 1 },
 ];
 
-interface Running {
-  setUp: SetUp;
-  ports: number[];
-  gateways: ChildProcess[];
-  workers: ChildProcess[];
-}
+/** Run every figure; resolves with the rounds. */
+async function measure(): Promise<Round[]> {
+  const serverScript = await compileContenders();
+  const redis = await startRedis();
+  const admin = await connectRedis(redis.url, { commandTimeoutMs: 5_000 });
+  const emulator = await spawnChild('bench/emulatorProcess.ts', ['20']);
+  const upstream = emulator.first.url as string;
+  const loadgen = (await spawnChild('bench/loadgen.ts')).child;
+  const quiet = () => quietUpstream(emulator.child);
+  const children: ChildProcess[] = [];
 
-let prefixes = 0;
-async function launch(setUp: SetUp, provider: string): Promise<Running> {
-  const server = async (args: string[]) => {
-    const { child, first } = await spawnChild(serverScript, args, ['--expose-gc']);
-    children.push(child);
-    return { child, port: first.port as number };
-  };
-  if (setUp.gateways === 0) {
-    const one = await server(['voxline', provider]);
-    return { setUp, ports: [one.port], gateways: [one.child], workers: [] };
-  }
-  // One cluster per prefix on the shared redis-server: its workers take its jobs only.
-  const prefix = `bench${++prefixes}`;
-  const gateways = await Promise.all(Array.from({ length: setUp.gateways }, () => server(['voxline-gateway', provider, redis.url, prefix])));
-  const workers = await Promise.all(Array.from({ length: setUp.workers }, () => server(['voxline-worker', provider, redis.url, prefix])));
-  return { setUp, ports: gateways.map((g) => g.port), gateways: gateways.map((g) => g.child), workers: workers.map((w) => w.child) };
-}
-const stopAll = (set: Running[]) => {
-  for (const r of set) for (const c of [...r.gateways, ...r.workers]) c.kill('SIGKILL');
-};
 
-/** Redis's own counters: CPU seconds, commands processed, bytes in and out. */
-async function redisCounters(): Promise<{ cpuMs: number; commands: number; bytesIn: number; bytesOut: number }> {
-  const info = await admin.info();
-  const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
-  return {
-    cpuMs: (field('used_cpu_sys') + field('used_cpu_user')) * 1000,
-    commands: field('total_commands_processed'),
-    bytesIn: field('total_net_input_bytes'),
-    bytesOut: field('total_net_output_bytes'),
-  };
-}
-const sumCpu = async (processes: ChildProcess[]) => (await Promise.all(processes.map(cpuMs))).reduce((a, b) => a + b, 0);
 
-interface CapacityRound {
-  maxStreams: number;
-  ramp: Array<{ sessions: number; underruns: number; completed: number }>;
-  /** At the highest load sustained, per streamed audio-second. */
-  perAudioSecond: { gatewayCpuMs: number; workerCpuMs: number; redisCpuMs: number; redisCommands: number; redisBytesIn: number; redisBytesOut: number };
-}
-interface FramesRound {
-  [sessions: number]: { later: Summary; first: Summary; ttfa: Summary; frames: number; unreadable: number; completed: number };
-}
-interface Round {
-  capacity: Record<string, CapacityRound>;
-  frames: Record<string, FramesRound>;
-}
-const perRound: Round[] = [];
-
-async function capacityFigure(round: Round, order: SetUp[]): Promise<void> {
-  const set = await Promise.all(order.map((s) => launch(s, upstream)));
-  try {
-    const byName = new Map(set.map((r) => [r.setUp.name, r]));
-    const state = new Map(order.map((s) => [s.name, { maxStreams: 0, ramp: [] as CapacityRound['ramp'], perAudioSecond: null as CapacityRound['perAudioSecond'] | null }]));
-    const contender = (r: Running): ContenderName => (r.setUp.gateways === 0 ? 'voxline' : 'voxline-gateway');
-    // Fresh processes are cold (JIT, connections): an uncounted load first, as figure 3 does.
-    for (const r of set) {
-      await quiet();
-      await call(loadgen, { kind: 'capacity', contender: contender(r), port: r.ports[0]!, ports: r.ports, sessions: sizes.warm, text: shortText, jitterMs: 200, tag: tag('w') });
+  let prefixes = 0;
+  async function launch(setUp: SetUp, provider: string): Promise<Running> {
+    const server = async (args: string[]) => {
+      const { child, first } = await spawnChild(serverScript, args, ['--expose-gc']);
+      children.push(child);
+      return { child, port: first.port as number };
+    };
+    if (setUp.gateways === 0) {
+      const one = await server(['voxline', provider]);
+      return { setUp, ports: [one.port], gateways: [one.child], workers: [] };
     }
-    await capacityRamp(
-      order.map((s) => s.name),
-      sizes.capacity,
-      sizes.capacityBisections,
-      async (name, sessions) => {
-        const r = byName.get(name)!;
-        const st = state.get(name)!;
-        await quiet();
-        const before = { gateways: await sumCpu(r.gateways), workers: await sumCpu(r.workers), redis: await redisCounters() };
-        const result = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, {
-          kind: 'capacity',
-          contender: contender(r),
-          port: r.ports[0]!,
-          ports: r.ports,
-          sessions,
-          text: quick ? shortText : longText,
-          jitterMs: 200,
-          tag: tag('c'),
-        });
-        const after = { gateways: await sumCpu(r.gateways), workers: await sumCpu(r.workers), redis: await redisCounters() };
-        st.ramp.push({ sessions, underruns: result.underruns, completed: result.completed });
-        log(`${name}: capacity @${sessions}: ${result.underruns} underruns, ${result.completed} completed`);
-        const held = result.underruns === 0 && result.completed >= sessions;
-        if (held && sessions > st.maxStreams) {
-          const per = (x: number) => x / result.audioSeconds;
-          st.maxStreams = sessions;
-          st.perAudioSecond = {
-            gatewayCpuMs: per(after.gateways - before.gateways),
-            workerCpuMs: per(after.workers - before.workers),
-            redisCpuMs: per(after.redis.cpuMs - before.redis.cpuMs),
-            redisCommands: per(after.redis.commands - before.redis.commands),
-            redisBytesIn: per(after.redis.bytesIn - before.redis.bytesIn),
-            redisBytesOut: per(after.redis.bytesOut - before.redis.bytesOut),
-          };
-        }
-        return held;
-      },
-    );
-    const nan = { gatewayCpuMs: Number.NaN, workerCpuMs: Number.NaN, redisCpuMs: Number.NaN, redisCommands: Number.NaN, redisBytesIn: Number.NaN, redisBytesOut: Number.NaN };
-    for (const s of order) {
-      const st = state.get(s.name)!;
-      round.capacity[s.name] = { maxStreams: st.maxStreams, ramp: st.ramp, perAudioSecond: st.perAudioSecond ?? nan };
-    }
-  } finally {
-    stopAll(set);
+    // One cluster per prefix on the shared redis-server: its workers take its jobs only.
+    const prefix = `bench${++prefixes}`;
+    const gateways = await Promise.all(Array.from({ length: setUp.gateways }, () => server(['voxline-gateway', provider, redis.url, prefix])));
+    const workers = await Promise.all(Array.from({ length: setUp.workers }, () => server(['voxline-worker', provider, redis.url, prefix])));
+    return { setUp, ports: gateways.map((g) => g.port), gateways: gateways.map((g) => g.child), workers: workers.map((w) => w.child) };
   }
-}
+  const stopAll = (set: Running[]) => {
+    for (const r of set) for (const c of [...r.gateways, ...r.workers]) c.kill('SIGKILL');
+  };
 
-async function framesFigure(round: Round, order: SetUp[]): Promise<void> {
-  const set = await Promise.all(order.map((s) => launch(s, 'stamp')));
-  try {
-    const text = 'x'.repeat(sizes.frameChars);
-    const contender = (r: Running): ContenderName => (r.setUp.gateways === 0 ? 'voxline' : 'voxline-gateway');
-    for (const r of set) await call(loadgen, { kind: 'frames', contender: contender(r), port: r.ports[0]!, sessions: sizes.warm, text: 'x'.repeat(100), tag: tag('w') });
-    for (const s of order) round.frames[s.name] = {};
-    for (const sessions of sizes.frames) {
+  /** Redis's own counters: CPU seconds, commands processed, bytes in and out. */
+  async function redisCounters(): Promise<{ cpuMs: number; commands: number; bytesIn: number; bytesOut: number }> {
+    const info = await admin.info();
+    const field = (name: string) => Number(new RegExp(`^${name}:([0-9.]+)`, 'm').exec(info)?.[1] ?? Number.NaN);
+    return {
+      cpuMs: (field('used_cpu_sys') + field('used_cpu_user')) * 1000,
+      commands: field('total_commands_processed'),
+      bytesIn: field('total_net_input_bytes'),
+      bytesOut: field('total_net_output_bytes'),
+    };
+  }
+  const sumCpu = async (processes: ChildProcess[]) => (await Promise.all(processes.map(cpuMs))).reduce((a, b) => a + b, 0);
+
+  const perRound: Round[] = [];
+
+  async function capacityFigure(round: Round, order: SetUp[]): Promise<void> {
+    const set = await Promise.all(order.map((s) => launch(s, upstream)));
+    try {
+      const byName = new Map(set.map((r) => [r.setUp.name, r]));
+      const state = new Map(order.map((s) => [s.name, { maxStreams: 0, ramp: [] as CapacityRound['ramp'], perAudioSecond: null as CapacityRound['perAudioSecond'] | null }]));
+      const contender = (r: Running): ContenderName => (r.setUp.gateways === 0 ? 'voxline' : 'voxline-gateway');
+      // Fresh processes are cold (JIT, connections): an uncounted load first, as figure 3 does.
       for (const r of set) {
-        const res = await call<{ first: number[]; later: number[]; ttfa: number[]; unreadable: number; completed: number }>(loadgen, {
-          kind: 'frames',
-          contender: contender(r),
-          port: r.ports[0]!,
-          sessions,
-          text,
-          tag: tag('f'),
-        });
-        const f = { later: summarize(res.later), first: summarize(res.first), ttfa: summarize(res.ttfa), frames: res.later.length + res.first.length, unreadable: res.unreadable, completed: res.completed };
-        round.frames[r.setUp.name]![sessions] = f;
-        log(`${r.setUp.name}: frames @${sessions}: provider → client p50 ${f.later.p50.toFixed(2)} ms, p99 ${f.later.p99.toFixed(2)} ms over ${f.frames} frames (${f.unreadable} unreadable, ${f.completed} of ${sessions} completed); speak → first frame p50 ${f.ttfa.p50.toFixed(1)} ms`);
-        await new Promise((res) => setTimeout(res, 300));
+        await quiet();
+        await call(loadgen, { kind: 'capacity', contender: contender(r), port: r.ports[0]!, ports: r.ports, sessions: sizes.warm, text: shortText, jitterMs: 200, tag: tag('w') });
       }
+      await capacityRamp(
+        order.map((s) => s.name),
+        sizes.capacity,
+        sizes.capacityBisections,
+        async (name, sessions) => {
+          const r = byName.get(name)!;
+          const st = state.get(name)!;
+          await quiet();
+          const before = { gateways: await sumCpu(r.gateways), workers: await sumCpu(r.workers), redis: await redisCounters() };
+          // Redis's connected clients, sampled through the load: the gateways hold one per job in flight.
+          let peakClients = 0;
+          const sampler = setInterval(() => {
+            admin.info('clients').then((info) => (peakClients = Math.max(peakClients, Number(/^connected_clients:(\d+)/m.exec(info)?.[1] ?? 0))), () => {});
+          }, 250);
+          const result = await call<{ underruns: number; completed: number; audioSeconds: number }>(loadgen, {
+            kind: 'capacity',
+            contender: contender(r),
+            port: r.ports[0]!,
+            ports: r.ports,
+            sessions,
+            text: quick ? shortText : longText,
+            jitterMs: 200,
+            tag: tag('c'),
+          });
+          clearInterval(sampler);
+          const after = { gateways: await sumCpu(r.gateways), workers: await sumCpu(r.workers), redis: await redisCounters() };
+          st.ramp.push({ sessions, underruns: result.underruns, completed: result.completed });
+          log(`${name}: capacity @${sessions}: ${result.underruns} underruns, ${result.completed} completed`);
+          const held = result.underruns === 0 && result.completed >= sessions;
+          if (held && sessions > st.maxStreams) {
+            const per = (x: number) => x / result.audioSeconds;
+            st.maxStreams = sessions;
+            st.perAudioSecond = {
+              gatewayCpuMs: per(after.gateways - before.gateways),
+              workerCpuMs: per(after.workers - before.workers),
+              redisCpuMs: per(after.redis.cpuMs - before.redis.cpuMs),
+              redisCommands: per(after.redis.commands - before.redis.commands),
+              redisBytesIn: per(after.redis.bytesIn - before.redis.bytesIn),
+              redisBytesOut: per(after.redis.bytesOut - before.redis.bytesOut),
+              redisPeakClients: peakClients,
+            };
+          }
+          return held;
+        },
+      );
+      const nan = { gatewayCpuMs: Number.NaN, workerCpuMs: Number.NaN, redisCpuMs: Number.NaN, redisCommands: Number.NaN, redisBytesIn: Number.NaN, redisBytesOut: Number.NaN, redisPeakClients: Number.NaN };
+      for (const s of order) {
+        const st = state.get(s.name)!;
+        round.capacity[s.name] = { maxStreams: st.maxStreams, ramp: st.ramp, perAudioSecond: st.perAudioSecond ?? nan };
+      }
+    } finally {
+      stopAll(set);
+    }
+  }
+
+  async function framesFigure(round: Round, order: SetUp[]): Promise<void> {
+    const set = await Promise.all(order.map((s) => launch(s, 'stamp')));
+    try {
+      const text = 'x'.repeat(sizes.frameChars);
+      const contender = (r: Running): ContenderName => (r.setUp.gateways === 0 ? 'voxline' : 'voxline-gateway');
+      for (const r of set) await call(loadgen, { kind: 'frames', contender: contender(r), port: r.ports[0]!, sessions: sizes.warm, text: 'x'.repeat(100), tag: tag('w') });
+      for (const s of order) round.frames[s.name] = {};
+      for (const sessions of sizes.frames) {
+        for (const r of set) {
+          const res = await call<{ first: number[]; later: number[]; ttfa: number[]; unreadable: number; completed: number }>(loadgen, {
+            kind: 'frames',
+            contender: contender(r),
+            port: r.ports[0]!,
+            sessions,
+            text,
+            tag: tag('f'),
+          });
+          const f = { later: summarize(res.later), first: summarize(res.first), ttfa: summarize(res.ttfa), frames: res.later.length + res.first.length, unreadable: res.unreadable, completed: res.completed };
+          round.frames[r.setUp.name]![sessions] = f;
+          log(`${r.setUp.name}: frames @${sessions}: provider → client p50 ${f.later.p50.toFixed(2)} ms, p99 ${f.later.p99.toFixed(2)} ms over ${f.frames} frames (${f.unreadable} unreadable, ${f.completed} of ${sessions} completed); speak → first frame p50 ${f.ttfa.p50.toFixed(1)} ms`);
+          await new Promise((res) => setTimeout(res, 300));
+        }
+      }
+    } finally {
+      stopAll(set);
+    }
+  }
+
+  try {
+    for (let r = 0; r < rounds; r++) {
+      const round: Round = { capacity: {}, frames: {} };
+      log(`round ${r + 1} of ${rounds}`);
+      if (runs('frames')) await framesFigure(round, rotate(frameSetUps, r));
+      if (runs('capacity')) await capacityFigure(round, rotate(capacitySetUps, r));
+      perRound.push(round);
     }
   } finally {
-    stopAll(set);
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   }
+  loadgen.kill();
+  emulator.child.kill();
+  admin.disconnect();
+  await redis.stop();
+  return perRound;
 }
 
+const thisMachine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGB: os.totalmem() / 2 ** 30, node: process.version, os: `${os.type()} ${os.release()}` };
 const started = Date.now();
-try {
-  for (let r = 0; r < rounds; r++) {
-    const round: Round = { capacity: {}, frames: {} };
-    log(`round ${r + 1} of ${rounds}`);
-    if (runs('frames')) await framesFigure(round, rotate(frameSetUps, r));
-    if (runs('capacity')) await capacityFigure(round, rotate(capacitySetUps, r));
-    perRound.push(round);
-  }
-} finally {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-}
-loadgen.kill();
-emulator.child.kill();
-admin.disconnect();
-await redis.stop();
+const perRound = from ? from.rounds : await measure();
 
 // Medians across rounds, and per-round ratios (median [min–max]).
 const med = (xs: number[]) => spread(xs).median;
@@ -236,6 +267,11 @@ const ratios: Record<string, { label: string; ratio: Spread }> = {};
 if (runs('capacity')) {
   ratios.perGateway = { label: 'streams, 2 gateways + 2 workers over 1 gateway + 2 workers', ratio: ratio('2 gateways + 2 workers', '1 gateway + 2 workers', capOf) };
   ratios.perWorker = { label: 'streams, 2 gateways + 2 workers over 2 gateways + 1 worker', ratio: ratio('2 gateways + 2 workers', '2 gateways + 1 worker', capOf) };
+  const cpuOf = (rd: Round, s: string) => {
+    const x = rd.capacity[s]?.perAudioSecond;
+    return x ? x.gatewayCpuMs + x.workerCpuMs + x.redisCpuMs : Number.NaN;
+  };
+  ratios.cpuPrice = { label: 'CPU per streamed audio-second (every process and redis-server), 1 gateway + 2 workers over one process', ratio: ratio('1 gateway + 2 workers', 'one process', cpuOf) };
   ratios.redisPrice = { label: 'streams, 1 gateway + 2 workers over one process', ratio: ratio('1 gateway + 2 workers', 'one process', capOf) };
 }
 const frameAdded: Record<number, { p50: Spread; p99: Spread; ttfa50: Spread }> = {};
@@ -249,25 +285,41 @@ if (runs('frames')) {
 
 const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
 const range = (s: Spread, d = 2) => `${f(s.median, d)} [${f(s.min, d)}–${f(s.max, d)}]`;
-const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGB: os.totalmem() / 2 ** 30, node: process.version, os: `${os.type()} ${os.release()}` };
-const command = `npm run bench:cluster${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
-const date = new Date().toISOString();
+const machine = (from?.machine as typeof thisMachine | undefined) ?? thisMachine;
+const command = from?.command ?? `npm run bench:cluster${process.argv.slice(2).length ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+const date = from?.date ?? new Date().toISOString();
+const minutes = from?.minutes ?? (Date.now() - started) / 60_000;
+const loadavg = from?.loadavg ?? os.loadavg();
+const redisVersion = /v=(\S+)/.exec(execSync('redis-server --version').toString())?.[1] ?? '?';
 const md: string[] = [
-  `Generated by \`${command}\` on ${date.slice(0, 16).replace('T', ' ')} UTC in ${((Date.now() - started) / 60_000).toFixed(1)} min: ${machine.cpus} × ${machine.cpu}, ${machine.memoryGB.toFixed(1)} GB, Node ${machine.node}, ${machine.os}, redis-server ${(await import('node:child_process')).execSync('redis-server --version').toString().match(/v=(\S+)/)?.[1] ?? '?'}; ${rounds} round(s), load average ${os.loadavg().map((x) => x.toFixed(1)).join(' / ')} at the end.`,
+  `Generated by \`${command}\` on ${date.slice(0, 16).replace('T', ' ')} UTC in ${minutes.toFixed(1)} min: ${machine.cpus} × ${machine.cpu}, ${machine.memoryGB.toFixed(1)} GB, Node ${machine.node}, ${machine.os}, redis-server ${redisVersion}; ${perRound.length} round(s), load average ${loadavg.map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min) at the end.`,
   '',
 ];
 if (runs('capacity')) {
   const names = capacitySetUps.map((s) => s.name);
   md.push(
-    '| set-up | real-time streams without underrun (median) | per round | CPU ms per streamed audio-second: gateways / workers / redis-server | Redis commands per audio-second | Redis bytes in / out per audio-second | ramp (sessions: underruns, all rounds) |',
-    '|---|---|---|---|---|---|---|',
+    '| set-up | real-time streams without underrun (median) | per round | CPU ms per streamed audio-second: gateways / workers / redis-server | Redis commands per audio-second | Redis bytes in / out per audio-second | Redis clients at peak | ramp (sessions: underruns, all rounds) |',
+    '|---|---|---|---|---|---|---|---|',
   );
   for (const name of names) {
     const rs = perRound.map((rd) => rd.capacity[name]!);
     const m = (g: (x: CapacityRound['perAudioSecond']) => number) => med(rs.map((x) => g(x.perAudioSecond)));
     md.push(
-      `| ${name} | ${med(rs.map((x) => x.maxStreams))} | ${rs.map((x) => x.maxStreams).join(', ')} | ${f(m((x) => x.gatewayCpuMs))} / ${f(m((x) => x.workerCpuMs))} / ${f(m((x) => x.redisCpuMs))} | ${f(m((x) => x.redisCommands), 0)} | ${f(m((x) => x.redisBytesIn), 0)} / ${f(m((x) => x.redisBytesOut), 0)} | ${rs.flatMap((x) => x.ramp.map((p) => `${p.sessions}: ${p.underruns}`)).join(', ')} |`,
+      `| ${name} | ${med(rs.map((x) => x.maxStreams))} | ${rs.map((x) => x.maxStreams).join(', ')} | ${f(m((x) => x.gatewayCpuMs))} / ${f(m((x) => x.workerCpuMs))} / ${f(m((x) => x.redisCpuMs))} | ${f(m((x) => x.redisCommands), 0)} | ${f(m((x) => x.redisBytesIn), 0)} / ${f(m((x) => x.redisBytesOut), 0)} | ${f(m((x) => x.redisPeakClients), 0)} | ${rs.flatMap((x) => x.ramp.map((p) => `${p.sessions}: ${p.underruns}`)).join(', ')} |`,
     );
+  }
+  md.push(
+    '',
+    'Per process kind, at each set-up\'s highest load sustained: the streams one core would carry for that kind alone (1 000 ms over its CPU ms per audio-second, medians across rounds).',
+    '',
+    '| set-up | gateway streams per core | worker streams per core | redis-server streams per core (one thread) | all processes: CPU ms per audio-second |',
+    '|---|---|---|---|---|',
+  );
+  for (const name of names) {
+    const rs = perRound.map((rd) => rd.capacity[name]!.perAudioSecond);
+    const m = (g: (x: CapacityRound['perAudioSecond']) => number) => med(rs.map(g));
+    const perCore = (ms: number) => (ms > 0 ? f(1000 / ms, 0) : '–');
+    md.push(`| ${name} | ${perCore(m((x) => x.gatewayCpuMs))} | ${perCore(m((x) => x.workerCpuMs))} | ${perCore(m((x) => x.redisCpuMs))} | ${f(m((x) => x.gatewayCpuMs + x.workerCpuMs + x.redisCpuMs))} |`);
   }
   md.push('', '| ratio | median [min–max] across rounds |', '|---|---|');
   for (const r of Object.values(ratios)) md.push(`| ${r.label} | ${range(r.ratio)} |`);
@@ -287,9 +339,9 @@ if (runs('frames')) {
   md.push('');
 }
 
-const results = { date, command, machine, quick, rounds: perRound, sizes, ratios, frameAdded };
+const results = { date, command, machine, minutes, loadavg, quick, rounds: perRound, sizes, ratios, frameAdded };
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(`bench/results/cluster${quick ? '-quick' : ''}.json`, JSON.stringify(results, null, 2));
+if (!from) writeFileSync(`bench/results/cluster${quick ? '-quick' : ''}.json`, JSON.stringify(results, null, 2));
 writeFileSync(`bench/results/cluster${quick ? '-quick' : ''}.md`, md.join('\n'));
 log(md.join('\n'));
 
