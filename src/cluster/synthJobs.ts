@@ -207,11 +207,7 @@ export class SynthWorker {
   async start(): Promise<void> {
     this.jobs.redis.on('error', () => {});
     await this.jobs.redis.connect();
-    try {
-      await this.jobs.redis.xgroup('CREATE', this.queue, group, '$', 'MKSTREAM');
-    } catch (error) {
-      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
-    }
+    await this.createGroup('$');
     this.reader = this.jobs.redis.duplicate({ commandTimeout: 5_000, lazyConnect: true });
     this.reader.on('error', () => {});
     await this.reader.connect();
@@ -234,6 +230,15 @@ export class SynthWorker {
     this.jobs.redis.disconnect();
   }
 
+  /** The job stream's consumer group, from `from` on ('$': jobs added from now; '0': every job kept). */
+  private async createGroup(from: '$' | '0'): Promise<void> {
+    try {
+      await this.jobs.redis.xgroup('CREATE', this.queue, group, from, 'MKSTREAM');
+    } catch (error) {
+      if (!/BUSYGROUP/.test((error as Error).message)) throw error;
+    }
+  }
+
   private async readJobs(): Promise<void> {
     while (!this.stopping) {
       const free = this.concurrency - this.running.size;
@@ -244,8 +249,11 @@ export class SynthWorker {
       let reply: Array<[string, Array<[string, string[]]>]> | null;
       try {
         reply = (await this.reader!.xreadgroup('GROUP', group, this.consumer, 'COUNT', free, 'BLOCK', 1_000, 'STREAMS', this.queue, '>')) as typeof reply;
-      } catch {
+      } catch (error) {
         if (this.stopping) return;
+        // Redis restarted empty: the job stream and its group went with it. Made again from the
+        // stream's start, so the jobs gateways queued since the restart are taken too.
+        if (/NOGROUP/.test((error as Error).message)) await this.createGroup('0').catch(() => {});
         await new Promise((r) => setTimeout(r, 200)); // Redis away: try again shortly
         continue;
       }
