@@ -39,7 +39,7 @@ for (const [key, ra] of Object.entries(a.r.ratios)) {
 }
 process.stdout.write(
   [
-    `| figure | contender | run A: ratio to raw-ws, median [min–max] | run B | ranges overlap |`,
+    `| figure | contender | run A: ratio (to raw-ws, or as the figure says), median [min–max] | run B | ranges overlap |`,
     '|---|---|---|---|---|',
     ...rows,
     '',
