@@ -5,7 +5,7 @@
 process.setSourceMapsEnabled(false);
 import { connect, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
-import { stampOf } from './contenders/stampProvider.js';
+import { gatewayStampOf, stampOf } from './contenders/stampProvider.js';
 
 export type Scenario =
   /** With `holdAfterWarmup`, the warm-up round ends with a `warm` message and the rest waits for `go`. */
@@ -142,6 +142,9 @@ async function run(s: Scenario): Promise<unknown> {
       const later: number[] = [];
       const first: number[] = [];
       const ttfa: number[] = [];
+      // The later frames' way in two parts: provider → gateway's engine, and on to the client.
+      const toGateway: number[] = [];
+      const toClient: number[] = [];
       let unreadable = 0;
       let completed = 0;
       await Promise.all(
@@ -155,7 +158,13 @@ async function run(s: Scenario): Promise<unknown> {
                 const latency = at - stampOf(pcm);
                 // A frame whose first bytes are no stamp of the last minute (a frame cut elsewhere).
                 if (!(latency >= 0 && latency < 60_000)) unreadable++;
-                else (frames === 0 ? first : later).push(latency);
+                else if (frames === 0) first.push(latency);
+                else {
+                  later.push(latency);
+                  const atGateway = gatewayStampOf(pcm);
+                  toGateway.push(atGateway - stampOf(pcm));
+                  toClient.push(at - atGateway);
+                }
                 frames++;
               };
               c.onEnd = () => {
@@ -169,7 +178,7 @@ async function run(s: Scenario): Promise<unknown> {
         ),
       );
       for (const c of clients) c.close();
-      return { first, later, ttfa, unreadable, completed };
+      return { first, later, ttfa, toGateway, toClient, unreadable, completed };
     }
     case 'open': {
       held = await openClients(s.contender, s.port, s.sessions);

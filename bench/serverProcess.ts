@@ -15,7 +15,7 @@ import { EspeakProvider } from '../src/providers/espeak/espeakProvider.js';
 import type { TtsProvider } from '../src/providers/types.js';
 import { createVoxlineServer } from '../src/server/voxlineServer.js';
 import { attachRawRelay, attachSocketIoRelay } from './contenders/relays.js';
-import { StampProvider } from './contenders/stampProvider.js';
+import { restamped, StampProvider } from './contenders/stampProvider.js';
 import type { ContenderName } from './common.js';
 
 // voxline-gateway and voxline-worker are the two roles of `voxline serve --redis URL --role …`
@@ -55,6 +55,8 @@ if (contender === 'voxline-cluster' && cluster.isPrimary) {
     shared = { sharedSessionCap: membership.sessionCap, sessionDirectory: membership.sessionDirectory, sharedTextBudget: membership.textBudget };
     advertise = membership.advertise;
   }
+  // The per-frame latency figure: a second stamp as the gateway's engine takes each block.
+  if (upstream === 'stamp') providers = providers.map(restamped);
   const server = createVoxlineServer({
     providers,
     ...shared,

@@ -27,8 +27,8 @@ export class StampProvider implements TtsProvider {
       if (due > 0) await new Promise((r) => setTimeout(r, due));
       if (request.signal.aborted) return;
       const samples = new Int16Array(frameSamples);
-      for (let s = 4; s < frameSamples; s++) samples[s] = (s * 37) % 2000;
-      new Float64Array(samples.buffer, 0, 1)[0] = epochMs();
+      for (let s = 8; s < frameSamples; s++) samples[s] = (s * 37) % 2000;
+      new DataView(samples.buffer, samples.byteOffset, 8).setFloat64(0, epochMs(), true);
       yield { samples, sampleRate: stampRate };
     }
   }
@@ -38,5 +38,29 @@ export class StampProvider implements TtsProvider {
   close = () => Promise.resolve();
 }
 
-/** The stamp in a frame's PCM payload (the bytes after the 8-byte header). */
+/**
+ * The gateway's side: a provider whose blocks get a second stamp (samples 4–7) as the gateway's
+ * engine takes them from `provider` (in a cluster, the RedisJobProvider reading the job's
+ * stream), so a frame's way splits into provider → gateway and gateway → client.
+ */
+export function restamped(provider: TtsProvider): TtsProvider {
+  return {
+    name: provider.name,
+    voices: provider.voices,
+    maxPieceChars: provider.maxPieceChars,
+    async *synthesize(request: SynthesisRequest): AsyncIterable<PcmBlock> {
+      for await (const block of provider.synthesize(request)) {
+        if (block.samples.length >= 8) new DataView(block.samples.buffer, block.samples.byteOffset + 8, 8).setFloat64(0, epochMs(), true);
+        yield block;
+      }
+    },
+    ready: () => provider.ready(),
+    isReady: () => provider.isReady(),
+    close: () => provider.close(),
+  };
+}
+
+/** The provider's stamp in a frame's PCM payload (the bytes after the 8-byte header). */
 export const stampOf = (payload: Buffer): number => (payload.length >= 8 ? payload.readDoubleLE(0) : Number.NaN);
+/** The gateway's stamp (restamped), or NaN. */
+export const gatewayStampOf = (payload: Buffer): number => (payload.length >= 16 ? payload.readDoubleLE(8) : Number.NaN);
