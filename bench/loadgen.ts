@@ -19,7 +19,7 @@ export type Scenario =
    * The first frame of each stream is reported apart (it carries the job's start), and the
    * time from each speak to its first frame.
    */
-  | { kind: 'frames'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
+  | { kind: 'frames'; contender: ContenderName; port: number; sessions: number; text: string; tag: string; raw?: boolean }
   | { kind: 'open'; contender: ContenderName; port: number; sessions: number; speakText?: string; tag: string }
   | { kind: 'closeAll' }
   | { kind: 'sequence'; contender: ContenderName; port: number; count: number; parallel: number; text: string; tag: string };
@@ -145,6 +145,11 @@ async function run(s: Scenario): Promise<unknown> {
       // The later frames' way in two parts: provider → gateway's engine, and on to the client.
       const toGateway: number[] = [];
       const toClient: number[] = [];
+      /** With `raw`: every later frame as [session, arrival epoch ms, provider → gateway ms]. */
+      const raw: Array<[number, number, number]> = [];
+      // Later frames in a stream's first 500 ms (every session starts at once: the start burst) and after.
+      const startBurst: number[] = [];
+      const steady: number[] = [];
       let unreadable = 0;
       let completed = 0;
       await Promise.all(
@@ -153,17 +158,23 @@ async function run(s: Scenario): Promise<unknown> {
             new Promise<void>((resolve) => {
               let frames = 0;
               let sentAt = 0;
+              let firstAt = 0;
               c.onFrame = (pcm, at) => {
-                if (frames === 0) ttfa.push(at - sentAt);
+                if (frames === 0) {
+                  ttfa.push(at - sentAt);
+                  firstAt = at;
+                }
                 const latency = at - stampOf(pcm);
                 // A frame whose first bytes are no stamp of the last minute (a frame cut elsewhere).
                 if (!(latency >= 0 && latency < 60_000)) unreadable++;
                 else if (frames === 0) first.push(latency);
                 else {
                   later.push(latency);
+                  (at - firstAt <= 500 ? startBurst : steady).push(latency);
                   const atGateway = gatewayStampOf(pcm);
                   toGateway.push(atGateway - stampOf(pcm));
                   toClient.push(at - atGateway);
+                  if (s.raw) raw.push([i, at, atGateway - stampOf(pcm)]);
                 }
                 frames++;
               };
@@ -178,7 +189,7 @@ async function run(s: Scenario): Promise<unknown> {
         ),
       );
       for (const c of clients) c.close();
-      return { first, later, ttfa, toGateway, toClient, unreadable, completed };
+      return { first, later, startBurst, steady, ttfa, toGateway, toClient, unreadable, completed, ...(s.raw ? { raw } : {}) };
     }
     case 'open': {
       held = await openClients(s.contender, s.port, s.sessions);
