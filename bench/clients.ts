@@ -10,6 +10,8 @@ export interface BenchClient {
   stop(): void;
   onAudio: (samples: number, at: number) => void;
   onEnd: (id: string, reason: string, at: number) => void;
+  /** voxline only: each audio frame's PCM payload (after its 8-byte header), when set. */
+  onFrame?: (pcm: Buffer, at: number) => void;
   close(): void;
 }
 
@@ -42,6 +44,7 @@ export async function connect(contender: ContenderName, port: number): Promise<B
     const at = epochMs();
     if (isBinary) {
       client.onAudio((data.length - (voxline ? 8 : 0)) / 2, at);
+      if (voxline) client.onFrame?.(data.subarray(8), at);
       return;
     }
     const m = JSON.parse(data.toString()) as { type: string; id: string; reason: string; stream: number };

@@ -32,7 +32,7 @@ export function slope(points: Array<[number, number]>): number {
 }
 
 /** `direct` is the baseline: the load generator fetching from the emulator itself, no gateway. */
-export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-cluster' | 'voxline-espeak' | 'direct';
+export type ContenderName = 'raw-ws' | 'socket.io' | 'voxline' | 'voxline-cluster' | 'voxline-espeak' | 'voxline-gateway' | 'voxline-worker' | 'direct';
 
 /** A figure across rounds: its median and its spread (min–max), and every round's value. */
 export interface Spread {
@@ -51,3 +51,7 @@ export function spread(values: number[]): Spread {
 
 export const sampleRate = 24_000;
 export const emulatorVoice = 'troy';
+
+/** The figures' texts: a one-sentence utterance, and the capacity figure's longer stream. */
+export const shortText = 'Good morning, here is the weather for today.';
+export const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';

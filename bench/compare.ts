@@ -1,7 +1,9 @@
 // `tsx bench/compare.ts A.json B.json`: do two bench runs agree? For every ratio to raw-ws in
-// both (bench/results/*.json written by `npm run bench`), each run's median [min–max] across
-// its rounds, and whether the two ranges overlap. Prints a markdown table.
+// both (bench/results/*.json written by `npm run bench`, or the set-up ratios of two
+// `npm run bench:cluster` runs), each run's median [min–max] across its rounds, and whether the
+// two ranges overlap. Prints a markdown table.
 import { readFileSync } from 'node:fs';
+import type { Spread } from './common.js';
 import type { BenchResults } from './report.js';
 
 const [a, b] = process.argv.slice(2).map((file) => ({ file, r: JSON.parse(readFileSync(file, 'utf8')) as BenchResults }));
@@ -13,6 +15,17 @@ let compared = 0;
 for (const [key, ra] of Object.entries(a.r.ratios)) {
   const rb = b.r.ratios[key];
   if (!rb) continue;
+  // bench/cluster.ts's results: one ratio per figure (a set-up over another), no contenders.
+  if ('ratio' in ra && 'ratio' in rb) {
+    const x = (ra as unknown as { ratio: Spread }).ratio;
+    const y = (rb as unknown as { ratio: Spread }).ratio;
+    if (!Number.isFinite(x.median) || !Number.isFinite(y.median)) continue;
+    const overlap = x.min <= y.max && y.min <= x.max;
+    compared++;
+    if (overlap) agree++;
+    rows.push(`| ${ra.label} | – | ${f(x.median)} [${f(x.min)}–${f(x.max)}] | ${f(y.median)} [${f(y.min)}–${f(y.max)}] | ${overlap ? 'yes' : '**no**'} |`);
+    continue;
+  }
   for (const c of Object.keys(ra.ratios)) {
     if (c === 'raw-ws' || !rb.ratios[c]) continue;
     const x = ra.ratios[c]!;
@@ -26,7 +39,7 @@ for (const [key, ra] of Object.entries(a.r.ratios)) {
 }
 process.stdout.write(
   [
-    `| figure | contender | run A: ratio to raw-ws, median [min–max] | run B | ranges overlap |`,
+    `| figure | contender | run A: ratio (to raw-ws, or as the figure says), median [min–max] | run B | ranges overlap |`,
     '|---|---|---|---|---|',
     ...rows,
     '',

@@ -5,26 +5,36 @@
 process.setSourceMapsEnabled(false);
 import { connect, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
+import { gatewayStampOf, stampOf } from './contenders/stampProvider.js';
 
 export type Scenario =
   /** With `holdAfterWarmup`, the warm-up round ends with a `warm` message and the rest waits for `go`. */
   | { kind: 'ttfa'; contender: ContenderName; port: number; sessions: number; rounds: number; text: string; tag: string; holdAfterWarmup?: boolean }
   | { kind: 'stop'; contender: ContenderName; port: number; sessions: number; text: string; tag: string }
-  | { kind: 'capacity'; contender: ContenderName; port: number; sessions: number; text: string; jitterMs: number; tag: string }
+  /** With `ports` (several gateways), client i connects to ports[i % ports.length] instead of `port`. */
+  | { kind: 'capacity'; contender: ContenderName; port: number; ports?: number[]; sessions: number; text: string; jitterMs: number; tag: string }
+  /**
+   * Per-frame latency with bench/contenders/stampProvider.ts: every session speaks `text` at
+   * once; each frame's arrival minus the stamp its provider wrote when it yielded the block.
+   * The first frame of each stream is reported apart (it carries the job's start), and the
+   * time from each speak to its first frame.
+   */
+  | { kind: 'frames'; contender: ContenderName; port: number; sessions: number; text: string; tag: string; raw?: boolean }
   | { kind: 'open'; contender: ContenderName; port: number; sessions: number; speakText?: string; tag: string }
   | { kind: 'closeAll' }
   | { kind: 'sequence'; contender: ContenderName; port: number; count: number; parallel: number; text: string; tag: string };
 
 let held: BenchClient[] = [];
 
-async function openClients(contender: ContenderName, port: number, n: number): Promise<BenchClient[]> {
+async function openClients(contender: ContenderName, port: number | number[], n: number): Promise<BenchClient[]> {
+  const ports = Array.isArray(port) ? port : [port];
   const clients: BenchClient[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(200, n) }, async () => {
       while (next < n) {
-        next++;
-        clients.push(await connect(contender, port));
+        const i = next++;
+        clients.push(await connect(contender, ports[i % ports.length]!));
       }
     }),
   );
@@ -95,7 +105,7 @@ async function run(s: Scenario): Promise<unknown> {
       return { stopToEnd, stopAt };
     }
     case 'capacity': {
-      const clients = await openClients(s.contender, s.port, s.sessions);
+      const clients = await openClients(s.contender, s.ports ?? s.port, s.sessions);
       let underruns = 0;
       let samples = 0;
       let completed = 0;
@@ -126,6 +136,60 @@ async function run(s: Scenario): Promise<unknown> {
       );
       for (const c of clients) c.close();
       return { underruns, completed, audioSeconds: samples / sampleRate };
+    }
+    case 'frames': {
+      const clients = await openClients(s.contender, s.port, s.sessions);
+      const later: number[] = [];
+      const first: number[] = [];
+      const ttfa: number[] = [];
+      // The later frames' way in two parts: provider → gateway's engine, and on to the client.
+      const toGateway: number[] = [];
+      const toClient: number[] = [];
+      /** With `raw`: every later frame as [session, arrival epoch ms, provider → gateway ms]. */
+      const raw: Array<[number, number, number]> = [];
+      // Later frames in a stream's first 500 ms (every session starts at once: the start burst) and after.
+      const startBurst: number[] = [];
+      const steady: number[] = [];
+      let unreadable = 0;
+      let completed = 0;
+      await Promise.all(
+        clients.map(
+          (c, i) =>
+            new Promise<void>((resolve) => {
+              let frames = 0;
+              let sentAt = 0;
+              let firstAt = 0;
+              c.onFrame = (pcm, at) => {
+                if (frames === 0) {
+                  ttfa.push(at - sentAt);
+                  firstAt = at;
+                }
+                const latency = at - stampOf(pcm);
+                // A frame whose first bytes are no stamp of the last minute (a frame cut elsewhere).
+                if (!(latency >= 0 && latency < 60_000)) unreadable++;
+                else if (frames === 0) first.push(latency);
+                else {
+                  later.push(latency);
+                  (at - firstAt <= 500 ? startBurst : steady).push(latency);
+                  const atGateway = gatewayStampOf(pcm);
+                  toGateway.push(atGateway - stampOf(pcm));
+                  toClient.push(at - atGateway);
+                  if (s.raw) raw.push([i, at, atGateway - stampOf(pcm)]);
+                }
+                frames++;
+              };
+              c.onEnd = () => {
+                completed++;
+                resolve();
+              };
+              sentAt = epochMs();
+              c.speak(`f${i}`, `Mark ${s.tag}-${i}. ${s.text}`);
+              setTimeout(resolve, 60_000);
+            }),
+        ),
+      );
+      for (const c of clients) c.close();
+      return { first, later, startBurst, steady, ttfa, toGateway, toClient, unreadable, completed, ...(s.raw ? { raw } : {}) };
     }
     case 'open': {
       held = await openClients(s.contender, s.port, s.sessions);

@@ -3,18 +3,17 @@
 // its own process. Writes bench/results/latest.json, docs/benchmarks.md (tables) and
 // docs/images/bench-*.svg (charts). --quick (CI) runs tiny counts in well under a minute and
 // asserts that every figure was produced, never how fast.
-import { fork, type ChildProcess } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import type { GroqEmulatorOptions } from '../src/emulators/groqEmulator.js';
 import type { ChatFirstTokenFigure } from './chatFirstToken.js';
 import type { VoiceToVoiceFigure } from './voiceToVoice.js';
 import { barChart, lineChart } from './chart.js';
 import { renderReport, type BenchResults } from './report.js';
-import { slope, spread, summarize, type ContenderName, type Spread, type Summary } from './common.js';
-import type { Scenario } from './loadgen.js';
+import { longText, shortText, slope, spread, summarize, type ContenderName, type Spread, type Summary } from './common.js';
+import { ask, call, capacityRamp, compileContenders, cpuMs, nextMessage, quiet as quietUpstream, spawnChild, stats, tag } from './harness.js';
 
 interface ListeningPass {
   cpuMsPerAudioSecond: number;
@@ -44,63 +43,10 @@ const firstByteDelayMs = 20;
 const capacityContenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline', 'voxline-cluster']) as ContenderName[];
 const contenders = capacityContenders.filter((c) => c !== 'voxline-cluster');
 const rounds = Number(values.rounds ?? (quick ? 1 : 3));
-const shortText = 'Good morning, here is the weather for today.';
-const longText = 'This is a long answer that keeps streaming for a while, so that the load is real and the stop lands mid-stream.';
 const replyText = `${longText} ${longText} ${longText}`;
-const execArgv = ['--import', 'tsx', '--expose-gc'];
-
-function spawnChild(script: string, args: string[] = [], argv = execArgv): Promise<{ child: ChildProcess; first: Record<string, unknown> }> {
-  const child = fork(script, args, { execArgv: argv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    child.once('message', (first: Record<string, unknown>) => resolve({ child, first }));
-    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)));
-  });
-}
-
 // The contenders run as compiled JavaScript under plain node, as in production: tsx's loader
 // alone adds about 45 MB of RSS to a process, which would blur the memory figures.
 const serverScript = await compileContenders();
-
-let requestId = 0;
-function call<T>(child: ChildProcess, scenario: Scenario): Promise<T> {
-  const id = ++requestId;
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: { id?: number; result?: T; error?: string }) => {
-      if (m.id !== id) return;
-      child.off('message', onMessage);
-      if (m.error) reject(new Error(m.error));
-      else resolve(m.result as T);
-    };
-    child.on('message', onMessage);
-    child.send({ id, scenario });
-  });
-}
-
-interface Stats {
-  rss: number;
-  heapUsed: number;
-  cpuMs: number;
-  handles: number;
-}
-/** Resolve with a child's first message of type `type` from now on. */
-function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { type: string }) => {
-      if (m.type !== type) return;
-      child.off('message', onMessage);
-      resolve(m as T);
-    };
-    child.on('message', onMessage);
-  });
-}
-/** Send a child `message` and resolve with its first message of type `answer`. */
-function ask<T>(child: ChildProcess, message: { type: string }, answer: string): Promise<T> {
-  const answered = nextMessage<T>(child, answer);
-  child.send(message);
-  return answered;
-}
-const stats = (server: ChildProcess) => ask<Stats>(server, { type: 'stats' }, 'stats');
-const cpuMs = async (server: ChildProcess) => (await ask<{ cpuMs: number }>(server, { type: 'cpu' }, 'cpu')).cpuMs;
 
 // The shared upstream, in its own process.
 const emulator = await spawnChild('bench/emulatorProcess.ts', [String(firstByteDelayMs)]);
@@ -142,15 +88,8 @@ async function withServer<T>(contender: ContenderName, fn: (port: number, server
   }
 }
 
-const tag = (name: string) => `${name}${Date.now().toString(36)}`;
 /** Let the previous scenario's streams drain (the upstream has nothing open) before measuring the next. */
-async function quiet(): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  while ((await ask<{ active: number }>(emulator.child, { type: 'emuStats' }, 'emuStats')).active > 0 && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  await new Promise((r) => setTimeout(r, 300));
-}
+const quiet = () => quietUpstream(emulator.child);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 // Figures 1–4 are measured in rounds, the contenders interleaved within each round (A B C,
@@ -214,7 +153,7 @@ async function latencyFigures(contender: ContenderName, round: Round): Promise<v
 async function capacityFigure(round: Round, order: ContenderName[]): Promise<void> {
   const servers = await Promise.all(order.map(async (c) => ({ c, ...(await spawnChild(serverScript, [c, upstream], ['--expose-gc'])) })));
   try {
-    const state = new Map(order.map((c) => [c, { maxStreams: 0, broke: 0, cpuMsPerAudioSecond: Number.NaN, ramp: [] as Array<{ sessions: number; underruns: number }> }]));
+    const state = new Map(order.map((c) => [c, { maxStreams: 0, cpuMsPerAudioSecond: Number.NaN, ramp: [] as Array<{ sessions: number; underruns: number }> }]));
     const sustains = async (c: ContenderName, sessions: number): Promise<boolean> => {
       const { child, first } = servers.find((s) => s.c === c)!;
       const st = state.get(c)!;
@@ -224,10 +163,7 @@ async function capacityFigure(round: Round, order: ContenderName[]): Promise<voi
       const after = await stats(child);
       st.ramp.push({ sessions, underruns: r.underruns });
       log(`${c}: capacity @${sessions}: ${r.underruns} underruns, ${r.completed} completed`);
-      if (r.underruns > 0 || r.completed < sessions) {
-        st.broke = sessions;
-        return false;
-      }
+      if (r.underruns > 0 || r.completed < sessions) return false;
       if (sessions > st.maxStreams) {
         st.maxStreams = sessions;
         st.cpuMsPerAudioSecond = (after.cpuMs - before.cpuMs) / r.audioSeconds;
@@ -241,19 +177,7 @@ async function capacityFigure(round: Round, order: ContenderName[]): Promise<voi
       await quiet();
       await call(loadgen, { kind: 'capacity', contender: c, port: first.port as number, sessions: quick ? 2 : 50, text: shortText, jitterMs: 200, tag: tag('w') });
     }
-    for (const sessions of sizes.capacity) {
-      const alive = order.filter((c) => state.get(c)!.broke === 0);
-      if (alive.length === 0) break;
-      for (const c of alive) await sustains(c, sessions);
-    }
-    for (let step = 0; step < sizes.capacityBisections; step++) {
-      for (const c of order) {
-        const st = state.get(c)!;
-        const mid = Math.round((st.maxStreams + st.broke) / 2 / 10) * 10;
-        if (st.broke === 0 || mid <= st.maxStreams || mid >= st.broke) continue;
-        await sustains(c, mid);
-      }
-    }
+    await capacityRamp(order, sizes.capacity, sizes.capacityBisections, sustains);
     for (const { c, child } of servers) {
       const st = state.get(c)!;
       round.capacity[c] = { maxStreams: st.maxStreams, cpuMsPerAudioSecond: st.cpuMsPerAudioSecond, ramp: st.ramp, afterLoadRssMB: (await stats(child)).rss / 2 ** 20 };
@@ -481,15 +405,3 @@ if (!quick && !only && !values.contenders) {
 }
 log(missing.length === 0 ? `bench: every figure produced (${quick ? 'quick' : 'full'} run)` : `bench: MISSING ${missing.join(', ')}`);
 process.exit(missing.length === 0 ? 0 : 1);
-
-/** Transpile the contenders' server (and everything it imports) file by file into bench/results/build. */
-async function compileContenders(): Promise<string> {
-  const outdir = 'bench/results/build';
-  const sources = ['src', 'machines', 'bench'].flatMap((dir) =>
-    (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => `${dir}/${f}`),
-  );
-  await build({ entryPoints: sources, outdir, outbase: '.', format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
-  copyFileSync('src/providers/espeak/espeakWorker.mjs', `${outdir}/src/providers/espeak/espeakWorker.mjs`);
-  copyFileSync('src/listening/pocketsphinx/pocketsphinxWorker.mjs', `${outdir}/src/listening/pocketsphinx/pocketsphinxWorker.mjs`);
-  return `${outdir}/bench/serverProcess.js`;
-}

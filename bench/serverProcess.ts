@@ -12,11 +12,19 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { groqProvider } from '../src/providers/groq/groqProvider.js';
 import { EspeakProvider } from '../src/providers/espeak/espeakProvider.js';
+import type { TtsProvider } from '../src/providers/types.js';
 import { createVoxlineServer } from '../src/server/voxlineServer.js';
 import { attachRawRelay, attachSocketIoRelay } from './contenders/relays.js';
+import { restamped, StampProvider } from './contenders/stampProvider.js';
 import type { ContenderName } from './common.js';
 
-const [contender, upstream] = process.argv.slice(2) as [ContenderName, string];
+// voxline-gateway and voxline-worker are the two roles of `voxline serve --redis URL --role …`
+// (bench/cluster.ts): a gateway whose provider queues each piece as a job on Redis, and a
+// synthesis worker with no HTTP at all, taking the jobs and calling the upstream. Both take the
+// Redis URL and a key prefix (one cluster per prefix on one redis-server) after the upstream.
+// An upstream of `stamp` is bench/contenders/stampProvider.ts instead of the Groq emulator.
+const [contender, upstream, redisUrl, prefix] = process.argv.slice(2) as [ContenderName, string, string?, string?];
+const upstreamProvider = (): TtsProvider => (upstream === 'stamp' ? new StampProvider() : groqProvider({ apiKey: 'bench', baseURL: upstream }));
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 let port: number;
 let workers: Worker[] = [];
@@ -25,9 +33,33 @@ if (contender === 'voxline-cluster' && cluster.isPrimary) {
   workers = [cluster.fork(), cluster.fork()];
   const ports = await Promise.all(workers.map((w) => new Promise<number>((resolve) => w.once('message', (m: { port: number }) => resolve(m.port)))));
   port = ports[0]!;
-} else if (contender === 'voxline' || contender === 'voxline-espeak' || contender === 'voxline-cluster') {
+} else if (contender === 'voxline-worker') {
+  // As `voxline serve --role worker` runs it (src/cli/serve.ts), with a concurrency that does
+  // not bound the figure: the CLI's is the provider's pool size, or 4 for a network provider.
+  const { joinCluster } = await import('../src/cluster/joinCluster.js');
+  const { SynthWorker } = await import('../src/cluster/synthJobs.js');
+  const membership = await joinCluster({ redisUrl: redisUrl!, ...(prefix ? { prefix } : {}) });
+  const worker = new SynthWorker(membership.redis, upstreamProvider(), { concurrency: 100_000, ...(prefix ? { prefix } : {}) });
+  await worker.start();
+  port = 0;
+} else if (contender === 'voxline' || contender === 'voxline-espeak' || contender === 'voxline-cluster' || contender === 'voxline-gateway') {
+  let providers: TtsProvider[] = contender !== 'voxline-espeak' ? [upstreamProvider()] : [new EspeakProvider({ size: 2 })];
+  let shared = {};
+  let advertise = (_url: string) => {};
+  if (contender === 'voxline-gateway') {
+    // As `voxline serve --role gateway` runs it: every shared piece of state through Redis.
+    const { joinCluster } = await import('../src/cluster/joinCluster.js');
+    const { RedisJobProvider } = await import('../src/cluster/synthJobs.js');
+    const membership = await joinCluster({ redisUrl: redisUrl!, textCharsPerMinute: 1e9, ...(prefix ? { prefix } : {}) });
+    providers = providers.map((p) => new RedisJobProvider(membership.redis, p.name, p.voices, p.maxPieceChars, prefix ? { prefix } : {}));
+    shared = { sharedSessionCap: membership.sessionCap, sessionDirectory: membership.sessionDirectory, sharedTextBudget: membership.textBudget };
+    advertise = membership.advertise;
+  }
+  // The per-frame latency figure: a second stamp as the gateway's engine takes each block.
+  if (upstream === 'stamp') providers = providers.map(restamped);
   const server = createVoxlineServer({
-    providers: contender !== 'voxline-espeak' ? [groqProvider({ apiKey: 'bench', baseURL: upstream })] : [new EspeakProvider({ size: 2 })],
+    providers,
+    ...shared,
     metrics: false,
     maxConnectionsPerIp: 100_000,
     abuse: { messagesPerSecond: 1_000, messageBurst: 1_000, maxSessionsPerKey: 100_000 },
@@ -36,6 +68,7 @@ if (contender === 'voxline-cluster' && cluster.isPrimary) {
   });
   await server.engine.ready();
   port = (await server.listen(0, '127.0.0.1')).port;
+  advertise(`ws://127.0.0.1:${port}/v1/voice`);
 } else {
   const server = createServer();
   if (contender === 'raw-ws') attachRawRelay(server, upstream);

@@ -91,9 +91,10 @@ class Jobs {
     return (await this.redis.eval(appendScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, block.sampleRate, pcm)) === 1;
   }
   /** The consumer group of the workers, made at the end of the stream (with it) if missing. */
-  async ensureGroup(provider: string): Promise<void> {
+  /** The workers' group of `provider`'s queue, made if missing: from new entries on ('$'), or from the stream's start ('0'). */
+  async ensureGroup(provider: string, from: '$' | '0' = '$'): Promise<void> {
     try {
-      await this.redis.xgroup('CREATE', this.queue(provider), group, '$', 'MKSTREAM');
+      await this.redis.xgroup('CREATE', this.queue(provider), group, from, 'MKSTREAM');
     } catch (error) {
       if (!/BUSYGROUP/.test((error as Error).message)) throw error;
     }
@@ -307,6 +308,7 @@ export class SynthWorker {
     this.jobs.redis.disconnect();
   }
 
+  /** The job stream's consumer group, from `from` on ('$': jobs added from now; '0': every job kept). */
   private async readJobs(): Promise<void> {
     while (!this.stopping) {
       const free = this.concurrency - this.running.size;
@@ -319,8 +321,9 @@ export class SynthWorker {
         reply = (await this.reader!.xreadgroup('GROUP', group, this.consumer, 'COUNT', free, 'BLOCK', 1_000, 'STREAMS', this.queue, '>')) as typeof reply;
       } catch (error) {
         if (this.stopping) return;
-        // A Redis that restarted empty lost the group: make it again.
-        if (/NOGROUP/.test((error as Error).message)) await this.jobs.ensureGroup(this.provider.name).catch(() => {});
+        // Redis restarted empty: the job stream and its group went with it. Made again from the
+        // stream's start, so the jobs gateways queued since the restart are taken too.
+        if (/NOGROUP/.test((error as Error).message)) await this.jobs.ensureGroup(this.provider.name, '0').catch(() => {});
         await new Promise((r) => setTimeout(r, 200)); // Redis away: try again shortly
         continue;
       }
