@@ -54,6 +54,8 @@ export interface ClusterConfig {
   claimIdleMs: number;
   /** A worker serves /metrics, /healthz and /readyz on this port only when one is given (--port or PORT). */
   workerPort?: number;
+  /** Jobs a worker runs at once per network provider (the embedded voice: its pool size). */
+  workerConcurrency?: number;
 }
 
 export interface SayConfig {
@@ -108,6 +110,8 @@ cluster options (docs/operations.md, "A cluster"):
                         (sessions and synthesis in this process) (VOXLINE_ROLE, default all); a worker
                         serves only /metrics, /healthz and /readyz, and only when --port (PORT) is given
   --claim-idle-ms <ms>  a synthesis job whose worker went quiet this long ends failed (VOXLINE_CLAIM_IDLE_MS, default 5000)
+  --worker-concurrency <n>  jobs a worker runs at once per network provider (Groq, ElevenLabs;
+                        VOXLINE_WORKER_CONCURRENCY, default 64; the embedded voice: its pool size)
   --lease-ms <ms>       a dead gateway's places under the caps return after this (VOXLINE_LEASE_MS, default 15000)
   --drain-ms <ms>       on SIGTERM, resumable sessions get session.goaway and 1012, resume on another gateway
                         and may finish what plays for this long; a worker's running jobs may finish
@@ -177,6 +181,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
         'lease-ms': { type: 'string' },
         'drain-ms': { type: 'string' },
         'claim-idle-ms': { type: 'string' },
+        'worker-concurrency': { type: 'string' },
         out: { type: 'string', short: 'o' },
         server: { type: 'string' },
         token: { type: 'string' },
@@ -240,6 +245,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
   const leaseMs = int('--lease-ms', values['lease-ms'] ?? env.VOXLINE_LEASE_MS, 300, 3_600_000);
   const drainMs = int('--drain-ms', values['drain-ms'] ?? env.VOXLINE_DRAIN_MS, 0, 600_000);
   const claimIdleMs = int('--claim-idle-ms', values['claim-idle-ms'] ?? env.VOXLINE_CLAIM_IDLE_MS, 300, 600_000);
+  const workerConcurrency = int('--worker-concurrency', values['worker-concurrency'] ?? env.VOXLINE_WORKER_CONCURRENCY, 1, 10_000);
   if (!redisUrl && (role !== undefined || leaseMs !== undefined || drainMs !== undefined)) throw new ConfigError('--role, --lease-ms and --drain-ms need --redis');
   if (role !== undefined && role !== 'gateway' && role !== 'all' && role !== 'worker') throw new ConfigError(`--role must be gateway, worker or all, got "${role}"`);
   const port = int('--port', values.port ?? env.PORT, 0, 65_535);
@@ -265,7 +271,7 @@ export function parseCommand(argv: string[], env: NodeJS.ProcessEnv = process.en
       ...(recognizerWorkers !== undefined ? { recognizerWorkers } : {}),
       ...(maxSessionsPerKey !== undefined ? { maxSessionsPerKey } : {}),
       ...(resumeWindowMs !== undefined ? { resumeWindowMs } : {}),
-      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000, ...(port !== undefined ? { workerPort: port } : {}) } } : {}),
+      ...(redisUrl ? { cluster: { redisUrl, role: (role ?? 'all') as ClusterRole, leaseMs: leaseMs ?? 15_000, drainMs: drainMs ?? 10_000, claimIdleMs: claimIdleMs ?? 5_000, ...(port !== undefined ? { workerPort: port } : {}), ...(workerConcurrency !== undefined ? { workerConcurrency } : {}) } } : {}),
       espeakWorkers: int('--espeak-workers', values['espeak-workers'] ?? env.VOXLINE_ESPEAK_WORKERS, 1, 64) ?? 2,
     },
   };

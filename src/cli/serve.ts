@@ -181,7 +181,9 @@ async function work(
   const { SynthWorker } = await import('../cluster/synthJobs.js');
   await Promise.all(setup.providers.map((p) => p.ready()));
   const workers = setup.providers.map(
-    (p) => new SynthWorker(membership.redis, p, { claimIdleMs: cluster.claimIdleMs, concurrency: p.poolStats?.().size ?? 4 }),
+    // A network provider's job is mostly waiting on its HTTP stream (~5 ms of CPU per audio-second):
+    // dozens fit a core. The embedded voice runs one job per pool process.
+    (p) => new SynthWorker(membership.redis, p, { claimIdleMs: cluster.claimIdleMs, concurrency: p.poolStats?.().size ?? cluster.workerConcurrency ?? 64 }),
   );
   let stopping = false;
   const http = cluster.workerPort === undefined ? null : await workerHttp(config, membership, workers, () => stopping);

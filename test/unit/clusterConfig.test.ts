@@ -20,4 +20,11 @@ describe('cluster flags', () => {
     expect(serve(['--redis', 'redis://127.0.0.1:6379', '--role', 'worker', '--drain-ms', '2500']).cluster).toMatchObject({ drainMs: 2500 });
     expect(serve(['--redis', 'redis://127.0.0.1:6379']).cluster).toMatchObject({ drainMs: 10_000, role: 'all' });
   });
+
+  it('--worker-concurrency sets a worker’s jobs at once per network provider; bad values are refused', () => {
+    expect(serve(['--redis', 'redis://127.0.0.1:6379', '--role', 'worker']).cluster).not.toHaveProperty('workerConcurrency');
+    expect(serve(['--redis', 'redis://127.0.0.1:6379', '--role', 'worker', '--worker-concurrency', '200']).cluster).toMatchObject({ workerConcurrency: 200 });
+    expect(serve(['--redis', 'redis://127.0.0.1:6379', '--role', 'worker'], { VOXLINE_WORKER_CONCURRENCY: '16' }).cluster).toMatchObject({ workerConcurrency: 16 });
+    expect(() => serve(['--redis', 'redis://127.0.0.1:6379', '--worker-concurrency', '0'])).toThrow(/--worker-concurrency must be a whole number from 1 to 10000/);
+  });
 });
