@@ -777,17 +777,7 @@ export class VoiceEngine extends EventEmitter<{
     }
     this.absorb(shell);
     io.link = { transport, ...(onEnd ? { onEnd } : {}) };
-    const context = snapshot.context;
-    this.sendJson(request.sessionId, {
-      type: 'session.ready',
-      sessionId: request.sessionId,
-      protocol: 2,
-      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
-      voices: context.voices,
-      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
-      resume: { token: request.token, windowMs: context.resume?.windowMs ?? 0 },
-      resumed: true,
-    });
+    this.sendResumedReady(io, request.token, snapshot.context.resume?.windowMs ?? 0);
     for (const frame of verdict.frames) this.replayFrame(io, frame);
     this.resumeCounters.framesReplayed += verdict.frames.length;
     log.markAttached();
@@ -892,17 +882,7 @@ export class VoiceEngine extends EventEmitter<{
     });
     moving.holdReady = false;
     if (listen?.granted) handle.pacePlayout();
-    const context = io.actor.getSnapshot().context;
-    this.sendJson(request.sessionId, {
-      type: 'session.ready',
-      sessionId: request.sessionId,
-      protocol: 2,
-      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
-      voices: context.voices,
-      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
-      resume: { token: request.token, windowMs: settings.windowMs },
-      resumed: true,
-    });
+    this.sendResumedReady(io, request.token, settings.windowMs);
     for (const { announce, utterance } of plan.ends) {
       if (announce) this.sendJson(request.sessionId, { type: 'speak.accepted', id: utterance.id, stream: utterance.stream });
       // Straight to the client and the log: the record has this end already.
@@ -915,6 +895,21 @@ export class VoiceEngine extends EventEmitter<{
       const { id, text, voice, final, stream } = utterance;
       handle.send({ type: 'SPEAK', request: { id, text, ...(voice !== undefined ? { voice } : {}), final, mode: 'enqueue', stream } });
     }
+  }
+
+  /** session.ready of a resumed session (here, or taken over): its format, voices and listening, the same offer, `resumed`. */
+  private sendResumedReady(io: SessionIO, token: string, windowMs: number): void {
+    const { context } = io.actor.getSnapshot();
+    this.sendJson(context.sessionId, {
+      type: 'session.ready',
+      sessionId: context.sessionId,
+      protocol: 2,
+      format: { encoding: 'pcm_s16le', sampleRate: context.sampleRate, channels: 1 },
+      voices: context.voices,
+      ...(context.listen?.granted ? { listen: { format: context.listen.format } } : {}),
+      resume: { token, windowMs },
+      resumed: true,
+    });
   }
 
   /** What a session taken over holds back of what its replay sends (see replayMove). */

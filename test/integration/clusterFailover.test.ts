@@ -7,50 +7,21 @@
 // sample-identical to an undisturbed run, each frame once, one speak.end per utterance.
 // A gateway that is frozen (SIGSTOP) rather than dead is fenced: after it wakes it neither
 // writes the session's record nor cancels the jobs its successor reads.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServerMessage } from '../../machines/types.js';
 import { connectRedis } from '../../src/cluster/redis.js';
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
-import { assertContract, resumeCursor, resumeScript, samplesById, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
+import { audioCount, expectScriptWhole, readyOf, resumeOn, spawnReady, withoutReady, type ReadyChild } from '../support/clusterProcesses.js';
+import { assertContract, resumeCursor, resumeScript, samplesById, TestVoiceClient } from '../support/voiceClient.js';
 
-interface Child {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<void>;
-}
+type Child = ReadyChild;
 
 let redis: RunningRedis;
 const children: ChildProcess[] = [];
 
-async function spawnReady(script: string, ready: RegExp, env: Record<string, string>): Promise<Child> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
-    env: { ...process.env, REDIS_URL: redis.url, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const deadline = setTimeout(() => reject(new Error(`${script} did not start: ${err.slice(-500)}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = ready.exec(out);
-      if (m) {
-        clearTimeout(deadline);
-        resolve(m[1] ?? '');
-      }
-    });
-    void exited.then(() => reject(new Error(`${script} exited: ${err.slice(-500)}`)));
-  });
-  return { url, child, exited };
-}
-
 // Paced near real time (100 ms blocks every 60 ms), so "mid-utterance" lasts long enough to hit.
-const gateway = () => spawnReady('test/support/toneGateway.ts', /gateway listening on (\S+)/, { SYNTH: 'workers', LEASE_MS: '1500', RESUME_WINDOW_MS: '10000' });
-const worker = () => spawnReady('test/support/toneWorker.ts', /tone worker (ready)/, { TONE_PAUSE_MS: '60', TONE_RATE: '22050' });
+const gateway = () => spawnReady('test/support/toneGateway.ts', /gateway listening on (\S+)/, { REDIS_URL: redis.url, SYNTH: 'workers', LEASE_MS: '1500', RESUME_WINDOW_MS: '10000' }, children);
+const worker = () => spawnReady('test/support/toneWorker.ts', /tone worker (ready)/, { REDIS_URL: redis.url, TONE_PAUSE_MS: '60', TONE_RATE: '22050' }, children);
 
 const script = resumeScript;
 const reference = new Map<string, Int16Array>();
@@ -71,32 +42,7 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
-const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;
-const readyOf = (c: TestVoiceClient) => c.messages().find((m) => m.type === 'session.ready') as Extract<ServerMessage, { type: 'session.ready' }>;
-
-async function resumeOn(url: string, dropped: TestVoiceClient, token = readyOf(dropped).resume!.token): Promise<TestVoiceClient> {
-  const c = await TestVoiceClient.connect(url);
-  c.send({ type: 'session.resume', sessionId: readyOf(dropped).sessionId, token, ...resumeCursor(dropped.frames) });
-  await c.waitFor(() => c.messages().find((m) => m.type === 'session.ready' || m.type === 'error'), 10_000);
-  return c;
-}
-
-/** Both connections' frames: every frame once, in order, the script's three ends, the reference's samples. */
-async function expectWhole(dropped: TestVoiceClient, resumed: TestVoiceClient): Promise<void> {
-  expect(resumed.messages()[0]).toMatchObject({ type: 'session.ready', sessionId: readyOf(dropped).sessionId, resumed: true });
-  if (!dropped.messages().some((m) => m.type === 'speak.end' && m.id === 'u3')) await resumed.waitForEnd('u3', 20_000);
-  const all = [...withoutReady(dropped.frames), ...withoutReady(resumed.frames)];
-  assertContract(all);
-  const ends = all.flatMap((f) => (f.kind === 'message' && f.message.type === 'speak.end' ? [[f.message.id, f.message.reason]] : []));
-  expect(ends).toEqual([
-    ['u1', 'completed'],
-    ['u2', 'completed'],
-    ['u3', 'completed'],
-  ]);
-  const heard = samplesById(all);
-  for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
-}
+const expectWhole = (dropped: TestVoiceClient, resumed: TestVoiceClient) => expectScriptWhole(reference, dropped, resumed);
 
 describe('a gateway that dies: its sessions move to another', () => {
   it('SIGKILL on gateway A mid-utterance: four clients at different points resume on B, sample-identical, one end each, and go on live', async () => {

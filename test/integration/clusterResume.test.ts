@@ -5,45 +5,19 @@
 // killed fails cleanly (resume_failed, 1008) within its deadline. A gateway given SIGTERM under
 // load (a dozen clients streaming) sends each session.goaway and 1012; each resumes on the other
 // gateway, is relayed back while the first drains, and hears its audio whole.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServerMessage } from '../../machines/types.js';
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
-import { assertContract, resumeCursor, resumeScript, samplesById, TestVoiceClient, type ClientFrame } from '../support/voiceClient.js';
+import { audioCount, expectScriptWhole, readyOf, resumeOn, spawnReady, withoutReady, type ReadyChild } from '../support/clusterProcesses.js';
+import { assertContract, resumeScript, samplesById, TestVoiceClient } from '../support/voiceClient.js';
 
-interface Gateway {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<void>;
-}
+type Gateway = ReadyChild;
 
 let redis: RunningRedis;
 const children: ChildProcess[] = [];
 
-async function gateway(env: Record<string, string> = {}): Promise<Gateway> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/toneGateway.ts'], {
-    env: { ...process.env, REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const url = await new Promise<string>((resolve, reject) => {
-    const deadline = setTimeout(() => reject(new Error(`gateway did not start: ${err.slice(-500)}`)), 20_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /gateway listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(deadline);
-        resolve(m[1]!);
-      }
-    });
-    void exited.then(() => reject(new Error(`gateway exited: ${err.slice(-500)}`)));
-  });
-  return { url, child, exited };
-}
+const gateway = (env: Record<string, string> = {}): Promise<Gateway> =>
+  spawnReady('test/support/toneGateway.ts', /gateway listening on (\S+)/, { REDIS_URL: redis.url, LEASE_MS: '1500', RESUME_WINDOW_MS: '5000', TEXT_PER_MINUTE: '400', ...env }, children);
 
 const script = resumeScript;
 
@@ -76,18 +50,6 @@ async function relays(voiceUrl: string, direction: 'in' | 'out'): Promise<number
 }
 
 const bytesOf = (samples: Int16Array | undefined) => (samples ? Buffer.from(samples.buffer, samples.byteOffset, samples.byteLength) : Buffer.alloc(0));
-const withoutReady = (frames: readonly ClientFrame[]) => frames.filter((f) => !(f.kind === 'message' && f.message.type === 'session.ready'));
-const audioCount = (c: TestVoiceClient) => c.frames.filter((f) => f.kind === 'audio').length;
-const readyOf = (c: TestVoiceClient) => c.messages().find((m) => m.type === 'session.ready') as Extract<ServerMessage, { type: 'session.ready' }>;
-
-async function resumeOn(url: string, dropped: TestVoiceClient): Promise<TestVoiceClient> {
-  const ready = readyOf(dropped);
-  const c = await TestVoiceClient.connect(url);
-  c.send({ type: 'session.resume', sessionId: ready.sessionId, token: ready.resume!.token, ...resumeCursor(dropped.frames) });
-  await c.waitFor(() => c.messages().find((m) => m.type === 'session.ready' || m.type === 'error'));
-  return c;
-}
-
 describe('resuming on another gateway of a cluster', () => {
   for (const [dropAfter, detachMs] of [
     [2, 0],
@@ -101,18 +63,7 @@ describe('resuming on another gateway of a cluster', () => {
       dropped.terminate();
       await new Promise((r) => setTimeout(r, 50 + detachMs));
       const resumed = await resumeOn(b.url, dropped);
-      expect(resumed.messages()[0]).toMatchObject({ type: 'session.ready', sessionId: readyOf(dropped).sessionId, resumed: true });
-      if (!dropped.messages().some((m) => m.type === 'speak.end' && m.id === 'u3')) await resumed.waitForEnd('u3');
-      const all = [...withoutReady(dropped.frames), ...withoutReady(resumed.frames)];
-      assertContract(all);
-      const ends = all.flatMap((f) => (f.kind === 'message' && f.message.type === 'speak.end' ? [[f.message.id, f.message.reason]] : []));
-      expect(ends).toEqual([
-        ['u1', 'completed'],
-        ['u2', 'completed'],
-        ['u3', 'completed'],
-      ]);
-      const heard = samplesById(all);
-      for (const [id, samples] of reference) expect(heard.get(id), id).toEqual(samples);
+      await expectScriptWhole(reference, dropped, resumed);
       // Each gateway counts the relay: B passes it out, A takes it in.
       expect(await relays(b.url, 'out')).toBeGreaterThanOrEqual(1);
       expect(await relays(a.url, 'in')).toBeGreaterThanOrEqual(1);
