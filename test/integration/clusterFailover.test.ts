@@ -137,4 +137,28 @@ describe('a gateway that dies: its sessions move to another', () => {
     again.close();
     a.child.kill('SIGKILL');
   });
+
+  // Last: it stops Redis.
+  it('Redis away, then restarted empty, while a dead gateway’s client resumes: resume_failed each time (unavailable, then unknown_session), within seconds', async () => {
+    const a = await gateway();
+    const c = await TestVoiceClient.start(a.url, { resume: true });
+    for (const frame of script) c.send(frame);
+    await c.waitFor(() => (audioCount(c) >= 3 ? true : undefined), 10_000);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    await redis.stop();
+    for (const expected of [/^unavailable/, /^unknown_session/]) {
+      const startedAt = Date.now();
+      const resumed = await resumeOn(b.url, c);
+      expect(resumed.messages()[0]).toMatchObject({ type: 'error', code: 'resume_failed' });
+      expect((resumed.messages()[0] as { message: string }).message).toMatch(expected);
+      expect(await resumed.waitForClose()).toBe(1008);
+      expect(Date.now() - startedAt).toBeLessThan(5_000);
+      // Back, empty (no persistence): the record went with it.
+      if (expected.source === '^unavailable') {
+        redis = await startRedis(redis.port);
+        await new Promise((r) => setTimeout(r, 2_500)); // B's connections come back (reconnect backoff ≤ 2 s)
+      }
+    }
+  });
 });
