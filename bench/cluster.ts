@@ -1,4 +1,4 @@
-// `npm run bench:cluster [-- --quick] [--rounds N] [--only capacity,frames]`: voxline as a
+// `npm run bench:cluster [-- --quick] [--rounds N] [--only capacity,frames] [--from FILE]`: voxline as a
 // cluster (`voxline serve --redis URL --role gateway|worker`) over a real redis-server, with
 // the load generator, process helpers and capacity method of `npm run bench` (bench/run.ts).
 //
@@ -13,9 +13,13 @@
 // 2. Per-frame latency added by Redis. bench/contenders/stampProvider.ts writes the wall clock
 //    into each block it yields; the client reads it back from each frame: provider yield →
 //    client, in one process against worker → Redis → gateway → client, same load, interleaved.
+//    A second stamp, written as the gateway's engine takes the block, splits that way in two
+//    (provider → gateway, gateway → client); frames in a stream's first 500 ms (every session
+//    starts at once: the start burst) are reported apart.
 //
 // Writes bench/results/cluster.json and bench/results/cluster.md (the tables docs/scaling.md
-// quotes). Every figure is a median across rounds; every ratio the median of per-round ratios.
+// quotes); `--from FILE` prints a run's tables again from its JSON. Every figure is a median
+// across rounds; every ratio the median of per-round ratios.
 import { execSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -46,10 +50,9 @@ interface Sizes {
   frames: number[];
   frameChars: number;
 }
-const sizes: Sizes = from?.sizes ??
-  (quick
-  ? { capacity: [5], capacityBisections: 0, warm: 2, frames: [5], frameChars: 100 }
-  : { capacity: [50, 100, 200, 400, 800], capacityBisections: 2, warm: 25, frames: [50, 150], frameChars: 400 });
+const quickSizes: Sizes = { capacity: [5], capacityBisections: 0, warm: 2, frames: [5], frameChars: 100 };
+const fullSizes: Sizes = { capacity: [50, 100, 200, 400, 800], capacityBisections: 2, warm: 25, frames: [50, 150], frameChars: 400 };
+const sizes: Sizes = from?.sizes ?? (quick ? quickSizes : fullSizes);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const rotate = <T>(list: T[], by: number) => list.map((_, i) => list[(i + by) % list.length]!);
 
