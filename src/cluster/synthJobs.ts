@@ -195,7 +195,19 @@ export class RedisJobProvider implements TtsProvider {
     if (writer.status === 'wait' || writer.status === 'end') {
       this.connecting = writer.connect().finally(() => (this.connecting = null));
     }
-    return this.connecting ?? Promise.reject(new Error(`the connection is ${writer.status}`));
+    if (this.connecting) return this.connecting;
+    // Reconnecting (Redis restarted or away a moment): wait for it, within a deadline.
+    return new Promise<void>((resolve, reject) => {
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        writer.off('ready', onReady);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => done();
+      const timer = setTimeout(() => done(new Error(`the connection is ${writer.status}`)), 3_000);
+      writer.once('ready', onReady);
+    });
   }
 
   /** Connections reading job audio now. */
