@@ -181,6 +181,8 @@ class RedisRecorder implements SessionRecorder {
   private fenced = false;
   /** Ended streams and when, to drop them from the record once no resume can need them. */
   private readonly endedAt: Array<{ stream: number; at: number }> = [];
+  /** Per stream still open: the last audio seq sent (its end records it). */
+  private readonly lastSeq = new Map<number, number>();
   readonly fence: JobFence;
 
   constructor(
@@ -209,7 +211,13 @@ class RedisRecorder implements SessionRecorder {
     if (final) this.write('set', `f:${stream}`, '1');
   }
 
-  ended(stream: number, message: SpeakEndMessage, lastSeq: number): void {
+  sent(stream: number, seq: number): void {
+    this.lastSeq.set(stream, seq);
+  }
+
+  ended(stream: number, message: SpeakEndMessage): void {
+    const lastSeq = this.lastSeq.get(stream) ?? -1;
+    this.lastSeq.delete(stream);
     this.write('set', `e:${stream}`, JSON.stringify({ message, lastSeq }));
     this.endedAt.push({ stream, at: Date.now() });
   }

@@ -35,8 +35,11 @@ return 1
 `;
 
 // KEYS[1] the job's stream, KEYS[2] its ended mark; ARGV: ttl, status, code, message.
-// The end is recorded once (1); every later attempt is a no-op (0).
+// The end is recorded once (1); every later attempt is a no-op (0). A gateway's cancel is fenced:
+// KEYS[3] the session's record, ARGV[5] the epoch this gateway owns it by; a gateway that lost
+// its session to another never cancels the jobs the new owner reads.
 const endScript = `
+if KEYS[3] and redis.call('HGET', KEYS[3], 'epoch') ~= ARGV[5] then return 0 end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[1], '*', 'k', 'end', 's', ARGV[2], 'c', ARGV[3], 'm', ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -48,17 +51,6 @@ return 1
 const enqueueScript = `
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'job', ARGV[3], 'voice', ARGV[4], 'text', ARGV[5])
-return 1
-`;
-
-// The gateway's cancel (endScript's, as 'cancelled'), fenced: KEYS[3] the session's record,
-// ARGV[2] the epoch this gateway owns it by. A gateway that lost its session to another never
-// cancels the jobs the new owner reads.
-const cancelScript = `
-if redis.call('HGET', KEYS[3], 'epoch') ~= ARGV[2] then return 0 end
-if not redis.call('SET', KEYS[2], 'cancelled', 'NX', 'PX', ARGV[1]) then return 0 end
-redis.call('XADD', KEYS[1], '*', 'k', 'end', 's', 'cancelled', 'c', '', 'm', '')
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `;
 
@@ -90,7 +82,6 @@ class Jobs {
     const pcm = Buffer.from(block.samples.buffer, block.samples.byteOffset, block.samples.byteLength);
     return (await this.redis.eval(appendScript, 2, this.stream(jobId), this.ended(jobId), this.ttlMs, block.sampleRate, pcm)) === 1;
   }
-  /** The consumer group of the workers, made at the end of the stream (with it) if missing. */
   /** The workers' group of `provider`'s queue, made if missing: from new entries on ('$'), or from the stream's start ('0'). */
   async ensureGroup(provider: string, from: '$' | '0' = '$'): Promise<void> {
     try {
@@ -104,7 +95,7 @@ class Jobs {
   }
   async cancel(jobId: string, fence: JobFence | undefined): Promise<boolean> {
     if (!fence) return this.end(jobId, 'cancelled');
-    return (await this.redis.eval(cancelScript, 3, this.stream(jobId), this.ended(jobId), fence.key, this.ttlMs, fence.epoch)) === 1;
+    return (await this.redis.eval(endScript, 3, this.stream(jobId), this.ended(jobId), fence.key, this.ttlMs, 'cancelled', '', '', fence.epoch)) === 1;
   }
 }
 
@@ -208,11 +199,6 @@ export class RedisJobProvider implements TtsProvider {
       const timer = setTimeout(() => done(new Error(`the connection is ${writer.status}`)), 3_000);
       writer.once('ready', onReady);
     });
-  }
-
-  /** Connections reading job audio now. */
-  get readerConnections(): number {
-    return this.streams.connections;
   }
 
   /** The workers' consumer group exists from the start: jobs queued before any worker ran wait for one. */

@@ -53,7 +53,10 @@ export interface SessionRecorder {
   readonly fence: JobFence;
   accepted(utterance: { stream: number; id: string; text: string; voice: string; final: boolean }): void;
   appended(stream: number, text: string, final: boolean): void;
-  ended(stream: number, message: SpeakEndMessage, lastSeq: number): void;
+  /** Audio frame `seq` of `stream` went out (the end records the last one). */
+  sent(stream: number, seq: number): void;
+  /** The stream's speak.end went out, after its last frame as `sent` told. */
+  ended(stream: number, message: SpeakEndMessage): void;
   /** The agent's conversation changed (bounded by its limits): the record keeps the latest. */
   remembered(conversation: unknown): void;
   /** The session ended here: its record goes. Idempotent. */

@@ -294,8 +294,6 @@ interface SessionIO {
   playout?: PlayoutClock;
   /** A cluster's record of this resumable session (another gateway can take it over from it). */
   recorder?: SessionRecorder;
-  /** Per stream still open: the last audio seq sent (what the record's end says was sent). */
-  lastSeq?: Map<number, number>;
   /** Taken over from another gateway: what the client already has of the replayed utterances is held back. */
   moving?: MoveFilter;
   /**
@@ -729,7 +727,6 @@ export class VoiceEngine extends EventEmitter<{
         if (this.sessionStore && settings) {
           io.recorder?.release();
           io.recorder = this.sessionStore.create(sessionId, io.resumable.tokenDigest, { ...settings, windowMs: options.windowMs }, () => this.movedAway(io));
-          io.lastSeq = new Map();
         }
         return { token, windowMs: options.windowMs };
       },
@@ -847,7 +844,6 @@ export class VoiceEngine extends EventEmitter<{
     io = this.createSession(request.sessionId, transport, onEnd);
     io.keyLease = admitted.value;
     io.recorder = adoption.recorder;
-    io.lastSeq = new Map();
     io.resumable = { tokenDigest: tokenDigest(request.token), log: new MemoryOutboundLog({ windowMs: options.windowMs, maxBytes: options.maxLogBytes }) };
     // The client knows these streams from the old gateway: a later resume here may name them.
     io.resumable.log.inherit(Math.max(request.cursor.lastStream, ...utterances.map((u) => u.stream)));
@@ -1068,8 +1064,7 @@ export class VoiceEngine extends EventEmitter<{
     if (!io) return;
     if (io.moving && this.heldBack(io.moving, message)) return;
     if (io.recorder && message.type === 'speak.end') {
-      io.recorder.ended(message.stream, message, io.lastSeq?.get(message.stream) ?? -1);
-      io.lastSeq?.delete(message.stream);
+      io.recorder.ended(message.stream, message);
     }
     // session.ready and pong answer the connection itself (and session.ready carries the token): never replayed.
     if (io.resumable && message.type !== 'session.ready' && message.type !== 'pong') io.resumable.log.append({ kind: 'message', message });
@@ -1104,7 +1099,7 @@ export class VoiceEngine extends EventEmitter<{
   private sendAudio(sessionId: string, stream: number, seq: number, pcm: Int16Array): void {
     const io = this.sessions.get(sessionId);
     if (!io) return;
-    io.lastSeq?.set(stream, seq);
+    io.recorder?.sent(stream, seq);
     // What the client already has of an utterance taken over from another gateway.
     if (io.moving && seq <= (io.moving.afterSeq.get(stream) ?? -1)) return;
     io.resumable?.log.append({ kind: 'audio', stream, seq, pcm });
