@@ -15,6 +15,9 @@ export interface BenchClient {
   close(): void;
 }
 
+/** Messages every client of this process received (binary: audio frames), for per-utterance counts. */
+export const received = { binary: 0, text: 0 };
+
 export async function connect(contender: ContenderName, port: number): Promise<BenchClient> {
   const client: BenchClient = { speak() {}, stop() {}, onAudio: () => {}, onEnd: () => {}, close() {} };
   if (contender === 'direct') return directClient(client, port);
@@ -42,6 +45,8 @@ export async function connect(contender: ContenderName, port: number): Promise<B
   let ready: () => void = () => {};
   ws.on('message', (data: Buffer, isBinary) => {
     const at = epochMs();
+    if (isBinary) received.binary++;
+    else received.text++;
     if (isBinary) {
       client.onAudio((data.length - (voxline ? 8 : 0)) / 2, at);
       if (voxline) client.onFrame?.(data.subarray(8), at);

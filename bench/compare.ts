@@ -34,12 +34,13 @@ for (const [key, ra] of Object.entries(a.r.ratios)) {
     const overlap = x.min <= y.max && y.min <= x.max;
     compared++;
     if (overlap) agree++;
-    rows.push(`| ${ra.label} | ${c} | ${f(x.median)} [${f(x.min)}–${f(x.max)}] | ${f(y.median)} [${f(y.min)}–${f(y.max)}] | ${overlap ? 'yes' : '**no**'} |`);
+    const unit = ra.compare === 'difference' ? ' ms' : '';
+    rows.push(`| ${ra.label} | ${c} | ${f(x.median)}${unit} [${f(x.min)}–${f(x.max)}] | ${f(y.median)}${unit} [${f(y.min)}–${f(y.max)}] | ${overlap ? 'yes' : '**no**'} |`);
   }
 }
 process.stdout.write(
   [
-    `| figure | contender | run A: ratio (to raw-ws, or as the figure says), median [min–max] | run B | ranges overlap |`,
+    `| figure | contender | run A: ratio to raw-ws (ms: difference to raw-ws), median [min–max] | run B | ranges overlap |`,
     '|---|---|---|---|---|',
     ...rows,
     '',

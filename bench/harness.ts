@@ -55,6 +55,8 @@ export function ask<T>(child: ChildProcess, message: { type: string }, answer: s
 export interface Stats {
   rss: number;
   heapUsed: number;
+  external: number;
+  arrayBuffers: number;
   cpuMs: number;
   handles: number;
 }

@@ -3,7 +3,7 @@
 // tsx turns on source-mapped stack traces; production (`node dist/...`) runs without them, and
 // every aborted fetch builds an Error, so leaving them on would bill tsx's cost to the contenders.
 process.setSourceMapsEnabled(false);
-import { connect, type BenchClient } from './clients.js';
+import { connect, received, type BenchClient } from './clients.js';
 import { epochMs, sampleRate, type ContenderName } from './common.js';
 import { gatewayStampOf, stampOf } from './contenders/stampProvider.js';
 
@@ -80,7 +80,7 @@ async function run(s: Scenario): Promise<unknown> {
         }
       }
       for (const c of clients) c.close();
-      return { ttfa };
+      return { ttfa, received: { ...received } };
     }
     case 'stop': {
       const clients = await openClients(s.contender, s.port, s.sessions);

@@ -5,6 +5,7 @@
 import { fork } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { GroqEmulator } from '../src/emulators/groqEmulator.js';
+import { compileContenders } from './harness.js';
 import type { ContenderName } from './common.js';
 
 const [contender = 'voxline', sessionsArg = '200', secondsArg = '8', scenario = 'stream'] = process.argv.slice(2) as [ContenderName?, string?, string?, string?];
@@ -12,14 +13,18 @@ const dir = 'bench/results/profile';
 mkdirSync(dir, { recursive: true });
 const emu = new GroqEmulator({ firstByteDelayMs: 20, realtime: 1 });
 const upstream = await emu.listen();
-const server = fork('bench/serverProcess.ts', [contender, upstream], { execArgv: ['--import', 'tsx', '--cpu-prof', `--cpu-prof-dir=${dir}`] });
+// The compiled server under plain node, as the bench runs it (tsx's loader would show up as cost).
+const server = fork(await compileContenders(), [contender, upstream], { execArgv: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
 const port = await new Promise<number>((resolve) => server.once('message', (m: { port: number }) => resolve(m.port)));
 const loadgen = fork('bench/loadgen.ts', [], { execArgv: ['--import', 'tsx'] });
 await new Promise((resolve) => loadgen.once('message', resolve));
 const text = 'This is a long answer that keeps streaming for a while, so that the load is real. '.repeat(2);
 if (scenario === 'ttfa') {
   loadgen.send({ id: 1, scenario: { kind: 'ttfa', contender, port, sessions: Number(sessionsArg), rounds: Number(secondsArg), text: 'Good morning, here is the weather for today.', tag: 'prof' } });
-  await new Promise((resolve) => loadgen.once('message', resolve));
+  const answer = await new Promise<{ result?: { received?: { binary: number; text: number } } }>((resolve) => loadgen.once('message', resolve));
+  const got = answer.result?.received;
+  const utterances = Number(sessionsArg) * (Number(secondsArg) + 1);
+  if (got) process.stdout.write(`per utterance the clients received ${(got.binary / utterances).toFixed(2)} audio frames and ${(got.text / utterances).toFixed(2)} text messages\n`);
 } else {
   loadgen.send({ id: 1, scenario: { kind: 'open', contender, port, sessions: Number(sessionsArg), speakText: text, tag: 'prof' } });
   await new Promise((resolve) => loadgen.once('message', resolve));

@@ -15,7 +15,7 @@ export interface BenchResults {
   /** The command line that produced these results. */
   command?: string;
   /** Per figure: each contender's value across rounds, and its per-round ratio to raw-ws. */
-  ratios?: Record<string, { label: string; values: Record<string, Spread>; ratios: Record<string, Spread> }>;
+  ratios?: Record<string, { label: string; values: Record<string, Spread>; ratios: Record<string, Spread>; compare?: 'difference' }>;
   rounds?: Array<{ order: ContenderName[]; capacity: Record<string, { maxStreams: number }> }>;
   sizes: { ttfa: number[]; ttfaRounds?: number[]; stop: number[]; capacity: number[]; capacityBisections?: number; idle: number; streaming: number; espeakSeq: number; espeakStreams: number; leakBatches: number; leakBatch: number };
   report: {
@@ -69,9 +69,9 @@ export function renderReport(results: BenchResults): string {
           '',
           `| figure | raw-ws: median [min–max] | ${others.map((c) => `${c} / raw-ws`).join(' | ')} |`,
           `|---|---|${others.map(() => '---').join('|')}|`,
-          ...Object.values(results.ratios).map((r) => `| ${r.label} | ${sp(r.values['raw-ws'])} | ${others.map((c) => (r.ratios[c] ? `${sp(r.ratios[c])}×` : '–')).join(' | ')} |`),
+          ...Object.values(results.ratios).map((r) => `| ${r.label} | ${sp(r.values['raw-ws'])} | ${others.map((c) => (r.ratios[c] ? (r.compare === 'difference' ? `${sp(r.ratios[c])} ms` : `${sp(r.ratios[c])}×`) : '–')).join(' | ')} |`),
           '',
-          'Units: ms for times, KB for memory, streams for capacity. An added time near zero makes its ratio meaningless (1 session).',
+          'Units: ms for times, KB for memory, streams for capacity. Added times are compared as differences (ms more than raw-ws adds, per round), not ratios: raw-ws adds about nothing, and a ratio to a figure near zero swings on noise alone.',
           '',
         ]
       : []),

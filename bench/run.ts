@@ -37,7 +37,7 @@ const runs = (figure: 'ttfa' | 'stop' | 'capacity' | 'memory' | 'espeak' | 'leak
 const quick = values.quick;
 const sizes = quick
   ? { ttfa: [1, 10], ttfaRounds: [3, 2], stop: [10], capacity: [5], capacityBisections: 0, idle: 100, streaming: 10, espeakSeq: 8, espeakStreams: 2, listenSentences: 3, leakBatches: 3, leakBatch: 100, heapWarm: 100, heapMeasured: 200, chatRounds: 20, voiceTurns: 2, voiceConversations: 1 }
-  : { ttfa: [1, 100, 1000], ttfaRounds: [10, 3, 1], stop: [100, 1000], capacity: [100, 200, 400, 800, 1600], capacityBisections: 2, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
+  : { ttfa: [1, 100, 1000], ttfaRounds: [30, 3, 1], stop: [100, 1000], capacity: [100, 200, 400, 800, 1600], capacityBisections: 2, idle: 10_000, streaming: 1000, espeakSeq: 60, espeakStreams: 8, listenSentences: 12, leakBatches: 10, leakBatch: 1000, heapWarm: 2000, heapMeasured: 5000, chatRounds: 300, voiceTurns: 10, voiceConversations: 5 };
 const firstByteDelayMs = 20;
 // voxline-cluster (`voxline serve --processes 2`) runs in the capacity figure only.
 const capacityContenders = (values.contenders?.split(',') ?? ['raw-ws', 'socket.io', 'voxline', 'voxline-cluster']) as ContenderName[];
@@ -199,6 +199,7 @@ async function memoryFigure(contender: ContenderName, round: Round): Promise<voi
     const empty2 = await stats(server);
     await call(loadgen, { kind: 'open', contender, port, sessions: sizes.streaming, speakText: longText, tag: tag('m') });
     const streaming = await stats(server);
+    if (process.env.BENCH_MEMORY_DETAIL) log(`${contender}: streaming per session: external ${((streaming.external - empty2.external) / 1024 / sizes.streaming).toFixed(1)} KB, arrayBuffers ${((streaming.arrayBuffers - empty2.arrayBuffers) / 1024 / sizes.streaming).toFixed(1)} KB, heap ${((streaming.heapUsed - empty2.heapUsed) / 1024 / sizes.streaming).toFixed(1)} KB, rss ${((streaming.rss - empty2.rss) / 1024 / sizes.streaming).toFixed(1)} KB`);
     await call(loadgen, { kind: 'closeAll' });
     round.memory[contender] = {
       replyKBPerSession: Number.NaN,
@@ -236,7 +237,9 @@ for (let r = 0; r < rounds; r++) {
 
 // Medians across rounds (the tables), and ratios to raw-ws per round (median and min–max).
 const med = (values: number[]) => spread(values).median;
-const metrics: Record<string, { label: string; of: (round: Round, c: ContenderName) => number | undefined; contenders: ContenderName[] }> = {};
+// `difference`: compared to raw-ws as contender minus raw-ws (ms), not as a ratio: raw-ws adds about
+// nothing to the time to first audio, and a ratio to a figure near zero swings from -10× to +10× on noise.
+const metrics: Record<string, { label: string; of: (round: Round, c: ContenderName) => number | undefined; contenders: ContenderName[]; compare?: 'difference' }> = {};
 for (const c of contenders) {
   report.ttfa[c] = {};
   report.ttfaBaseline[c] = {};
@@ -274,7 +277,8 @@ for (const c of runs('capacity') ? capacityContenders : []) {
 }
 if (runs('ttfa')) {
   for (const n of sizes.ttfa) {
-    metrics[`ttfaAdded50@${n}`] = { label: `added time to first audio p50, ${n} sessions`, of: (rd, c) => rd.ttfa[c]?.[n]?.added50, contenders };
+    metrics[`ttfa50@${n}`] = { label: `time to first audio p50 through the server, ${n} sessions`, of: (rd, c) => (rd.ttfa[c]?.[n] ? rd.ttfa[c]![n]!.base50 + rd.ttfa[c]![n]!.added50 : undefined), contenders };
+    metrics[`ttfaAdded50@${n}`] = { label: `added time to first audio p50, ${n} sessions (ms more than raw-ws adds)`, of: (rd, c) => rd.ttfa[c]?.[n]?.added50, contenders, compare: 'difference' };
     metrics[`cpuPerUtterance@${n}`] = { label: `CPU per utterance, ${n} sessions`, of: (rd, c) => rd.ttfa[c]?.[n]?.cpuMs, contenders };
   }
 }
@@ -288,12 +292,13 @@ if (runs('memory')) {
   metrics.memoryStreaming = { label: 'streaming RSS per session (one-piece utterance)', of: (rd, c) => rd.memory[c]?.streamingKBPerSession, contenders };
   metrics.memoryReply = { label: 'streaming RSS per session (three-sentence reply, 2 s in)', of: (rd, c) => rd.memory[c]?.replyKBPerSession, contenders };
 }
-const ratios: Record<string, { label: string; values: Record<string, Spread>; ratios: Record<string, Spread> }> = {};
+const ratios: NonNullable<BenchResults['ratios']> = {};
 for (const [key, m] of Object.entries(metrics)) {
-  ratios[key] = { label: m.label, values: {}, ratios: {} };
+  ratios[key] = { label: m.label, values: {}, ratios: {}, ...(m.compare ? { compare: m.compare } : {}) };
   for (const c of m.contenders) {
     ratios[key].values[c] = spread(perRound.map((rd) => m.of(rd, c) ?? Number.NaN));
-    ratios[key].ratios[c] = spread(perRound.map((rd) => (m.of(rd, c) ?? Number.NaN) / (m.of(rd, 'raw-ws') ?? Number.NaN)));
+    const [own, floor] = [(rd: Round) => m.of(rd, c) ?? Number.NaN, (rd: Round) => m.of(rd, 'raw-ws') ?? Number.NaN];
+    ratios[key].ratios[c] = spread(perRound.map((rd) => (m.compare === 'difference' ? own(rd) - floor(rd) : own(rd) / floor(rd))));
   }
 }
 results.rounds = perRound;

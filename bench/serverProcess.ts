@@ -124,6 +124,6 @@ process.on('message', async (message: { type: string }) => {
     await new Promise((r) => setTimeout(r, 30));
   }
   const m = process.memoryUsage();
-  process.send!({ type: 'stats', rss: m.rss, heapUsed: m.heapUsed, cpuMs: cpuMs(), handles: process.getActiveResourcesInfo().length });
+  process.send!({ type: 'stats', rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, cpuMs: cpuMs(), handles: process.getActiveResourcesInfo().length });
 });
 process.send!({ type: 'ready', port });

@@ -129,7 +129,7 @@ function attach(server: Server, options: VoxlineOptions, ownsServer: boolean): A
     });
   }
   // A connection another gateway relays here (a resume of a session this one owns) is never relayed on.
-  wss.on('connection', (ws, req) => webSockets.handleConnection(ws, req.headers[relayedHeader] === '1'));
+  wss.on('connection', (ws, req) => webSockets.handleConnection(ws, req.headers[relayedHeader] === '1', req.socket));
 
   const admission = engine.admission;
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {

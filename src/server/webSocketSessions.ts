@@ -3,6 +3,7 @@
 // connection (from the shared admission policy), decoding client frames into session
 // events, the transport that writes JSON and audio frames, and one heartbeat for all sockets.
 import type { WebSocket } from 'ws';
+import type { Duplex } from 'node:stream';
 import type { Admitted, ConnectionLimiter, Lease } from '../engine/admission.js';
 import { relayToOwner, type PendingFrame, type Relay } from '../cluster/relay.js';
 import type { SessionHandle, SessionTransport, VoiceEngine } from '../engine/voiceEngine.js';
@@ -55,7 +56,7 @@ export class WebSocketSessions {
   ) {}
 
   /** Take over an accepted WebSocket: one session actor for its lifetime. */
-  handleConnection(ws: WebSocket, relayed = false): void {
+  handleConnection(ws: WebSocket, relayed = false, socket?: Duplex): void {
     this.startHeartbeat();
     const limiter = this.engine.admission.connectionLimiter();
     let cutOff = false;
@@ -87,7 +88,7 @@ export class WebSocketSessions {
         transport.send({ type: 'error', code: 'internal', message: 'could not process frame' });
       }
     };
-    const transport = new WebSocketTransport(ws);
+    const transport = new WebSocketTransport(ws, socket);
     this.transports.add(transport);
     // When the session this connection serves ends (or a resume elsewhere takes it over).
     const onEnd = () => {
@@ -384,18 +385,44 @@ class WebSocketTransport implements SessionTransport {
   /** Answered the last ping; the listener lives as long as the socket. */
   private answered = true;
 
-  constructor(private readonly ws: WebSocket) {
+  /** The socket is corked until the end of this tick (see `batch`). */
+  private corked = false;
+  private readonly uncork = () => {
+    this.corked = false;
+    this.socket?.uncork();
+  };
+
+  constructor(
+    private readonly ws: WebSocket,
+    /** The upgraded TCP socket under `ws`, corked per tick; without it every frame is its own write. */
+    private readonly socket?: Duplex,
+  ) {
     ws.on('pong', () => {
       this.answered = true;
     });
   }
 
   send(message: Parameters<SessionTransport['send']>[0]): void {
+    this.batch();
     this.ws.send(JSON.stringify(message));
   }
 
   sendAudio(stream: number, seq: number, pcm: Int16Array): void {
+    this.batch();
     this.ws.send(encodeAudioFrame(stream, seq, pcm), { binary: true });
+  }
+
+  /**
+   * Frames sent in one tick (a provider block cut into several frames, an end and what follows
+   * it) leave in one write: the socket is corked at the first and uncorked at the end of the
+   * tick. Each write to a socket is a system call that wakes the peer; a bare relay forwards a
+   * provider read as one message, and frames cut from it should not cost more calls than that.
+   */
+  private batch(): void {
+    if (this.corked || !this.socket || this.socket.destroyed) return;
+    this.corked = true;
+    this.socket.cork();
+    process.nextTick(this.uncork);
   }
 
   close({ code, reason }: CloseRequest): void {
