@@ -1,84 +1,137 @@
-// `node --expose-gc --import tsx bench/streamingMemory.ts [sessions]`: where a streaming session's
-// memory goes. Opens `sessions` voxline sessions (emulator upstream in its own process), each
-// speaking one sentence, and once every one has its first audio takes a heap snapshot and groups
-// the bytes of every ArrayBuffer (the audio) by the chain of objects that keeps it alive.
+// `node --expose-gc --import tsx bench/streamingMemory.ts [sessions] [contender]`: where a streaming
+// session's memory goes. A server (voxline, or raw-ws for comparison) runs in this process, the
+// Groq emulator and the clients (bench/loadgen.ts) in their own. A heap snapshot is taken before
+// the sessions open and another once every one of `sessions` sessions, each speaking one
+// sentence, has its first audio. Printed per session: the growth of heap, external and array
+// buffer memory; every ArrayBuffer (the audio) grouped by the chain of objects that keeps it
+// alive; and the object kinds (constructor names) that grew the most.
 process.setSourceMapsEnabled(false); // as in production (see bench/serverProcess.ts)
-import { fork } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { writeHeapSnapshot } from 'node:v8';
 import { groqProvider } from '../src/providers/groq/groqProvider.js';
 import { createVoxlineServer } from '../src/server/voxlineServer.js';
-import { connect } from './clients.js';
-import { longText } from './common.js';
+import { attachRawRelay } from './contenders/relays.js';
+import { longText, type ContenderName } from './common.js';
+import { call, spawnChild } from './harness.js';
 
 const sessions = Number(process.argv[2] ?? 300);
+const contender = (process.argv[3] ?? 'voxline') as ContenderName;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc --import tsx');
-const emulator = fork('bench/emulatorProcess.ts', ['20'], { execArgv: ['--import', 'tsx'] });
-const upstream = await new Promise<string>((resolve) => emulator.once('message', (m: { url: string }) => resolve(m.url)));
-const server = createVoxlineServer({ providers: [groqProvider({ apiKey: 'bench', baseURL: upstream })], metrics: false, maxConnectionsPerIp: 100_000, abuse: { maxSessionsPerKey: 100_000 } });
-await server.engine.ready();
-const { port } = await server.listen(0, '127.0.0.1');
-const clients = await Promise.all(Array.from({ length: sessions }, () => connect('voxline', port)));
-await Promise.all(clients.map((c, i) => new Promise<void>((resolve) => {
-  c.onAudio = () => resolve();
-  c.speak(`m${i}`, `Mark ${i}. ${longText}`);
-})));
-for (let i = 0; i < 3; i++) {
-  gc();
-  await new Promise((r) => setTimeout(r, 30));
+const { child: emulator, first } = await spawnChild('bench/emulatorProcess.ts', ['20']);
+const upstream = first.url as string;
+const { child: loadgen } = await spawnChild('bench/loadgen.ts');
+let port: number;
+let close: () => Promise<void>;
+if (contender === 'voxline') {
+  const server = createVoxlineServer({ providers: [groqProvider({ apiKey: 'bench', baseURL: upstream })], metrics: false, maxConnectionsPerIp: 100_000, abuse: { maxSessionsPerKey: 100_000 } });
+  await server.engine.ready();
+  port = (await server.listen(0, '127.0.0.1')).port;
+  close = () => server.close();
+} else {
+  const server = createServer();
+  attachRawRelay(server, upstream);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+  close = () => new Promise((resolve) => server.close(() => resolve()));
 }
-const m = process.memoryUsage();
-const file = writeHeapSnapshot('bench/results/streaming.heapsnapshot');
-for (const c of clients) c.close();
-emulator.kill();
 
-const snap = JSON.parse(readFileSync(file, 'utf8')) as {
+async function snapshot(name: string): Promise<{ file: string; memory: NodeJS.MemoryUsage }> {
+  for (let i = 0; i < 3; i++) {
+    gc!();
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  const memory = process.memoryUsage();
+  return { memory, file: writeHeapSnapshot(`bench/results/${name}.heapsnapshot`) };
+}
+
+// A warm-up round, so code, pools and connections exist before the baseline.
+await call(loadgen, { kind: 'open', contender, port, sessions: 20, speakText: longText, tag: 'w' });
+await call(loadgen, { kind: 'closeAll' });
+await new Promise((r) => setTimeout(r, 500));
+const before = await snapshot('before');
+await call(loadgen, { kind: 'open', contender, port, sessions, speakText: longText, tag: 'm' });
+const during = await snapshot('streaming');
+await call(loadgen, { kind: 'closeAll' });
+loadgen.kill();
+emulator.kill();
+await close();
+
+interface Snapshot {
   snapshot: { meta: { node_fields: string[]; node_types: [string[]]; edge_fields: string[]; edge_types: [string[]] } };
   nodes: number[];
   edges: number[];
   strings: string[];
+}
+const load = (file: string): Snapshot => {
+  const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
+  if (!process.env.KEEP_SNAPSHOTS) rmSync(file);
+  return snap;
 };
-if (!process.env.KEEP_SNAPSHOTS) rmSync(file);
-const nf = snap.snapshot.meta.node_fields;
-const ef = snap.snapshot.meta.edge_fields;
-const [nType, nName, nSize, nEdges] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f)) as [number, number, number, number];
-const [eType, eName, eTo] = ['type', 'name_or_index', 'to_node'].map((f) => ef.indexOf(f)) as [number, number, number];
-const nodeTypes = snap.snapshot.meta.node_types[0];
-const edgeTypes = snap.snapshot.meta.edge_types[0];
-const W = nf.length;
-const EW = ef.length;
-const count = snap.nodes.length / W;
-const retainer = new Int32Array(count).fill(-1);
-let e = 0;
-for (let n = 0; n < count; n++) {
-  const edges = snap.nodes[n * W + nEdges]!;
-  for (let k = 0; k < edges; k++, e += EW) {
-    const type = edgeTypes[snap.edges[e + eType]!];
-    if (type === 'weak' || type === 'shortcut') continue;
-    const to = snap.edges[e + eTo]! / W;
-    if (retainer[to] === -1) retainer[to] = n;
+const kb = (bytes: number) => (bytes / 1024 / sessions).toFixed(2).padStart(7);
+
+function kinds(snap: Snapshot): Map<string, { count: number; size: number }> {
+  const nf = snap.snapshot.meta.node_fields;
+  const [nType, nName, nSize] = ['type', 'name', 'self_size'].map((f) => nf.indexOf(f)) as [number, number, number];
+  const types = snap.snapshot.meta.node_types[0];
+  const by = new Map<string, { count: number; size: number }>();
+  for (let i = 0; i < snap.nodes.length; i += nf.length) {
+    const kind = `${types[snap.nodes[i + nType]!]}:${snap.strings[snap.nodes[i + nName]!]!.slice(0, 50)}`;
+    const e = by.get(kind) ?? { count: 0, size: 0 };
+    e.count++;
+    e.size += snap.nodes[i + nSize]!;
+    by.set(kind, e);
   }
+  return by;
 }
-const label = (n: number) => `${nodeTypes[snap.nodes[n * W + nType]!]}:${snap.strings[snap.nodes[n * W + nName]!]!.slice(0, 40)}`;
-const byChain = new Map<string, { bytes: number; count: number }>();
-let total = 0;
-for (let n = 0; n < count; n++) {
-  const name = snap.strings[snap.nodes[n * W + nName]!]!;
-  if (!name.includes('JSArrayBufferData') && !(nodeTypes[snap.nodes[n * W + nType]!] === 'native' && name.includes('ArrayBuffer'))) continue;
-  const size = snap.nodes[n * W + nSize]!;
-  total += size;
-  const chain: string[] = [];
-  for (let r = retainer[n]!, d = 0; r !== -1 && d < Number(process.env.DEPTH ?? 7); r = retainer[r]!, d++) chain.push(label(r));
-  const key = chain.join(' < ');
-  const entry = byChain.get(key) ?? { bytes: 0, count: 0 };
-  entry.bytes += size;
-  entry.count++;
-  byChain.set(key, entry);
+
+/** Every ArrayBuffer's bytes, by the chain of its first retainers. */
+function bufferChains(snap: Snapshot): Map<string, { bytes: number; count: number }> {
+  const nf = snap.snapshot.meta.node_fields;
+  const ef = snap.snapshot.meta.edge_fields;
+  const [nType, nName, nSize, nEdges] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f)) as [number, number, number, number];
+  const [eType, eTo] = ['type', 'to_node'].map((f) => ef.indexOf(f)) as [number, number];
+  const nodeTypes = snap.snapshot.meta.node_types[0];
+  const edgeTypes = snap.snapshot.meta.edge_types[0];
+  const count = snap.nodes.length / nf.length;
+  const retainer = new Int32Array(count).fill(-1);
+  for (let n = 0, e = 0; n < count; n++) {
+    for (let k = 0; k < snap.nodes[n * nf.length + nEdges]!; k++, e += ef.length) {
+      const type = edgeTypes[snap.edges[e + eType]!];
+      if (type === 'weak' || type === 'shortcut') continue;
+      const to = snap.edges[e + eTo]! / nf.length;
+      if (retainer[to] === -1) retainer[to] = n;
+    }
+  }
+  const label = (n: number) => `${nodeTypes[snap.nodes[n * nf.length + nType]!]}:${snap.strings[snap.nodes[n * nf.length + nName]!]!.slice(0, 40)}`;
+  const by = new Map<string, { bytes: number; count: number }>();
+  for (let n = 0; n < count; n++) {
+    const name = snap.strings[snap.nodes[n * nf.length + nName]!]!;
+    if (!name.includes('JSArrayBufferData')) continue;
+    const chain: string[] = [];
+    for (let r = retainer[n]!, d = 0; r !== -1 && d < Number(process.env.DEPTH ?? 6); r = retainer[r]!, d++) chain.push(label(r));
+    const key = chain.join(' < ');
+    const entry = by.get(key) ?? { bytes: 0, count: 0 };
+    entry.bytes += snap.nodes[n * nf.length + nSize]!;
+    entry.count++;
+    by.set(key, entry);
+  }
+  return by;
 }
-process.stdout.write(`${sessions} streaming sessions: heapUsed ${(m.heapUsed / 1024 / sessions).toFixed(1)} KB, arrayBuffers ${(m.arrayBuffers / 1024 / sessions).toFixed(1)} KB per session (whole process); array buffer bytes in the snapshot ${(total / 1024 / sessions).toFixed(1)} KB per session\n`);
-for (const [k, v] of [...byChain].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, 15)) {
-  process.stdout.write(`${(v.bytes / 1024 / sessions).toFixed(2).padStart(7)} KB/session ${String(v.count).padStart(6)}×  ${k}\n`);
+
+const [a, b] = [load(before.file), load(during.file)];
+const m = (k: 'heapUsed' | 'external' | 'arrayBuffers' | 'rss') => kb(during.memory[k] - before.memory[k]);
+process.stdout.write(`${contender}, ${sessions} streaming sessions, growth per session (KB): rss ${m('rss')}, heap ${m('heapUsed')}, external ${m('external')}, of which array buffers ${m('arrayBuffers')}\n`);
+process.stdout.write('\narray buffers by what keeps them (KB per session, count):\n');
+const chainsBefore = bufferChains(a);
+for (const [k, v] of [...bufferChains(b)].map(([k, v]) => [k, { bytes: v.bytes - (chainsBefore.get(k)?.bytes ?? 0), count: v.count - (chainsBefore.get(k)?.count ?? 0) }] as const).sort((x, y) => y[1].bytes - x[1].bytes).slice(0, 10)) {
+  process.stdout.write(`${kb(v.bytes)} ${String(v.count).padStart(6)}×  ${k}\n`);
 }
-await server.close();
+process.stdout.write('\nheap objects that grew (KB per session, count per session):\n');
+const kindsBefore = kinds(a);
+for (const [k, v] of [...kinds(b)].map(([k, v]) => [k, { size: v.size - (kindsBefore.get(k)?.size ?? 0), count: v.count - (kindsBefore.get(k)?.count ?? 0) }] as const).sort((x, y) => y[1].size - x[1].size).slice(0, Number(process.env.TOP ?? 30))) {
+  process.stdout.write(`${kb(v.size)} ${(v.count / sessions).toFixed(1).padStart(7)}  ${k}\n`);
+}
 process.exit(0);

@@ -292,16 +292,30 @@ export class UtteranceJob {
             },
             ...(job ? { job } : {}),
           };
-          for await (const block of route.provider.synthesize(request)) {
-            if (abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
-            const taking = fetch.push(block);
-            if (taking) await taking;
-            const turn = loopTurn();
-            if (turn) await turn;
-            // Backpressure reaches the provider: nothing more is pulled while the client is not reading,
-            // nor while a piece waiting for its turn holds its share.
-            if (this.paused) await this.resumed(abort.signal);
-            if (fetch.heldBytes >= lookAheadBytes) await fetch.turn(abort.signal);
+          const blocks = route.provider.synthesize(request)[Symbol.asyncIterator]();
+          // Each block is pulled and handed to the piece by `pull`, never held in this frame: a
+          // suspended async function keeps every value it had, and a block already handed on
+          // (sent, or held by the piece) would stay alive while the next one is awaited.
+          const pull = async (): Promise<boolean | Promise<void>> => {
+            const next = await blocks.next();
+            if (next.done || abort.signal.aborted) return false;
+            return fetch.push(next.value) ?? true;
+          };
+          try {
+            for (let taking = await pull(); taking !== false; taking = await pull()) {
+              if (taking !== true) await taking;
+              taking = true;
+              const turn = loopTurn();
+              if (turn) await turn;
+              // Backpressure reaches the provider: nothing more is pulled while the client is not reading,
+              // nor while a piece waiting for its turn holds its share.
+              if (this.paused) await this.resumed(abort.signal);
+              if (fetch.heldBytes >= lookAheadBytes) await fetch.turn(abort.signal);
+              if (abort.signal.aborted) break;
+            }
+          } finally {
+            // As `for await` would: the provider's cleanup runs (a finished generator ignores it).
+            await blocks.return?.();
           }
         });
       } catch (error) {
