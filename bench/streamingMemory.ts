@@ -110,6 +110,11 @@ function bufferChains(snap: Snapshot): Map<string, { bytes: number; count: numbe
   for (let n = 0; n < count; n++) {
     const name = snap.strings[snap.nodes[n * nf.length + nName]!]!;
     if (!name.includes('JSArrayBufferData')) continue;
+    // A WebAssembly memory (ArrayBuffer < Memory: the VAD's, the resampler's, undici's parser's) exists before any
+    // session opens; the snapshot may reach it through a different first retainer each time,
+    // which would show it as new. It is not per-session memory, so it is left out.
+    const owner = retainer[n]! === -1 ? -1 : retainer[retainer[n]!]!;
+    if (owner !== -1 && label(owner) === 'object:Memory') continue;
     const chain: string[] = [];
     for (let r = retainer[n]!, d = 0; r !== -1 && d < Number(process.env.DEPTH ?? 6); r = retainer[r]!, d++) chain.push(label(r));
     const key = chain.join(' < ');
@@ -124,7 +129,7 @@ function bufferChains(snap: Snapshot): Map<string, { bytes: number; count: numbe
 const [a, b] = [load(before.file), load(during.file)];
 const m = (k: 'heapUsed' | 'external' | 'arrayBuffers' | 'rss') => kb(during.memory[k] - before.memory[k]);
 process.stdout.write(`${contender}, ${sessions} streaming sessions, growth per session (KB): rss ${m('rss')}, heap ${m('heapUsed')}, external ${m('external')}, of which array buffers ${m('arrayBuffers')}\n`);
-process.stdout.write('\narray buffers by what keeps them (KB per session, count):\n');
+process.stdout.write('\narray buffers by what keeps them (KB per session, count; WebAssembly memories left out):\n');
 const chainsBefore = bufferChains(a);
 for (const [k, v] of [...bufferChains(b)].map(([k, v]) => [k, { bytes: v.bytes - (chainsBefore.get(k)?.bytes ?? 0), count: v.count - (chainsBefore.get(k)?.count ?? 0) }] as const).sort((x, y) => y[1].bytes - x[1].bytes).slice(0, 10)) {
   process.stdout.write(`${kb(v.bytes)} ${String(v.count).padStart(6)}×  ${k}\n`);
