@@ -4,11 +4,12 @@
 // count grew: after a warm-up, anything growing with utterances is a leak candidate.
 import { writeHeapSnapshot } from 'node:v8';
 process.setSourceMapsEnabled(false); // as in production (see bench/serverProcess.ts)
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { GroqEmulator } from '../src/emulators/groqEmulator.js';
 import { groqProvider } from '../src/providers/groq/groqProvider.js';
 import { createVoxlineServer } from '../src/server/voxlineServer.js';
 import { connect } from './clients.js';
+import { objectKinds, readSnapshot } from './heapSnapshot.js';
 
 const [warm = 2000, measured = 5000] = process.argv.slice(2).map(Number);
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -46,29 +47,6 @@ async function snapshot(): Promise<{ file: string; heapUsed: number }> {
   return { file: writeHeapSnapshot(`bench/results/heap-${Date.now()}.heapsnapshot`), heapUsed };
 }
 
-function objectKinds(file: string): Map<string, { count: number; size: number }> {
-  const snap = JSON.parse(readFileSync(file, 'utf8')) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[]] } };
-    nodes: number[];
-    strings: string[];
-  };
-  if (process.env.KEEP_SNAPSHOTS) process.stdout.write(`snapshot: ${file}\n`);
-  else rmSync(file);
-  const fields = snap.snapshot.meta.node_fields;
-  const width = fields.length;
-  const [typeAt, nameAt, sizeAt] = ['type', 'name', 'self_size'].map((f) => fields.indexOf(f)) as [number, number, number];
-  const types = snap.snapshot.meta.node_types[0];
-  const byKind = new Map<string, { count: number; size: number }>();
-  for (let i = 0; i < snap.nodes.length; i += width) {
-    const kind = `${types[snap.nodes[i + typeAt]!]}:${snap.strings[snap.nodes[i + nameAt]!]!.slice(0, 60)}`;
-    const e = byKind.get(kind) ?? { count: 0, size: 0 };
-    e.count++;
-    e.size += snap.nodes[i + sizeAt]!;
-    byKind.set(kind, e);
-  }
-  return byKind;
-}
-
 mkdirSync('bench/results', { recursive: true });
 await utterances(warm);
 const first = await snapshot();
@@ -77,8 +55,8 @@ const second = await snapshot();
 await server.close();
 await emu.close();
 const [heapBefore, heapAfter] = [first.heapUsed, second.heapUsed];
-const before = objectKinds(first.file);
-const after = objectKinds(second.file);
+const before = objectKinds(readSnapshot(first.file));
+const after = objectKinds(readSnapshot(second.file));
 // V8's own growth (compiled code, feedback, system tables) comes from warming up, not from
 // anything an utterance leaves behind; everything else is application objects.
 const isEngineOwn = (kind: string) => kind.startsWith('code:') || kind.startsWith('hidden:') || kind.includes('system /');

@@ -6,7 +6,6 @@
 // buffer memory; every ArrayBuffer (the audio) grouped by the chain of objects that keeps it
 // alive; and the object kinds (constructor names) that grew the most.
 process.setSourceMapsEnabled(false); // as in production (see bench/serverProcess.ts)
-import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeHeapSnapshot } from 'node:v8';
@@ -15,6 +14,7 @@ import { createVoxlineServer } from '../src/server/voxlineServer.js';
 import { attachRawRelay } from './contenders/relays.js';
 import { longText, type ContenderName } from './common.js';
 import { call, spawnChild } from './harness.js';
+import { objectKinds, readSnapshot, type HeapSnapshot } from './heapSnapshot.js';
 
 const sessions = Number(process.argv[2] ?? 300);
 const contender = (process.argv[3] ?? 'voxline') as ContenderName;
@@ -59,36 +59,10 @@ loadgen.kill();
 emulator.kill();
 await close();
 
-interface Snapshot {
-  snapshot: { meta: { node_fields: string[]; node_types: [string[]]; edge_fields: string[]; edge_types: [string[]] } };
-  nodes: number[];
-  edges: number[];
-  strings: string[];
-}
-const load = (file: string): Snapshot => {
-  const snap = JSON.parse(readFileSync(file, 'utf8')) as Snapshot;
-  if (!process.env.KEEP_SNAPSHOTS) rmSync(file);
-  return snap;
-};
 const kb = (bytes: number) => (bytes / 1024 / sessions).toFixed(2).padStart(7);
 
-function kinds(snap: Snapshot): Map<string, { count: number; size: number }> {
-  const nf = snap.snapshot.meta.node_fields;
-  const [nType, nName, nSize] = ['type', 'name', 'self_size'].map((f) => nf.indexOf(f)) as [number, number, number];
-  const types = snap.snapshot.meta.node_types[0];
-  const by = new Map<string, { count: number; size: number }>();
-  for (let i = 0; i < snap.nodes.length; i += nf.length) {
-    const kind = `${types[snap.nodes[i + nType]!]}:${snap.strings[snap.nodes[i + nName]!]!.slice(0, 50)}`;
-    const e = by.get(kind) ?? { count: 0, size: 0 };
-    e.count++;
-    e.size += snap.nodes[i + nSize]!;
-    by.set(kind, e);
-  }
-  return by;
-}
-
 /** Every ArrayBuffer's bytes, by the chain of its first retainers. */
-function bufferChains(snap: Snapshot): Map<string, { bytes: number; count: number }> {
+function bufferChains(snap: HeapSnapshot): Map<string, { bytes: number; count: number }> {
   const nf = snap.snapshot.meta.node_fields;
   const ef = snap.snapshot.meta.edge_fields;
   const [nType, nName, nSize, nEdges] = ['type', 'name', 'self_size', 'edge_count'].map((f) => nf.indexOf(f)) as [number, number, number, number];
@@ -126,7 +100,7 @@ function bufferChains(snap: Snapshot): Map<string, { bytes: number; count: numbe
   return by;
 }
 
-const [a, b] = [load(before.file), load(during.file)];
+const [a, b] = [readSnapshot(before.file), readSnapshot(during.file)];
 const m = (k: 'heapUsed' | 'external' | 'arrayBuffers' | 'rss') => kb(during.memory[k] - before.memory[k]);
 process.stdout.write(`${contender}, ${sessions} streaming sessions, growth per session (KB): rss ${m('rss')}, heap ${m('heapUsed')}, external ${m('external')}, of which array buffers ${m('arrayBuffers')}\n`);
 process.stdout.write('\narray buffers by what keeps them (KB per session, count; WebAssembly memories left out):\n');
@@ -135,8 +109,8 @@ for (const [k, v] of [...bufferChains(b)].map(([k, v]) => [k, { bytes: v.bytes -
   process.stdout.write(`${kb(v.bytes)} ${String(v.count).padStart(6)}×  ${k}\n`);
 }
 process.stdout.write('\nheap objects that grew (KB per session, count per session):\n');
-const kindsBefore = kinds(a);
-for (const [k, v] of [...kinds(b)].map(([k, v]) => [k, { size: v.size - (kindsBefore.get(k)?.size ?? 0), count: v.count - (kindsBefore.get(k)?.count ?? 0) }] as const).sort((x, y) => y[1].size - x[1].size).slice(0, Number(process.env.TOP ?? 30))) {
+const kindsBefore = objectKinds(a);
+for (const [k, v] of [...objectKinds(b)].map(([k, v]) => [k, { size: v.size - (kindsBefore.get(k)?.size ?? 0), count: v.count - (kindsBefore.get(k)?.count ?? 0) }] as const).sort((x, y) => y[1].size - x[1].size).slice(0, Number(process.env.TOP ?? 30))) {
   process.stdout.write(`${kb(v.size)} ${(v.count / sessions).toFixed(1).padStart(7)}  ${k}\n`);
 }
 process.exit(0);

@@ -173,11 +173,24 @@ describe('synthesis workers on Redis Streams', () => {
       if (Date.now() > deadline) throw new Error('the worker never took a job');
       await new Promise((r) => setTimeout(r, 20));
     }
+    // Readiness, asked every few ms from the signal until the worker's HTTP closes: its running
+    // jobs may finish (and it exit) within milliseconds, so one request after the drain log could
+    // come too late.
+    const readiness: number[] = [];
+    let polling = true;
+    const poller = (async () => {
+      while (polling) {
+        try {
+          readiness.push((await fetch(`${http}/readyz`)).status);
+        } catch {
+          return; // closed: the worker is exiting
+        }
+        await new Promise((r) => setTimeout(r, 3));
+      }
+    })();
     draining.child.kill('SIGTERM');
     await clients[0]!.waitFor(() => (draining.run.stdout.includes('voxline worker draining') ? true : undefined), 10_000);
     const atDrain = countsOf(draining.run.stdout, 'voxline worker draining');
-    // Draining: not ready, still scraped.
-    expect((await fetch(`${http}/readyz`)).status).toBe(503);
     // Utterances queued from now on are the other worker's.
     const later = await Promise.all(Array.from({ length: 3 }, () => TestVoiceClient.start(gatewayUrl)));
     later.forEach((c, i) => c.send({ type: 'speak', id: `after${i}`, text: `Queued after the drain began, number ${i}.` }));
@@ -189,6 +202,12 @@ describe('synthesis workers on Redis Streams', () => {
     }
     const exit = await draining.exited;
     expect(exit.code).toBe(0);
+    polling = false;
+    await poller;
+    // Draining: not ready, still scraped; once not ready, never ready again.
+    const firstNotReady = readiness.indexOf(503);
+    expect(firstNotReady, JSON.stringify(readiness)).toBeGreaterThanOrEqual(0);
+    expect(readiness.slice(firstNotReady).every((status) => status === 503), JSON.stringify(readiness)).toBe(true);
     const atStop = countsOf(exit.stdout, 'voxline worker stopped');
     // Exactly the jobs it ran at the drain finished, each done; nothing taken after it.
     expect(atDrain.running).toBeGreaterThanOrEqual(1);
