@@ -27,8 +27,14 @@ export async function connect(contender: ContenderName, port: number): Promise<B
       socket.once('connect', () => resolve());
       socket.once('connect_error', reject);
     });
-    socket.on('audio', (pcm: Buffer) => client.onAudio(pcm.length / 2, epochMs()));
-    socket.on('end', (m: { id: string; reason: string }) => client.onEnd(m.id, m.reason, epochMs()));
+    socket.on('audio', (pcm: Buffer) => {
+      received.binary++;
+      client.onAudio(pcm.length / 2, epochMs());
+    });
+    socket.on('end', (m: { id: string; reason: string }) => {
+      received.text++;
+      client.onEnd(m.id, m.reason, epochMs());
+    });
     client.speak = (id, text) => socket.emit('speak', { id, text });
     client.stop = () => socket.emit('stop');
     client.close = () => socket.disconnect();
@@ -45,13 +51,13 @@ export async function connect(contender: ContenderName, port: number): Promise<B
   let ready: () => void = () => {};
   ws.on('message', (data: Buffer, isBinary) => {
     const at = epochMs();
-    if (isBinary) received.binary++;
-    else received.text++;
     if (isBinary) {
+      received.binary++;
       client.onAudio((data.length - (voxline ? 8 : 0)) / 2, at);
       if (voxline) client.onFrame?.(data.subarray(8), at);
       return;
     }
+    received.text++;
     const m = JSON.parse(data.toString()) as { type: string; id: string; reason: string; stream: number };
     if (m.type === 'session.ready') ready();
     else if (m.type === 'speak.accepted') streams.set(m.stream, m.id);

@@ -297,8 +297,11 @@ for (const [key, m] of Object.entries(metrics)) {
   ratios[key] = { label: m.label, values: {}, ratios: {}, ...(m.compare ? { compare: m.compare } : {}) };
   for (const c of m.contenders) {
     ratios[key].values[c] = spread(perRound.map((rd) => m.of(rd, c) ?? Number.NaN));
-    const [own, floor] = [(rd: Round) => m.of(rd, c) ?? Number.NaN, (rd: Round) => m.of(rd, 'raw-ws') ?? Number.NaN];
-    ratios[key].ratios[c] = spread(perRound.map((rd) => (m.compare === 'difference' ? own(rd) - floor(rd) : own(rd) / floor(rd))));
+    const toFloor = (rd: Round) => {
+      const [own, floor] = [m.of(rd, c) ?? Number.NaN, m.of(rd, 'raw-ws') ?? Number.NaN];
+      return m.compare === 'difference' ? own - floor : own / floor;
+    };
+    ratios[key].ratios[c] = spread(perRound.map(toFloor));
   }
 }
 results.rounds = perRound;

@@ -75,6 +75,8 @@ export const minFirstPieceChars = 24;
  */
 const releasedReason = new DOMException('the utterance released its upstream', 'AbortError');
 
+const handedOn = () => true;
+
 /**
  * Who let the job go, and whether its work has settled (`run()` returned and the provider let go).
  * CANCEL (the session stops the utterance) is answered with UPSTREAM_RELEASED once settled;
@@ -295,16 +297,17 @@ export class UtteranceJob {
           const blocks = route.provider.synthesize(request)[Symbol.asyncIterator]();
           // Each block is pulled and handed to the piece by `pull`, never held in this frame: a
           // suspended async function keeps every value it had, and a block already handed on
-          // (sent, or held by the piece) would stay alive while the next one is awaited.
-          const pull = async (): Promise<boolean | Promise<void>> => {
+          // (sent, or held by the piece) would stay alive while the next one is awaited. `pull`
+          // resolves true once the block is handed on (false: no more); it returns the piece's
+          // promise rather than awaiting it, so its own frame, and the block, go at once.
+          const pull = async (): Promise<boolean> => {
             const next = await blocks.next();
             if (next.done || abort.signal.aborted) return false;
-            return fetch.push(next.value) ?? true;
+            const taking = fetch.push(next.value);
+            return taking ? taking.then(handedOn) : true;
           };
           try {
-            for (let taking = await pull(); taking !== false; taking = await pull()) {
-              if (taking !== true) await taking;
-              taking = true;
+            while (await pull()) {
               const turn = loopTurn();
               if (turn) await turn;
               // Backpressure reaches the provider: nothing more is pulled while the client is not reading,
