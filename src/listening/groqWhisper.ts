@@ -17,6 +17,7 @@ import Groq, { toFile } from 'groq-sdk';
 import type { ErrorCode } from '../../machines/types.js';
 import { concatInt16, int16ToBytes, wavHeader } from '../audio/pcm.js';
 import { apiErrorMessage, retryAfterMs } from '../providers/apiErrors.js';
+import { passAbortReasons, sdkFetchOptions } from '../providers/sdkClients.js';
 import { listenSampleRate, RecognitionError, type RecognitionJob, type RecognitionRequest, type SpeechRecognizer } from './types.js';
 
 export const groqWhisperModel = 'whisper-large-v3-turbo';
@@ -53,12 +54,15 @@ export class GroqWhisperRecognizer implements SpeechRecognizer {
   private closed = false;
 
   constructor(options: GroqWhisperOptions) {
-    this.client = new Groq({
-      apiKey: options.apiKey,
-      ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-      maxRetries: 0,
-      timeout: options.requestTimeoutMs ?? 10_000,
-    });
+    this.client = passAbortReasons(
+      new Groq({
+        apiKey: options.apiKey,
+        ...(options.baseURL ? { baseURL: options.baseURL } : {}),
+        maxRetries: 0,
+        timeout: options.requestTimeoutMs ?? 10_000,
+        fetchOptions: sdkFetchOptions,
+      }),
+    );
     this.settings = {
       model: options.model ?? groqWhisperModel,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,

@@ -7,6 +7,7 @@ import Groq from 'groq-sdk';
 import type { VoiceInfo } from '../../../machines/types.js';
 import { WavFormatError, WavStreamParser } from '../../audio/wavStreamParser.js';
 import { apiErrorMessage, retryAfterMs } from '../apiErrors.js';
+import { passAbortReasons, sdkFetchOptions } from '../sdkClients.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../types.js';
 
 export const groqEnglishModel = 'canopylabs/orpheus-v1-english';
@@ -25,12 +26,15 @@ export interface GroqProviderOptions {
 }
 
 export function groqProvider(options: GroqProviderOptions): TtsProvider {
-  const client = new Groq({
-    apiKey: options.apiKey,
-    ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-    maxRetries: 0,
-    timeout: options.requestTimeoutMs ?? 30_000,
-  });
+  const client = passAbortReasons(
+    new Groq({
+      apiKey: options.apiKey,
+      ...(options.baseURL ? { baseURL: options.baseURL } : {}),
+      maxRetries: 0,
+      timeout: options.requestTimeoutMs ?? 30_000,
+      fetchOptions: sdkFetchOptions,
+    }),
+  );
   const arabic = new Set<string>(groqArabicVoices);
   const voices: VoiceInfo[] = [
     ...groqEnglishVoices.map((id) => ({ id, language: 'en', provider: 'groq' })),

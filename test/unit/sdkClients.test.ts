@@ -1,0 +1,62 @@
+// The provider SDK clients as voxline builds them (src/providers/sdkClients.ts), driven through the
+// real groq-sdk and openai packages: what reaches `fetch` when a request is stopped or times out.
+import Groq from 'groq-sdk';
+import OpenAI from 'openai';
+import { describe, expect, it } from 'vitest';
+import { passAbortReasons, sdkFetchOptions } from '../../src/providers/sdkClients.js';
+
+interface Seen {
+  init: RequestInit;
+}
+
+/** A fetch that records what it was given and never answers until its signal aborts. */
+function hangingFetch(seen: Seen[]) {
+  return (_url: string | URL | Request, init?: RequestInit): Promise<Response> =>
+    new Promise((_resolve, reject) => {
+      seen.push({ init: init ?? {} });
+      const signal = init?.signal;
+      signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+    });
+}
+
+const clients = {
+  groq: (seen: Seen[], timeout = 60_000) =>
+    passAbortReasons(new Groq({ apiKey: 'test', baseURL: 'http://127.0.0.1:9', maxRetries: 0, timeout, fetchOptions: sdkFetchOptions, fetch: hangingFetch(seen) })),
+  openai: (seen: Seen[], timeout = 60_000) =>
+    passAbortReasons(new OpenAI({ apiKey: 'test', baseURL: 'http://127.0.0.1:9', maxRetries: 0, timeout, logLevel: 'off', fetchOptions: sdkFetchOptions, fetch: hangingFetch(seen) })),
+};
+
+const speak = (client: Groq | OpenAI, signal?: AbortSignal) =>
+  (client as Groq).audio.speech.create({ model: 'm', input: 'hi', voice: 'autumn', response_format: 'wav' }, signal ? { signal } : {});
+
+describe.each(Object.entries(clients))('%s client', (_name, make) => {
+  it('asks fetch not to follow redirects (no clone of the request per call)', async () => {
+    const seen: Seen[] = [];
+    const stop = new AbortController();
+    const request = speak(make(seen), stop.signal).catch((e: unknown) => e);
+    await expect.poll(() => seen.length).toBe(1);
+    expect(seen[0]!.init.redirect).toBe('error');
+    stop.abort(new Error('done'));
+    await request;
+  });
+
+  it("a stopped request's fetch is aborted with the caller's own reason, not a new DOMException", async () => {
+    const seen: Seen[] = [];
+    const reason = new DOMException('the utterance released its upstream', 'AbortError');
+    const stop = new AbortController();
+    const request = speak(make(seen), stop.signal).catch((e: unknown) => e);
+    await expect.poll(() => seen.length).toBe(1);
+    stop.abort(reason);
+    await request;
+    expect(seen[0]!.init.signal!.aborted).toBe(true);
+    expect(seen[0]!.init.signal!.reason).toBe(reason);
+  });
+
+  it("the SDK's own timeout still aborts the request", async () => {
+    const seen: Seen[] = [];
+    const outcome = await speak(make(seen, 50)).catch((e: unknown) => e);
+    expect(seen[0]!.init.signal!.aborted).toBe(true);
+    expect((seen[0]!.init.signal!.reason as Error).name).toBe('AbortError');
+    expect(String(outcome)).toMatch(/timed out/i);
+  });
+});
