@@ -1,6 +1,6 @@
 // `node --expose-gc --import tsx bench/streamingMemory.ts [sessions] [contender]`: where a streaming
-// session's memory goes. A server (voxline, or raw-ws for comparison) runs in this process, the
-// Groq emulator and the clients (bench/loadgen.ts) in their own. A heap snapshot is taken before
+// session's memory goes. A server (voxline, or raw-ws for comparison; compiled, as the bench runs
+// it) runs in this process, the Groq emulator and the clients (bench/loadgen.ts) in their own. A heap snapshot is taken before
 // the sessions open and another once every one of `sessions` sessions, each speaking one
 // sentence, has its first audio. Printed per session: the growth of heap, external and array
 // buffer memory; every ArrayBuffer (the audio) grouped by the chain of objects that keeps it
@@ -9,17 +9,26 @@ process.setSourceMapsEnabled(false); // as in production (see bench/serverProces
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { writeHeapSnapshot } from 'node:v8';
-import { groqProvider } from '../src/providers/groq/groqProvider.js';
-import { createVoxlineServer } from '../src/server/voxlineServer.js';
-import { attachRawRelay } from './contenders/relays.js';
+import { pathToFileURL } from 'node:url';
+import type { groqProvider as GroqProvider } from '../src/providers/groq/groqProvider.js';
+import type { createVoxlineServer as CreateVoxlineServer } from '../src/server/voxlineServer.js';
+import type { attachRawRelay as AttachRawRelay } from './contenders/relays.js';
 import { longText, type ContenderName } from './common.js';
-import { call, spawnChild } from './harness.js';
+import { call, compileContenders, spawnChild } from './harness.js';
 import { objectKinds, readSnapshot, type HeapSnapshot } from './heapSnapshot.js';
 
 const sessions = Number(process.argv[2] ?? 300);
 const contender = (process.argv[3] ?? 'voxline') as ContenderName;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with node --expose-gc --import tsx');
+// The servers are the compiled build the bench runs, loaded into this process: under tsx every named
+// function would be wrapped to keep its name, which gives each closure a property store of its own
+// (about a quarter of a kilobyte) that production code does not have.
+await compileContenders();
+const built = (path: string) => import(pathToFileURL(`bench/results/build/${path}`).href);
+const { groqProvider } = (await built('src/providers/groq/groqProvider.js')) as { groqProvider: typeof GroqProvider };
+const { createVoxlineServer } = (await built('src/server/voxlineServer.js')) as { createVoxlineServer: typeof CreateVoxlineServer };
+const { attachRawRelay } = (await built('bench/contenders/relays.js')) as { attachRawRelay: typeof AttachRawRelay };
 const { child: emulator, first } = await spawnChild('bench/emulatorProcess.ts', ['20']);
 const upstream = first.url as string;
 const { child: loadgen } = await spawnChild('bench/loadgen.ts');
