@@ -55,12 +55,23 @@ export function groqProvider(options: GroqProviderOptions): TtsProvider {
     if (!response.body) throw new ProviderError('provider_unavailable', 'groq returned an empty response');
     const reader = response.body.getReader();
     const parser = new WavStreamParser();
-    try {
+    // The next block of samples, or null at the end. Read and parsed in a function of its own: a
+    // suspended generator keeps every value its frame held, and this one waits on the network
+    // between blocks, so the bytes read and the block already handed on would stay alive with it.
+    const nextBlock = async (): Promise<PcmBlock | null> => {
       for (;;) {
         const { done, value } = await reader.read();
-        if (done) break;
+        if (done) return null;
         const samples = parser.push(value);
-        if (samples.length > 0) yield { samples, sampleRate: parser.format!.sampleRate };
+        if (samples.length > 0) return { samples, sampleRate: parser.format!.sampleRate };
+      }
+    };
+    try {
+      let block = await nextBlock();
+      while (block) {
+        yield block;
+        block = null; // let go of it before the wait for the next
+        block = await nextBlock();
       }
       parser.end();
     } catch (error) {
