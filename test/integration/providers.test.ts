@@ -1,5 +1,7 @@
 // Groq (through the real groq-sdk) and ElevenLabs (through our ws adapter) against their
 // emulators on 127.0.0.1, behind the real voxline server, driven by a real WebSocket client.
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { concatInt16 } from '../../src/audio/pcm.js';
 import type { UtteranceEndedEvent } from '../../src/engine/voiceEngine.js';
@@ -12,6 +14,9 @@ import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlin
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 import { settle } from '../support/settle.js';
 
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
 const groqKey = 'gsk_test_not_a_real_key';
 const elevenKey = 'xi_test_not_a_real_key';
 let groqEmu: GroqEmulator;
@@ -19,13 +24,14 @@ let elevenEmu: ElevenLabsEmulator;
 let voxline: VoxlineServer;
 let eleven: ReturnType<typeof elevenLabsProvider>;
 let url: string;
+let groqURL: string;
 const ends: UtteranceEndedEvent[] = [];
 const circuit: string[] = [];
 
 beforeAll(async () => {
   groqEmu = new GroqEmulator({ apiKey: groqKey, retryAfterSeconds: 0.3 });
   elevenEmu = new ElevenLabsEmulator({ apiKey: elevenKey });
-  const groqURL = await groqEmu.listen();
+  groqURL = await groqEmu.listen();
   const elevenURL = await elevenEmu.listen();
   eleven = elevenLabsProvider({ apiKey: elevenKey, baseURL: elevenURL, inactivityTimeoutS: 11, closeGraceMs: 1_000 });
   voxline = createVoxlineServer({
@@ -149,6 +155,29 @@ describe('groq through groq-sdk against the emulator', () => {
     expect((await c.waitForEnd('ar')).reason).toBe('completed');
     expect(groqEmu.requests[before]).toMatchObject({ model: 'canopylabs/orpheus-arabic-saudi', voice: 'noura' });
     c.close();
+  });
+
+  it('lets go of each block it handed on while it waits for the next one', async () => {
+    // A suspended generator keeps what its frame held: between two network reads the provider
+    // would keep the last block (and the bytes it was parsed from) alive for every session.
+    groqEmu.configure({ realtime: 1 });
+    const stop = new AbortController();
+    const provider = groqProvider({ apiKey: groqKey, baseURL: groqURL });
+    const blocks = provider.synthesize({ text: 'A sentence long enough to arrive in several blocks, at real time pacing.', voice: 'troy', signal: stop.signal })[Symbol.asyncIterator]();
+    try {
+      const handedOn = await (async () => new WeakRef((await blocks.next()).value!.samples))();
+      // The generator runs on to its wait for the next read; then nothing but the WeakRef knows the block.
+      const next = blocks.next();
+      // A WeakRef keeps its target for the rest of the task that made it: collect in the next one.
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      expect(handedOn.deref()).toBeUndefined();
+      expect((await next).done).toBe(false);
+    } finally {
+      stop.abort();
+      await blocks.return?.(undefined);
+      await provider.close();
+    }
   });
 
   it('STOP ends the utterance at once and aborts the HTTP request upstream', async () => {
