@@ -1,9 +1,14 @@
 // The provider SDK clients as voxline builds them (src/providers/sdkClients.ts), driven through the
-// real groq-sdk and openai packages: what reaches `fetch` when a request is stopped or times out.
+// real groq-sdk and openai packages: what reaches `fetch` when a request is stopped or times out,
+// and, over real sockets, what a redirecting upstream gets.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Groq from 'groq-sdk';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
+import { groqProvider } from '../../src/providers/groq/groqProvider.js';
 import { passAbortReasons, sdkFetchOptions } from '../../src/providers/sdkClients.js';
+import { ProviderError } from '../../src/providers/types.js';
 
 interface Seen {
   init: RequestInit;
@@ -58,5 +63,36 @@ describe.each(Object.entries(clients))('%s client', (_name, make) => {
     expect(seen[0]!.init.signal!.aborted).toBe(true);
     expect((seen[0]!.init.signal!.reason as Error).name).toBe('AbortError');
     expect(String(outcome)).toMatch(/timed out/i);
+  });
+});
+
+describe('a redirecting upstream, over real sockets', () => {
+  const servers: Server[] = [];
+  const listen = async (server: Server) => {
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+
+  it('is not followed: the piece fails as provider_unavailable and the key never reaches the target', async () => {
+    const reached: string[] = [];
+    const target = await listen(createServer((req, res) => { reached.push(String(req.headers.authorization)); res.end(); }));
+    const redirecting = await listen(
+      createServer((req, res) => {
+        req.resume();
+        res.writeHead(307, { location: `${target}/openai/v1/audio/speech` }).end();
+      }),
+    );
+    const provider = groqProvider({ apiKey: 'gsk_test_not_a_real_key', baseURL: redirecting });
+    const blocks = provider.synthesize({ text: 'Hello.', voice: 'troy', signal: new AbortController().signal });
+    const failure = await (async () => {
+      for await (const _ of blocks) return null;
+      return null;
+    })().catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ProviderError);
+    expect((failure as ProviderError).code).toBe('provider_unavailable');
+    expect(reached).toEqual([]);
+    await provider.close();
+    for (const server of servers) server.close();
   });
 });
