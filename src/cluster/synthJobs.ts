@@ -146,29 +146,36 @@ export class RedisJobProvider implements TtsProvider {
         if (request.signal.aborted) return;
         throw new ProviderError('provider_unavailable', `the synthesis queue cannot be reached (${(error as Error).message})`);
       }
-      for (;;) {
+      // The job's next block, or null at its end (or the abort). In a function of its own, and let
+      // go of before the wait for the next: see ../providers/iteration.ts.
+      const nextBlock = async (): Promise<PcmBlock | null> => {
         let entry: Awaited<ReturnType<typeof audio.next>>;
         try {
           entry = await audio.next(request.signal);
         } catch (error) {
           throw new ProviderError('provider_unavailable', (error as Error).message);
         }
-        if (!entry) return; // aborted
+        if (!entry) return null; // aborted
         const fields = fieldsOf(entry[1]);
         if (fields.get('k')?.toString() === 'a') {
           const bytes = fields.get('p') ?? Buffer.alloc(0);
           // Copied into an aligned array: a Buffer may start at an odd offset of its pool.
           const samples = new Int16Array(bytes.byteLength >> 1);
           Buffer.from(samples.buffer).set(bytes.subarray(0, samples.byteLength));
-          yield { samples, sampleRate: Number(fields.get('r')?.toString() ?? '0') };
-          continue;
+          return { samples, sampleRate: Number(fields.get('r')?.toString() ?? '0') };
         }
         ended = true;
         if (fields.get('s')?.toString() === 'failed') {
           const code = (fields.get('c')?.toString() || 'provider_unavailable') as ErrorCode;
           throw new ProviderError(code, fields.get('m')?.toString() || 'the synthesis worker failed');
         }
-        return;
+        return null;
+      };
+      let block = await nextBlock();
+      while (block) {
+        yield block;
+        block = null;
+        block = await nextBlock();
       }
     } finally {
       audio.close();

@@ -2,10 +2,14 @@
 // connections (lanes of 64 streams), each job's entries in order and once; a job added while its
 // lane is blocked is read at once (the lane is woken, not left to its block timeout); a job whose
 // consumer does not take holds at most `maxBuffered` entries in the gateway, the rest stays in Redis
-// until it is taken; closing releases the connections.
+// until it is taken; closing releases the connections. And the gateway's provider lets go of each
+// block it handed on while it waits for the worker's next.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobStreams } from '../../src/cluster/jobStreams.js';
 import { connectRedis, type Redis } from '../../src/cluster/redis.js';
+import { RedisJobProvider, SynthWorker } from '../../src/cluster/synthJobs.js';
+import { firstBlockCollectedDuringWait } from '../support/blockRetention.js';
+import { ToneProvider } from '../support/toneProvider.js';
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
 
 let redis: RunningRedis;
@@ -92,5 +96,24 @@ describe('JobStreams', () => {
     job.close();
     expect(await job.next(never)).toBeNull();
     streams.close();
+  });
+});
+
+describe('RedisJobProvider (the gateway side of a job)', () => {
+  it('lets go of each block it handed on while it waits for the next one', async () => {
+    const tone = new ToneProvider({ pauseMs: 100 }); // the worker writes a block every 100 ms
+    const worker = new SynthWorker(await connectRedis(redis.url), tone, { prefix: 'retention' });
+    const gateway = new RedisJobProvider(await connectRedis(redis.url), tone.name, tone.voices, tone.maxPieceChars, { prefix: 'retention' });
+    await gateway.ready();
+    await worker.start();
+    const stop = new AbortController();
+    try {
+      const blocks = gateway.synthesize({ text: 'A text long enough for several blocks of tone.', voice: 'tone', signal: stop.signal })[Symbol.asyncIterator]();
+      expect(await firstBlockCollectedDuringWait(blocks)).toBe(true);
+    } finally {
+      stop.abort();
+      await worker.stop();
+      await gateway.close();
+    }
   });
 });

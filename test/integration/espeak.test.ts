@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createVoxlineServer, type VoxlineServer } from '../../src/server/voxlineServer.js';
 import { EspeakProvider } from '../../src/providers/espeak/espeakProvider.js';
 import type { ServerMessage, VoiceInfo } from '../../machines/types.js';
+import { firstBlockCollectedDuringWait } from '../support/blockRetention.js';
 import { assertContract, TestVoiceClient } from '../support/voiceClient.js';
 
 const sampleRate = 24_000;
@@ -126,6 +127,22 @@ describe('audio per character is bounded', () => {
     expect(next.samples).toBeGreaterThan(0);
     assertContract(c.frames);
     c.close();
+  });
+});
+
+describe('memory', () => {
+  it('the provider lets go of each block it handed on while it waits for the next one', async () => {
+    const provider = new EspeakProvider({ size: 1 });
+    await provider.ready();
+    const stop = new AbortController();
+    const text = 'A sentence long enough to come out of the worker in several blocks, one after another.';
+    try {
+      const blocks = provider.synthesize({ text, voice: provider.voices[0]!.id, signal: stop.signal })[Symbol.asyncIterator]();
+      expect(await firstBlockCollectedDuringWait(blocks)).toBe(true);
+    } finally {
+      stop.abort();
+      await provider.close();
+    }
   });
 });
 

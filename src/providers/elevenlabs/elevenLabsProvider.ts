@@ -8,6 +8,7 @@
 // audio at all (what Pipecat saw in production, pipecat-ai/pipecat#4681, #5271).
 import type { VoiceInfo } from '../../../machines/types.js';
 import { BlockQueue } from '../blockQueue.js';
+import { nextItem } from '../iteration.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TextStream, type TtsProvider } from '../types.js';
 import { ElevenLabsConnection, type ContextSink } from './elevenLabsConnection.js';
 
@@ -123,12 +124,20 @@ export function elevenLabsProvider(options: ElevenLabsProviderOptions): TtsProvi
     openTextStream,
     async *synthesize(request: SynthesisRequest): AsyncGenerator<PcmBlock> {
       const stream = openTextStream(request);
+      const audio = stream.audio[Symbol.asyncIterator]();
       try {
         stream.write(request.text);
         stream.end();
-        yield* stream.audio;
+        // Not `yield*`: see ../iteration.ts.
+        let block = await nextItem(audio);
+        while (block) {
+          yield block;
+          block = null;
+          block = await nextItem(audio);
+        }
       } finally {
         stream.close();
+        await audio.return?.();
       }
     },
     ready: () => Promise.resolve(),
@@ -152,7 +161,7 @@ class ElevenLabsContext implements TextStream, ContextSink {
   readonly id = `vx${(nextContext++).toString(36)}`;
   private readonly outbox: Record<string, unknown>[] = [];
   /** Audio of this context; finished once the service let go of it (isFinal or a failure). */
-  private readonly queue = new BlockQueue<Int16Array>();
+  private readonly queue = new BlockQueue<PcmBlock>();
   private initialised = false;
   private closeSent = false;
   private ended = false;
@@ -215,13 +224,9 @@ class ElevenLabsContext implements TextStream, ContextSink {
   }
 
   get audio(): AsyncIterable<PcmBlock> {
-    return this.iterate();
-  }
-
-  private async *iterate(): AsyncGenerator<PcmBlock> {
-    for await (const samples of this.queue.drain(() => this.signal.aborted || this.released)) {
-      yield { samples, sampleRate: this.sampleRate };
-    }
+    // The queue's own generator, unwrapped: a generator looping over it would keep the last block
+    // in its suspended frame while it waits for the next.
+    return this.queue.drain(() => this.signal.aborted || this.released);
   }
 
   close(): void {
@@ -250,7 +255,7 @@ class ElevenLabsContext implements TextStream, ContextSink {
     this.heard = true;
     if (this.ended && !this.closeSent && !this.released) this.sendClose();
     if (this.released || pcm.length === 0) return;
-    this.queue.push(pcm);
+    this.queue.push({ samples: pcm, sampleRate: this.sampleRate });
   }
 
   onFinal(): void {

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ProviderError, type PcmBlock } from '../types.js';
 import { BlockQueue } from '../blockQueue.js';
+import { nextItem } from '../iteration.js';
 
 const KIND_READY = 1;
 const KIND_AUDIO = 2;
@@ -182,9 +183,17 @@ export class EspeakWorkerPool {
     const job = this.beginJob(worker, text, voice);
     const onAbort = () => job.audio.wake();
     signal.addEventListener('abort', onAbort);
+    const audio = job.audio.drain(() => signal.aborted);
     try {
-      yield* job.audio.drain(() => signal.aborted);
+      // Not `yield*`: see ../iteration.ts.
+      let block = await nextItem(audio);
+      while (block) {
+        yield block;
+        block = null;
+        block = await nextItem(audio);
+      }
     } finally {
+      await audio.return(undefined);
       signal.removeEventListener('abort', onAbort);
       // Nobody takes the rest: drop it, and let a worker held back for this job go on. It
       // finishes the piece it is on (tens of ms) or is killed by the stall watchdog.

@@ -55,9 +55,8 @@ export function groqProvider(options: GroqProviderOptions): TtsProvider {
     if (!response.body) throw new ProviderError('provider_unavailable', 'groq returned an empty response');
     const reader = response.body.getReader();
     const parser = new WavStreamParser();
-    // The next block of samples, or null at the end. Read and parsed in a function of its own: a
-    // suspended generator keeps every value its frame held, and this one waits on the network
-    // between blocks, so the bytes read and the block already handed on would stay alive with it.
+    // The next block of samples, or null at the end. Read and parsed in a function of its own, and
+    // let go of before the wait for the next: see ../iteration.ts (the bytes read would stay too).
     const nextBlock = async (): Promise<PcmBlock | null> => {
       for (;;) {
         const { done, value } = await reader.read();
@@ -70,7 +69,7 @@ export function groqProvider(options: GroqProviderOptions): TtsProvider {
       let block = await nextBlock();
       while (block) {
         yield block;
-        block = null; // let go of it before the wait for the next
+        block = null;
         block = await nextBlock();
       }
       parser.end();
