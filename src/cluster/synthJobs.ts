@@ -13,6 +13,7 @@
 // taken for dead; a job idle past `claimIdleMs` is, by XAUTOCLAIM. Every key expires.
 import { randomUUID } from 'node:crypto';
 import type { ErrorCode, VoiceInfo } from '../../machines/types.js';
+import { nextItem } from '../providers/iteration.js';
 import { ProviderError, type JobFence, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../providers/types.js';
 import { JobStreams } from './jobStreams.js';
 import type { Redis } from './redis.js';
@@ -347,13 +348,23 @@ export class SynthWorker {
       let code = '';
       let message = '';
       try {
-        for await (const block of this.provider.synthesize({ text: fields.get('text') ?? '', voice: fields.get('voice') ?? '', signal: controller.signal })) {
-          // Refused: the gateway ended the job (STOP, timeout) or another worker did.
-          if (!(await this.jobs.append(jobId, block))) {
-            status = 'cancelled';
-            controller.abort();
-            break;
+        const blocks = this.provider.synthesize({ text: fields.get('text') ?? '', voice: fields.get('voice') ?? '', signal: controller.signal })[Symbol.asyncIterator]();
+        try {
+          // Not `for await`: a block written is let go of before the wait for the next (../providers/iteration.ts).
+          let block = await nextItem(blocks);
+          while (block) {
+            const appending = this.jobs.append(jobId, block);
+            block = null;
+            // Refused: the gateway ended the job (STOP, timeout) or another worker did.
+            if (!(await appending)) {
+              status = 'cancelled';
+              controller.abort();
+              break;
+            }
+            block = await nextItem(blocks);
           }
+        } finally {
+          await blocks.return?.();
         }
         if (controller.signal.aborted && status === 'done') {
           if (this.cutShort) throw new ProviderError('provider_unavailable', 'the synthesis worker stopped before the job finished');

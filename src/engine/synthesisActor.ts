@@ -9,6 +9,7 @@ import { PcmChunker } from '../audio/chunker.js';
 import { StreamResampler } from '../audio/resampler.js';
 import { loopTurn } from './loopBudget.js';
 import type { ProviderGuard } from '../providers/providerGuard.js';
+import { nextItem } from '../providers/iteration.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TextStream, type TtsProvider } from '../providers/types.js';
 import { SentenceSplitter } from '../text/sentenceSplitter.js';
 import { nonSpaceChars } from '../../machines/heardText.js';
@@ -412,15 +413,25 @@ export class UtteranceJob {
   }
 
   private async consume(audio: AsyncIterable<PcmBlock>, afterBlock: () => void): Promise<void> {
-    for await (const block of audio) {
-      if (this.abort.signal.aborted) return; // `for await` exit runs the provider's cleanup
-      const taking = this.take(block);
-      if (taking) await taking;
-      afterBlock();
-      const turn = loopTurn();
-      if (turn) await turn;
-      // Backpressure: do not pull more from the provider while the client is not reading.
-      if (this.paused) await this.resumed(this.abort.signal);
+    const blocks = audio[Symbol.asyncIterator]();
+    try {
+      // Not `for await`: a block taken is let go of before the wait for the next (../providers/iteration.ts).
+      let block = await nextItem(blocks);
+      while (block) {
+        if (this.abort.signal.aborted) return;
+        const taking = this.take(block);
+        block = null;
+        if (taking) await taking;
+        afterBlock();
+        const turn = loopTurn();
+        if (turn) await turn;
+        // Backpressure: do not pull more from the provider while the client is not reading.
+        if (this.paused) await this.resumed(this.abort.signal);
+        block = await nextItem(blocks);
+      }
+    } finally {
+      // As `for await` would: the provider's cleanup runs (a finished generator ignores it).
+      await blocks.return?.();
     }
   }
 

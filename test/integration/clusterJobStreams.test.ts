@@ -4,12 +4,19 @@
 // consumer does not take holds at most `maxBuffered` entries in the gateway, the rest stays in Redis
 // until it is taken; closing releases the connections. And the gateway's provider lets go of each
 // block it handed on while it waits for the worker's next.
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobStreams } from '../../src/cluster/jobStreams.js';
 import { connectRedis, type Redis } from '../../src/cluster/redis.js';
 import { RedisJobProvider, SynthWorker } from '../../src/cluster/synthJobs.js';
 import { firstBlockCollectedDuringWait } from '../support/blockRetention.js';
+import { OneBlockProvider } from '../support/oneBlockProvider.js';
+import { settle } from '../support/settle.js';
 import { ToneProvider } from '../support/toneProvider.js';
+
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
 
 let redis: RunningRedis;
@@ -113,6 +120,30 @@ describe('RedisJobProvider (the gateway side of a job)', () => {
     } finally {
       stop.abort();
       await worker.stop();
+      await gateway.close();
+    }
+  });
+
+  it("the worker lets go of each block it wrote while it waits for its provider's next", async () => {
+    const provider = new OneBlockProvider();
+    const worker = new SynthWorker(await connectRedis(redis.url), provider, { prefix: 'retention-worker' });
+    const gateway = new RedisJobProvider(await connectRedis(redis.url), provider.name, provider.voices, provider.maxPieceChars, { prefix: 'retention-worker' });
+    await gateway.ready();
+    await worker.start();
+    const stop = new AbortController();
+    const blocks = gateway.synthesize({ text: 'Hello.', voice: 'v', signal: stop.signal })[Symbol.asyncIterator]();
+    try {
+      // The gateway has the block: the worker wrote it and asked its provider for the next.
+      expect((await blocks.next()).done).toBe(false);
+      await settle(() => provider.waiting, 2_000, "the worker's wait for a second block");
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      expect(provider.first!.deref()).toBeUndefined();
+    } finally {
+      stop.abort();
+      await blocks.return?.(undefined);
+      // The job is cancelled, but the worker learns it only at its next write, which never comes here.
+      await worker.stop(100);
       await gateway.close();
     }
   });

@@ -2,15 +2,20 @@
 // speaker sends it and by a small in-process provider whose every pull, request and release is
 // counted. No machine, no sockets: the job's own logic (text pieces, pause and resume, the wait
 // for text, cancel and release, one end, no audio after a cancel, errors).
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { UpstreamCommand, UpstreamEvent, WireError } from '../../machines/types.js';
 import { UtteranceOutlet } from '../../machines/utterances.js';
 import { UtteranceJob, type SynthesisOptions, type VoiceRoute } from '../../src/engine/synthesisActor.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../../src/providers/types.js';
+import { OneBlockProvider } from '../support/oneBlockProvider.js';
 import { settle } from '../support/settle.js';
 
 const rate = 24_000;
 const stream = 7;
+v8.setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
 /** Holds a provider between blocks until opened (or the request is aborted, unless it ignores aborts). */
 class Valve {
@@ -352,4 +357,22 @@ describe('UtteranceJob', () => {
       expect(j.providerErrors).toEqual([]);
     });
   });
+});
+
+describe('UtteranceJob memory', () => {
+  // A suspended async function keeps what its frame held (src/providers/iteration.ts): a block sent
+  // on would stay alive for as long as the job waits on its provider for the next one.
+  for (const textStream of [false, true]) {
+    it(`lets go of a block it sent on while it waits for the next (${textStream ? 'one text stream' : 'text pieces'})`, async () => {
+      const provider = new OneBlockProvider(textStream);
+      const j = startJob('Hello there, this is one sentence.', true, { route: { provider, providerVoice: 'v' } });
+      await j.until('the wait for a second block', () => provider.waiting && j.count('UPSTREAM_AUDIO') > 0);
+      // A WeakRef keeps its target for the rest of the task that made it: collect in a later one.
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+      expect(provider.first!.deref()).toBeUndefined();
+      j.send({ type: 'CANCEL' });
+      await j.until('the release', () => j.count('UPSTREAM_RELEASED') === 1);
+    });
+  }
 });
