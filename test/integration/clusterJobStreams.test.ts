@@ -4,19 +4,15 @@
 // consumer does not take holds at most `maxBuffered` entries in the gateway, the rest stays in Redis
 // until it is taken; closing releases the connections. And the gateway's provider lets go of each
 // block it handed on while it waits for the worker's next.
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JobStreams } from '../../src/cluster/jobStreams.js';
 import { connectRedis, type Redis } from '../../src/cluster/redis.js';
 import { RedisJobProvider, SynthWorker } from '../../src/cluster/synthJobs.js';
-import { firstBlockCollectedDuringWait } from '../support/blockRetention.js';
+import { firstBlockCollectedDuringWait, gc } from '../support/blockRetention.js';
 import { OneBlockProvider } from '../support/oneBlockProvider.js';
 import { settle } from '../support/settle.js';
 import { ToneProvider } from '../support/toneProvider.js';
 
-v8.setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 import { startRedis, type RunningRedis } from '../support/redisServer.js';
 
 let redis: RunningRedis;

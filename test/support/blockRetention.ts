@@ -6,7 +6,8 @@ import { runInNewContext } from 'node:vm';
 import type { PcmBlock } from '../../src/providers/types.js';
 
 v8.setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+/** A full garbage collection (V8's, exposed for the tests that use this module). */
+export const gc = runInNewContext('gc') as () => void;
 
 /**
  * Takes the first block, asks for the next (the provider runs on to its wait), collects garbage and

@@ -2,20 +2,17 @@
 // speaker sends it and by a small in-process provider whose every pull, request and release is
 // counted. No machine, no sockets: the job's own logic (text pieces, pause and resume, the wait
 // for text, cancel and release, one end, no audio after a cancel, errors).
-import v8 from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { UpstreamCommand, UpstreamEvent, WireError } from '../../machines/types.js';
 import { UtteranceOutlet } from '../../machines/utterances.js';
 import { UtteranceJob, type SynthesisOptions, type VoiceRoute } from '../../src/engine/synthesisActor.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../../src/providers/types.js';
+import { gc } from '../support/blockRetention.js';
 import { OneBlockProvider } from '../support/oneBlockProvider.js';
 import { settle } from '../support/settle.js';
 
 const rate = 24_000;
 const stream = 7;
-v8.setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 /** Holds a provider between blocks until opened (or the request is aborted, unless it ignores aborts). */
 class Valve {
