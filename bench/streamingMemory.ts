@@ -1,8 +1,8 @@
 // `node --expose-gc --import tsx bench/streamingMemory.ts [sessions] [contender]`: where a streaming
 // session's memory goes. A server (voxline, or raw-ws for comparison; compiled, as the bench runs
-// it) runs in this process, the Groq emulator and the clients (bench/loadgen.ts) in their own. A heap snapshot is taken before
-// the sessions open and another once every one of `sessions` sessions, each speaking one
-// sentence, has its first audio. Printed per session: the growth of heap, external and array
+// it) runs in this process, the Groq emulator and the clients (bench/loadgen.ts) in their own. A
+// heap snapshot is taken before the sessions open and another once every one of `sessions`
+// sessions, each speaking one sentence, has its first audio. Printed per session: the growth of heap, external and array
 // buffer memory; every ArrayBuffer (the audio) grouped by the chain of objects that keeps it
 // alive; and the object kinds (constructor names) that grew the most.
 process.setSourceMapsEnabled(false); // as in production (see bench/serverProcess.ts)

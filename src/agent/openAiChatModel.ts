@@ -11,7 +11,7 @@
 import Groq from 'groq-sdk';
 import OpenAI from 'openai';
 import { apiErrorMessage, retryAfterMs } from '../providers/apiErrors.js';
-import { passAbortReasons, sdkFetchOptions } from '../providers/sdkClients.js';
+import { sdkClient } from '../providers/sdkClients.js';
 import { ChatModelError, type ChatMessage, type ChatModel, type ChatRequest } from './types.js';
 
 export const groqChatModels = ['llama-3.3-70b-versatile', 'llama-3.1-8b-instant'] as const;
@@ -45,18 +45,9 @@ export interface ChatCompletionsOptions {
 
 /** OpenAI or any server speaking its chat-completions API. */
 export function openAiChatModel(options: ChatCompletionsOptions): ChatModel {
-  const client = passAbortReasons(
-    new OpenAI({
-      apiKey: options.apiKey,
-      ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-      maxRetries: 0,
-      timeout: options.requestTimeoutMs ?? 60_000,
-      // Failures reach the turn as typed errors; the SDK's own console logging would bypass the
-      // engine's logger and print raw chunks of the conversation.
-      logLevel: 'off',
-      fetchOptions: sdkFetchOptions,
-    }),
-  );
+  // Quiet: failures reach the turn as typed errors; the SDK's own console logging would bypass the
+  // engine's logger and print raw chunks of the conversation.
+  const client = sdkClient(OpenAI, { apiKey: options.apiKey, baseURL: options.baseURL, timeoutMs: options.requestTimeoutMs ?? 60_000, quiet: true });
   const model = options.model ?? defaultOpenAiChatModel;
   return chatCompletionsModel({
     name: `openai:${model}`,
@@ -70,16 +61,7 @@ export function openAiChatModel(options: ChatCompletionsOptions): ChatModel {
 
 /** Groq's chat models through groq-sdk (`llama-3.3-70b-versatile` by default, `llama-3.1-8b-instant` for speed). */
 export function groqChatModel(options: ChatCompletionsOptions): ChatModel {
-  const client = passAbortReasons(
-    new Groq({
-      apiKey: options.apiKey,
-      ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-      maxRetries: 0,
-      timeout: options.requestTimeoutMs ?? 60_000,
-      logLevel: 'off', // see openAiChatModel
-      fetchOptions: sdkFetchOptions,
-    }),
-  );
+  const client = sdkClient(Groq, { apiKey: options.apiKey, baseURL: options.baseURL, timeoutMs: options.requestTimeoutMs ?? 60_000, quiet: true }); // quiet: see openAiChatModel
   const model = options.model ?? defaultGroqChatModel;
   return chatCompletionsModel({
     name: `groq:${model}`,

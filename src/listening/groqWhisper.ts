@@ -17,7 +17,7 @@ import Groq, { toFile } from 'groq-sdk';
 import type { ErrorCode } from '../../machines/types.js';
 import { concatInt16, int16ToBytes, wavHeader } from '../audio/pcm.js';
 import { apiErrorMessage, retryAfterMs } from '../providers/apiErrors.js';
-import { passAbortReasons, sdkFetchOptions } from '../providers/sdkClients.js';
+import { sdkClient } from '../providers/sdkClients.js';
 import { listenSampleRate, RecognitionError, type RecognitionJob, type RecognitionRequest, type SpeechRecognizer } from './types.js';
 
 export const groqWhisperModel = 'whisper-large-v3-turbo';
@@ -54,15 +54,7 @@ export class GroqWhisperRecognizer implements SpeechRecognizer {
   private closed = false;
 
   constructor(options: GroqWhisperOptions) {
-    this.client = passAbortReasons(
-      new Groq({
-        apiKey: options.apiKey,
-        ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-        maxRetries: 0,
-        timeout: options.requestTimeoutMs ?? 10_000,
-        fetchOptions: sdkFetchOptions,
-      }),
-    );
+    this.client = sdkClient(Groq, { apiKey: options.apiKey, baseURL: options.baseURL, timeoutMs: options.requestTimeoutMs ?? 10_000 });
     this.settings = {
       model: options.model ?? groqWhisperModel,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,

@@ -12,7 +12,8 @@
 //   }
 //
 // rather than `yield*` or `for await`, whose iterator results stay in the frame.
-// (test/integration/providers.test.ts checks it for each provider with a WeakRef and a GC.)
+// (test/support/blockRetention.ts checks it with a WeakRef and a GC: for each provider, the
+// utterance's job and the synthesis worker.)
 
 /** The next item of `items`, or null at its end; the iterator result never reaches the caller's frame. */
 export async function nextItem<T>(items: AsyncIterator<T>): Promise<T | null> {

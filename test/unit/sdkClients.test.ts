@@ -7,7 +7,7 @@ import Groq from 'groq-sdk';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
-import { passAbortReasons, sdkFetchOptions } from '../../src/providers/sdkClients.js';
+import { sdkClient } from '../../src/providers/sdkClients.js';
 import { ProviderError } from '../../src/providers/types.js';
 
 interface Seen {
@@ -24,11 +24,24 @@ function hangingFetch(seen: Seen[]) {
     });
 }
 
+/** Built by sdkClient, as src/ builds them; the SDK's own `fetch` option points it at `hangingFetch`. */
 const clients = {
-  groq: (seen: Seen[], timeout = 60_000) =>
-    passAbortReasons(new Groq({ apiKey: 'test', baseURL: 'http://127.0.0.1:9', maxRetries: 0, timeout, fetchOptions: sdkFetchOptions, fetch: hangingFetch(seen) })),
-  openai: (seen: Seen[], timeout = 60_000) =>
-    passAbortReasons(new OpenAI({ apiKey: 'test', baseURL: 'http://127.0.0.1:9', maxRetries: 0, timeout, logLevel: 'off', fetchOptions: sdkFetchOptions, fetch: hangingFetch(seen) })),
+  groq: (seen: Seen[], timeout = 60_000) => {
+    class Recorded extends Groq {
+      constructor(options: ConstructorParameters<typeof Groq>[0]) {
+        super({ ...options, fetch: hangingFetch(seen) });
+      }
+    }
+    return sdkClient(Recorded, { apiKey: 'test', baseURL: 'http://127.0.0.1:9', timeoutMs: timeout });
+  },
+  openai: (seen: Seen[], timeout = 60_000) => {
+    class Recorded extends OpenAI {
+      constructor(options: ConstructorParameters<typeof OpenAI>[0]) {
+        super({ ...options, fetch: hangingFetch(seen) });
+      }
+    }
+    return sdkClient(Recorded, { apiKey: 'test', baseURL: 'http://127.0.0.1:9', timeoutMs: timeout, quiet: true });
+  },
 };
 
 const speak = (client: Groq | OpenAI, signal?: AbortSignal) =>

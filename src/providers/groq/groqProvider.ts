@@ -7,7 +7,7 @@ import Groq from 'groq-sdk';
 import type { VoiceInfo } from '../../../machines/types.js';
 import { WavFormatError, WavStreamParser } from '../../audio/wavStreamParser.js';
 import { apiErrorMessage, retryAfterMs } from '../apiErrors.js';
-import { passAbortReasons, sdkFetchOptions } from '../sdkClients.js';
+import { sdkClient } from '../sdkClients.js';
 import { ProviderError, type PcmBlock, type SynthesisRequest, type TtsProvider } from '../types.js';
 
 export const groqEnglishModel = 'canopylabs/orpheus-v1-english';
@@ -26,15 +26,7 @@ export interface GroqProviderOptions {
 }
 
 export function groqProvider(options: GroqProviderOptions): TtsProvider {
-  const client = passAbortReasons(
-    new Groq({
-      apiKey: options.apiKey,
-      ...(options.baseURL ? { baseURL: options.baseURL } : {}),
-      maxRetries: 0,
-      timeout: options.requestTimeoutMs ?? 30_000,
-      fetchOptions: sdkFetchOptions,
-    }),
-  );
+  const client = sdkClient(Groq, { apiKey: options.apiKey, baseURL: options.baseURL, timeoutMs: options.requestTimeoutMs ?? 30_000 });
   const arabic = new Set<string>(groqArabicVoices);
   const voices: VoiceInfo[] = [
     ...groqEnglishVoices.map((id) => ({ id, language: 'en', provider: 'groq' })),
