@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Groq from 'groq-sdk';
 import OpenAI from 'openai';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { groqProvider } from '../../src/providers/groq/groqProvider.js';
 import { sdkClient } from '../../src/providers/sdkClients.js';
 import { ProviderError } from '../../src/providers/types.js';
@@ -106,6 +106,9 @@ describe('a redirecting upstream, over real sockets', () => {
     expect((failure as ProviderError).code).toBe('provider_unavailable');
     expect(reached).toEqual([]);
     await provider.close();
+  });
+
+  afterAll(() => {
     for (const server of servers) server.close();
   });
 });
